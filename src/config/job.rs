@@ -1,0 +1,144 @@
+//! The job file: what to fetch and where to write it.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, ConfigErrors, JsonPointer};
+use crate::paginate::PaginationConfig;
+use crate::schedule::ScheduleConfig;
+use crate::sink::OutputConfig;
+
+/// A job: one endpoint of one provider, written to one snapshot per run.
+/// File: `jobs/<name>.toml`; the job's name is the file name without `.toml`. Override any
+/// field with `APISNAP_JOB_<NAME>__<FIELD>` (e.g. `APISNAP_JOB_EVENTS__OUTPUT__DIR`).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "apisnap job")]
+pub struct JobConfig {
+    /// What this job fetches, for people reading the file.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The provider's name: the file `providers/<provider>.toml` beside this job.
+    #[schemars(example = &"seal_metrics")]
+    pub provider: String,
+    /// The request.
+    pub endpoint: EndpointConfig,
+    /// How to walk the pages.
+    pub pagination: PaginationConfig,
+    /// Where and how to write the snapshot.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// When `apisnap schedule` and the generated deployments run this job.
+    #[serde(default)]
+    pub schedule: Option<ScheduleConfig>,
+}
+
+/// The request a job makes (pagination adds its own parameters).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// HTTP method.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Path, appended to the provider's `base_url`.
+    #[schemars(example = &"/stats/events")]
+    pub path: String,
+    /// Query parameters sent with every page.
+    #[serde(default, deserialize_with = "super::scalar_map")]
+    #[schemars(schema_with = "super::scalar_map_schema")]
+    pub query: BTreeMap<String, String>,
+    /// Headers for this endpoint; they override the provider's headers of the same name.
+    #[serde(default, deserialize_with = "super::scalar_map")]
+    #[schemars(schema_with = "super::scalar_map_schema")]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON body (POST and PUT).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// Where the array of records is in each response: `/data`, `/data/items`, or `` when
+    /// the body is the array.
+    #[serde(default = "default_records_pointer")]
+    pub records_pointer: JsonPointer,
+}
+
+fn default_records_pointer() -> JsonPointer {
+    "/data".parse().expect("valid pointer")
+}
+
+/// HTTP method of an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Post,
+    Put,
+}
+
+impl HttpMethod {
+    pub fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+        }
+    }
+}
+
+impl JobConfig {
+    /// Checks what can be checked without the environment or the network.
+    pub fn validate(&self) -> ConfigErrors {
+        let mut errors = ConfigErrors::default();
+        let e = &self.endpoint;
+        if !e.path.starts_with('/') {
+            errors.push(ConfigError::field(
+                "endpoint.path",
+                format!("`{}` must start with `/`", e.path),
+            ));
+        }
+        if e.path.contains('?') {
+            errors.push(ConfigError::field(
+                "endpoint.path",
+                "must not contain `?`: put query parameters in `endpoint.query`",
+            ));
+        }
+        for (name, value) in &e.headers {
+            check_header(name, value, "endpoint.headers", &mut errors);
+        }
+        if e.body.is_some() && e.method == HttpMethod::Get {
+            errors.push(ConfigError::field(
+                "endpoint.body",
+                "a GET request has no body: set `method = \"POST\"` or remove `body`",
+            ));
+        }
+        self.pagination.validate(&mut errors);
+        self.output.validate(&mut errors);
+        if let Some(s) = &self.schedule {
+            s.validate(&mut errors);
+        }
+        errors
+    }
+}
+
+pub(super) fn check_header(name: &str, value: &str, field: &str, errors: &mut ConfigErrors) {
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        errors.push(ConfigError::field(
+            format!("{field}.{name}"),
+            "not a valid header name: expected letters, digits and `-`",
+        ));
+    }
+    if reqwest::header::HeaderValue::from_str(value).is_err() {
+        errors.push(ConfigError::field(
+            format!("{field}.{name}"),
+            "not a valid header value: expected visible ASCII",
+        ));
+    }
+    if name.eq_ignore_ascii_case("authorization") {
+        errors.push(ConfigError::field(
+            format!("{field}.{name}"),
+            "the Authorization header comes from the provider's `auth`: a literal one would \
+             put a secret in the file",
+        ));
+    }
+}

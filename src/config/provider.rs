@@ -1,0 +1,88 @@
+//! The provider file: one API, declared once and shared by its jobs.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, ConfigErrors, check_base_url};
+use crate::auth::AuthConfig;
+use crate::fetch::RetryConfig;
+
+/// A provider: base URL, authentication and what every request to it carries.
+/// File: `jobs/providers/<name>.toml`; override any field with
+/// `APISNAP_PROVIDER_<NAME>__<FIELD>` (e.g. `APISNAP_PROVIDER_SEAL_METRICS__BASE_URL`).
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "apisnap provider")]
+pub struct ProviderConfig {
+    /// What this provider is, for people reading the file.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Base URL; endpoint paths are appended to it. `https://`, or `http://` to a loopback
+    /// host only.
+    #[schemars(example = &"https://app.sealmetrics.com/api")]
+    pub base_url: String,
+    /// How requests are authenticated.
+    pub auth: AuthConfig,
+    /// Headers sent with every request to this provider; a job's endpoint headers override
+    /// them.
+    #[serde(default, deserialize_with = "super::scalar_map")]
+    #[schemars(schema_with = "super::scalar_map_schema")]
+    pub headers: BTreeMap<String, String>,
+    /// The `User-Agent` header. Some gateways reject library defaults.
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+    /// Retries of failed requests.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Seconds a whole request (connect, send, read the body) may take.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Seconds a connection attempt may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_user_agent() -> String {
+    crate::USER_AGENT.into()
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+impl ProviderConfig {
+    /// Checks what can be checked without the environment.
+    pub fn validate(&self) -> ConfigErrors {
+        let mut errors = ConfigErrors::default();
+        if let Err(e) = check_base_url(&self.base_url, "base_url") {
+            errors.push(e);
+        }
+        self.auth.validate(&mut errors);
+        for (name, value) in &self.headers {
+            super::job::check_header(name, value, "headers", &mut errors);
+        }
+        if self.user_agent.trim().is_empty() {
+            errors.push(ConfigError::field(
+                "user_agent",
+                "expected a non-empty User-Agent, e.g. `apisnap/0.1 (data-team@example.com)`",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            errors.push(ConfigError::field("timeout_secs", "expected at least 1 second"));
+        }
+        if self.connect_timeout_secs == 0 {
+            errors.push(ConfigError::field(
+                "connect_timeout_secs",
+                "expected at least 1 second",
+            ));
+        }
+        self.retry.validate(&mut errors);
+        errors
+    }
+}

@@ -1,0 +1,60 @@
+//! The library's error type, and the exit code each kind maps to.
+//!
+//! A concrete enum rather than a boxed error: the binary needs to tell a config mistake from
+//! an authentication failure from an upstream outage, because each gets its own exit code and
+//! schedulers and on-call people act differently on each.
+
+use crate::config::ConfigErrors;
+use crate::fetch::FetchError;
+use crate::sink::SinkError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A job or provider file is wrong, or a secret cannot be read.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The API failed, after retries, or rejected the credentials.
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    /// A page's records could not be turned into rows.
+    #[error("job `{job}`: the page at {position} could not be decoded: {message}")]
+    Decode {
+        job: String,
+        position: String,
+        message: String,
+    },
+    /// Writing the snapshot failed (disk full, permissions).
+    #[error("job `{job}`: writing the snapshot failed: {source}")]
+    Sink {
+        job: String,
+        #[source]
+        source: SinkError,
+    },
+    /// Anything else that stopped a run (a panicked stage, a runtime failure).
+    #[error("job `{job}`: {message}")]
+    Internal { job: String, message: String },
+}
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The run failed for a reason not listed below (decode, disk, internal).
+    pub const FAILED: u8 = 1;
+    /// A job or provider file (or the command line) is wrong.
+    pub const CONFIG: u8 = 2;
+    /// The API rejected the credentials.
+    pub const AUTH: u8 = 3;
+    /// The API kept failing after all retries, or answered with a non-retryable error.
+    pub const UPSTREAM: u8 = 4;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit::CONFIG,
+            Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
+            Error::Fetch(_) => exit::UPSTREAM,
+            Error::Decode { .. } | Error::Sink { .. } | Error::Internal { .. } => exit::FAILED,
+        }
+    }
+}

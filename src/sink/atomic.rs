@@ -1,0 +1,74 @@
+//! Files that appear under their final name only when complete.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
+
+use super::SinkError;
+
+/// A file written under a hidden temporary name beside its final path. Dropping it without
+/// [`commit`](Self::commit) removes the temporary file.
+pub struct AtomicFile {
+    temp: TempPath,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the directory if needed and a temporary file in it.
+    pub fn create(path: &Path) -> Result<(AtomicFile, File), SinkError> {
+        let dir = parent(path);
+        std::fs::create_dir_all(dir).map_err(|e| SinkError::io(dir, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| SinkError::io(dir, e))?;
+        let (file, temp) = file.into_parts();
+        Ok((
+            AtomicFile {
+                temp,
+                path: path.to_path_buf(),
+            },
+            file,
+        ))
+    }
+
+    /// fsyncs `file`, renames it to the final name and fsyncs the directory, so that after a
+    /// crash the file is either absent or complete. Returns its size.
+    pub fn commit(self, file: File) -> Result<u64, SinkError> {
+        file.sync_all().map_err(|e| SinkError::io(&self.path, e))?;
+        let bytes = file
+            .metadata()
+            .map_err(|e| SinkError::io(&self.path, e))?
+            .len();
+        drop(file);
+        self.temp
+            .persist(&self.path)
+            .map_err(|e| SinkError::io(&self.path, e.error))?;
+        sync_dir(parent(&self.path))?;
+        Ok(bytes)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Makes a rename in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), SinkError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SinkError::io(dir, e))
+}

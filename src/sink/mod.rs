@@ -1,0 +1,235 @@
+//! Arrow batches to files analysts open: Parquet (zstd) or CSV.
+//!
+//! A file is written under a hidden temporary name in its final directory, fsynced, renamed,
+//! and the directory fsynced ([`atomic`]): nothing partial is ever visible under a final
+//! name, and a crash leaves at worst a `.tmp` file behind.
+
+mod atomic;
+mod csv;
+mod parquet;
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, ConfigErrors};
+
+pub use atomic::AtomicFile;
+
+/// Where and how a job writes its snapshot.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// File format.
+    #[serde(default)]
+    pub format: Format,
+    /// The snapshot directory. Placeholders: `{job}` (the job's name), `{date}` (the run's
+    /// start date, UTC, `YYYY-MM-DD`), `{run_id}` (unique per run, sortable by time).
+    /// Relative paths are relative to the working directory.
+    #[serde(default = "default_dir")]
+    #[schemars(example = &"/srv/data/{job}/{date}")]
+    pub dir: String,
+    /// Parquet compression codec.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// zstd level (1-22); higher is smaller and slower.
+    #[serde(default)]
+    pub compression_level: Option<i32>,
+    /// Rows per Parquet row group; bounds the writer's memory.
+    #[serde(default = "default_row_group_records")]
+    pub row_group_records: usize,
+}
+
+fn default_dir() -> String {
+    "out/{job}/{date}".into()
+}
+
+fn default_row_group_records() -> usize {
+    64 * 1024
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            format: Format::default(),
+            dir: default_dir(),
+            compression: None,
+            compression_level: None,
+            row_group_records: default_row_group_records(),
+        }
+    }
+}
+
+/// Output file format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Apache Parquet: typed, compressed, nested values kept as lists and structs.
+    #[default]
+    Parquet,
+    /// CSV (RFC 4180, UTF-8, header row); nested values as JSON text.
+    Csv,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// Parquet compression codec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
+}
+
+const PLACEHOLDERS: [&str; 3] = ["job", "date", "run_id"];
+
+impl OutputConfig {
+    pub fn validate(&self, errors: &mut ConfigErrors) {
+        if let Err(e) = check_template(&self.dir) {
+            errors.push(ConfigError::field("output.dir", e));
+        }
+        if self.format == Format::Csv {
+            for (set, field) in [
+                (self.compression.is_some(), "output.compression"),
+                (self.compression_level.is_some(), "output.compression_level"),
+            ] {
+                if set {
+                    errors.push(ConfigError::field(
+                        field,
+                        "applies to Parquet only: remove it or set `format = \"parquet\"`",
+                    ));
+                }
+            }
+        }
+        if let Some(level) = self.compression_level {
+            if !(1..=22).contains(&level) {
+                errors.push(ConfigError::field(
+                    "output.compression_level",
+                    format!("{level} is out of range: expected 1-22"),
+                ));
+            } else if self.compression.unwrap_or_default() != Compression::Zstd {
+                errors.push(ConfigError::field(
+                    "output.compression_level",
+                    "applies to zstd only",
+                ));
+            }
+        }
+        if self.row_group_records == 0 {
+            errors.push(ConfigError::field(
+                "output.row_group_records",
+                "expected at least 1",
+            ));
+        }
+    }
+
+    /// The snapshot directory for one run.
+    pub fn render_dir(&self, job: &str, date: &str, run_id: &str) -> PathBuf {
+        PathBuf::from(
+            self.dir
+                .replace("{job}", job)
+                .replace("{date}", date)
+                .replace("{run_id}", run_id),
+        )
+    }
+
+    /// Opens a writer for `path` (created under a temporary name until [`BatchWriter::finish`]).
+    pub fn open(&self, path: &Path, schema: SchemaRef) -> Result<Box<dyn BatchWriter>, SinkError> {
+        match self.format {
+            Format::Parquet => Ok(Box::new(parquet::ParquetWriter::create(path, schema, self)?)),
+            Format::Csv => Ok(Box::new(csv::CsvWriter::create(path, schema)?)),
+        }
+    }
+}
+
+fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest.as_bytes()[open] == b'}' {
+            return Err(format!("`{template}` has a `}}` without `{{`"));
+        }
+        let after = &rest[open + 1..];
+        let close = after
+            .find('}')
+            .ok_or_else(|| format!("`{template}` has a `{{` without `}}`"))?;
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` in `{template}`: expected {{job}}, {{date}} or {{run_id}}"
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    if template.trim().is_empty() {
+        return Err("expected a directory, e.g. `out/{job}/{date}`".into());
+    }
+    Ok(())
+}
+
+/// A file being written.
+pub trait BatchWriter: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
+    /// Completes the file, makes it durable and moves it to its final name.
+    fn finish(self: Box<Self>) -> Result<WrittenFile, SinkError>;
+}
+
+/// A file that is complete under its final name.
+#[derive(Clone, Debug, Serialize)]
+pub struct WrittenFile {
+    pub path: PathBuf,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Encode { path: PathBuf, message: String },
+}
+
+impl SinkError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn encode(path: &Path, message: impl ToString) -> Self {
+        SinkError::Encode {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert!(check_template("out/{job}/{date}/{run_id}").is_ok());
+        assert!(check_template("out/{jobs}").unwrap_err().contains("unknown placeholder `{jobs}`"));
+        assert!(check_template("out/{job").is_err());
+        assert!(check_template("out/job}").is_err());
+        let c = OutputConfig::default();
+        assert_eq!(c.render_dir("e", "2026-01-02", "r"), PathBuf::from("out/e/2026-01-02"));
+    }
+}
