@@ -1,1 +1,137 @@
-//! placeholder
+//! `apisnap demo`: the shipped jobs, run against the built-in sandbox.
+//!
+//! It starts the sandbox on a free loopback port and points the jobs at it with the same
+//! environment variables a user would set (`APISNAP_PROVIDER_<NAME>__BASE_URL`, the
+//! credential variables, `APISNAP_JOB_<NAME>__OUTPUT__DIR`), so it exercises exactly the code
+//! path of a real run.
+
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+use crate::config::{ConfigErrors, find_job, job_files, load_job};
+use crate::env::{Env, job_prefix, provider_prefix};
+use crate::run::RunSummary;
+use crate::sandbox::{Sandbox, SandboxConfig, credentials};
+
+/// How a shipped provider file maps onto the sandbox.
+struct SandboxBinding {
+    /// The provider file's name (`jobs/providers/<provider>.toml`).
+    provider: &'static str,
+    /// The sandbox's base path for it.
+    path: &'static str,
+    /// Credential variables and the sandbox's values for them.
+    credentials: &'static [(&'static str, &'static str)],
+}
+
+const BINDINGS: &[SandboxBinding] = &[SandboxBinding {
+    provider: "seal_metrics",
+    path: "seal",
+    credentials: &[
+        ("SEAL_METRICS_EMAIL", credentials::SEAL_EMAIL),
+        ("SEAL_METRICS_PASSWORD", credentials::SEAL_PASSWORD),
+    ],
+}];
+
+pub struct DemoOptions {
+    pub jobs_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub records: u64,
+}
+
+/// Starts the sandbox, runs every job in `jobs_dir` whose provider it emulates, and returns
+/// the summaries.
+pub async fn run_demo(options: &DemoOptions, env: Env) -> Result<Vec<RunSummary>, Error> {
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records: options.records,
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .map_err(|e| Error::Internal {
+        job: "demo".into(),
+        message: format!("cannot start the sandbox: {e}"),
+    })?;
+    let env = sandbox_env(&sandbox, env, &options.jobs_dir, &options.out_dir)?;
+    let mut summaries = Vec::new();
+    for file in demo_jobs(&options.jobs_dir, &env)? {
+        let def = load_job(&file, &env)?;
+        let job = def.build(&env)?;
+        summaries.push(job.run().await?);
+    }
+    sandbox.stop().await;
+    Ok(summaries)
+}
+
+/// The environment that points the shipped jobs at `sandbox` and their output at `out_dir`.
+pub fn sandbox_env(
+    sandbox: &Sandbox,
+    mut env: Env,
+    jobs_dir: &Path,
+    out_dir: &Path,
+) -> Result<Env, Error> {
+    for b in BINDINGS {
+        env.set(
+            format!("{}__BASE_URL", provider_prefix(b.provider)),
+            sandbox.base_url(b.path),
+        );
+        for (name, value) in b.credentials {
+            env.set(*name, *value);
+        }
+    }
+    let dir = out_dir.join("{job}").join("{date}");
+    for file in job_files(jobs_dir).map_err(ConfigErrors::from)? {
+        let name = file.file_stem().unwrap_or_default().to_string_lossy();
+        env.set(
+            format!("{}__OUTPUT__DIR", job_prefix(&name)),
+            dir.to_string_lossy(),
+        );
+    }
+    Ok(env)
+}
+
+/// The jobs in `dir` whose provider the sandbox emulates.
+fn demo_jobs(dir: &Path, env: &Env) -> Result<Vec<PathBuf>, Error> {
+    let mut out = Vec::new();
+    for file in job_files(dir).map_err(ConfigErrors::from)? {
+        let def = load_job(&file, env)?;
+        if BINDINGS.iter().any(|b| b.provider == def.job.provider) {
+            out.push(find_job(&file.to_string_lossy(), dir).map_err(ConfigErrors::from)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The first `rows` rows of a written file as a table.
+pub fn preview(path: &Path, rows: usize) -> Result<String, String> {
+    use arrow_array::RecordBatch;
+    let batches: Vec<RecordBatch> = match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => {
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| e.to_string())?
+                    .with_batch_size(rows)
+                    .with_limit(rows)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+            reader
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?
+        }
+        _ => {
+            use std::io::BufRead;
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            let lines: Vec<String> = std::io::BufReader::new(file)
+                .lines()
+                .take(rows + 1)
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            return Ok(lines.join("\n"));
+        }
+    };
+    arrow_cast::pretty::pretty_format_batches(&batches)
+        .map(|t| t.to_string())
+        .map_err(|e| e.to_string())
+}

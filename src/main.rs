@@ -1,1 +1,260 @@
-fn main() {}
+//! The `apisnap` command line: parse arguments, dispatch to one function per command, and
+//! turn errors into one-line messages and documented exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use apisnap::Error;
+use apisnap::config::{ConfigErrors, find_job, load_job, validate_paths};
+use apisnap::env::Env;
+use apisnap::error::exit;
+use apisnap::run::RunSummary;
+
+/// Keeps analysts' files in sync with REST APIs: authenticated, paginated, retried, and
+/// written as Parquet or CSV snapshots.
+#[derive(Parser)]
+#[command(name = "apisnap", version, about, long_about = None)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", env = "APISNAP_LOG")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run jobs now and write their snapshots.
+    Run {
+        /// Job names (looked up in --jobs) or job file paths.
+        #[arg(required = true)]
+        jobs: Vec<String>,
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+    },
+    /// Check job and provider files without making a request.
+    Validate {
+        /// Files or directories (default: jobs/).
+        paths: Vec<PathBuf>,
+        /// Treat secrets that cannot be read here (unset variable, missing file) as errors.
+        #[arg(long)]
+        secrets: bool,
+    },
+    /// Start the sandbox: a local server that emulates the reference providers.
+    Sandbox {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Records in the data set.
+        #[arg(long, default_value_t = 10_000)]
+        records: u64,
+        /// The most records one page returns.
+        #[arg(long, default_value_t = 10_000)]
+        max_page_size: u64,
+    },
+    /// Run the shipped jobs against the sandbox and show what they wrote.
+    Demo {
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+        /// Where the demo writes its snapshots.
+        #[arg(long, default_value = "apisnap-demo")]
+        out: PathBuf,
+        /// Records the sandbox serves.
+        #[arg(long, default_value_t = 25_000)]
+        records: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Before any thread starts: the Seal Metrics guide keeps credentials in .env. Variables
+    // already set win.
+    let _ = dotenvy::dotenv();
+    init_logging(&cli);
+    match try_main(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn report(e: &Error) {
+    for line in e.to_string().lines() {
+        eprintln!("error: {line}");
+    }
+}
+
+fn try_main(cli: Cli) -> Result<u8, Error> {
+    let env = Env::from_process();
+    match cli.command {
+        Command::Run { jobs, jobs_dir } => run(&jobs, &jobs_dir, &env),
+        Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
+        Command::Sandbox {
+            port,
+            records,
+            max_page_size,
+        } => sandbox(port, records, max_page_size),
+        Command::Demo {
+            jobs_dir,
+            out,
+            records,
+        } => demo(jobs_dir, out, records, env),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal {
+            job: "-".into(),
+            message: format!("cannot start the async runtime: {e}"),
+        })
+}
+
+/// `apisnap run`: every job named, one after another. A failed job does not stop the next;
+/// the exit code is the first failure's.
+fn run(jobs: &[String], jobs_dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
+    let rt = runtime()?;
+    let mut code = exit::OK;
+    for name in jobs {
+        let result = find_job(name, jobs_dir)
+            .map_err(|e| Error::Config(ConfigErrors::from(e)))
+            .and_then(|file| Ok(load_job(&file, env)?.build(env)?))
+            .and_then(|job| rt.block_on(job.run()));
+        match result {
+            Ok(summary) => print_summary(&summary),
+            Err(e) => {
+                report(&e);
+                if code == exit::OK {
+                    code = e.exit_code();
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn print_summary(s: &RunSummary) {
+    for f in &s.files {
+        println!(
+            "{}: wrote {} records ({} bytes) to {} in {:.2}s ({} pages, {} retries)",
+            s.job,
+            f.records,
+            f.bytes,
+            f.path.display(),
+            s.duration_secs,
+            s.pages,
+            s.retries
+        );
+    }
+}
+
+/// `apisnap validate`: exit 2 when any file has a mistake.
+fn validate(paths: Vec<PathBuf>, secrets: bool, env: &Env) -> u8 {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("jobs")]
+    } else {
+        paths
+    };
+    let report = validate_paths(&paths, env, secrets);
+    for w in &report.warnings.0 {
+        eprintln!("warning: {w}");
+    }
+    if !report.warnings.is_empty() {
+        eprintln!(
+            "warning: secrets that cannot be read here are not errors unless --secrets is given; \
+             `apisnap run` fails on them before any request"
+        );
+    }
+    for e in &report.errors.0 {
+        eprintln!("error: {e}");
+    }
+    for ok in &report.ok {
+        println!("ok: {}", ok.display());
+    }
+    if report.errors.is_empty() {
+        exit::OK
+    } else {
+        eprintln!("{} error(s)", report.errors.0.len());
+        exit::CONFIG
+    }
+}
+
+/// `apisnap sandbox`: serve until Ctrl-C.
+fn sandbox(port: u16, records: u64, max_page_size: u64) -> Result<u8, Error> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let config = apisnap::sandbox::SandboxConfig {
+            records,
+            max_page_size,
+            ..Default::default()
+        };
+        let sandbox = apisnap::sandbox::Sandbox::start(config, port)
+            .await
+            .map_err(|e| Error::Internal {
+                job: "sandbox".into(),
+                message: format!("cannot listen on 127.0.0.1:{port}: {e}"),
+            })?;
+        println!("sandbox listening on http://{}", sandbox.addr());
+        for p in apisnap::sandbox::PROVIDERS {
+            println!("  {p}: {}", sandbox.base_url(p));
+        }
+        println!("  counters: http://{}/_sandbox/stats", sandbox.addr());
+        println!("Ctrl-C stops it.");
+        let _ = tokio::signal::ctrl_c().await;
+        sandbox.stop().await;
+        Ok(exit::OK)
+    })
+}
+
+/// `apisnap demo`: run the shipped jobs against the sandbox and print what they wrote.
+fn demo(jobs_dir: PathBuf, out: PathBuf, records: u64, env: Env) -> Result<u8, Error> {
+    let rt = runtime()?;
+    let options = apisnap::demo::DemoOptions {
+        jobs_dir,
+        out_dir: out,
+        records,
+    };
+    let summaries = rt.block_on(apisnap::demo::run_demo(&options, env))?;
+    for s in &summaries {
+        print_summary(s);
+        for f in &s.files {
+            match apisnap::demo::preview(&f.path, 5) {
+                Ok(table) => println!("{table}\n"),
+                Err(e) => eprintln!("warning: cannot preview {}: {e}", f.path.display()),
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // Our own events at the chosen level; dependencies only when they warn.
+        EnvFilter::new(format!("warn,apisnap={}", cli.log_level))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -13,6 +13,7 @@ mod load;
 mod pointer;
 mod provider;
 mod scalar;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use load::{JobDefinition, find_job, job_files, load_job, load_provider};
 pub use pointer::JsonPointer;
 pub use provider::ProviderConfig;
 pub(crate) use scalar::{scalar_map, scalar_map_schema};
+pub use validate::{Report, validate_paths};
 
 /// One mistake in a job or provider file.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,93 @@
+//! `apisnap validate`: check job and provider files without making a request.
+
+use std::path::{Path, PathBuf};
+
+use super::{ConfigError, ConfigErrors, check_base_url, job_files, load_job, load_provider};
+use crate::env::Env;
+
+/// What validation found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Files that passed.
+    pub ok: Vec<PathBuf>,
+    /// Mistakes; any of these means exit code 2.
+    pub errors: ConfigErrors,
+    /// Secrets that cannot be resolved here (when not checking secrets strictly).
+    pub warnings: ConfigErrors,
+}
+
+/// Validates files and directories (a directory: its `*.toml` jobs and `providers/*.toml`).
+/// With `secrets`, a secret that cannot be read is an error; without, a warning (so that a
+/// CI machine without the secrets can still check the files).
+pub fn validate_paths(paths: &[PathBuf], env: &Env, secrets: bool) -> Report {
+    let mut report = Report::default();
+    for path in paths {
+        if path.is_dir() {
+            match job_files(path) {
+                Ok(jobs) => {
+                    for job in jobs {
+                        validate_job(&job, env, secrets, &mut report);
+                    }
+                }
+                Err(e) => report.errors.push(e),
+            }
+            for provider in job_files(&path.join("providers")).unwrap_or_default() {
+                validate_provider(&provider, env, secrets, &mut report);
+            }
+        } else if path.parent().and_then(Path::file_name).is_some_and(|n| n == "providers") {
+            validate_provider(path, env, secrets, &mut report);
+        } else if path.is_file() {
+            validate_job(path, env, secrets, &mut report);
+        } else {
+            report
+                .errors
+                .push(ConfigError::file(path, "no such file or directory"));
+        }
+    }
+    dedup(&mut report.errors);
+    dedup(&mut report.warnings);
+    report
+}
+
+fn validate_job(file: &Path, env: &Env, secrets: bool, report: &mut Report) {
+    match load_job(file, env) {
+        Err(e) => report.errors.extend(e),
+        Ok(def) => match def.build(env) {
+            Ok(_) => report.ok.push(file.to_path_buf()),
+            Err(e) => {
+                if secrets {
+                    report.errors.extend(e);
+                } else {
+                    report.warnings.extend(e);
+                    report.ok.push(file.to_path_buf());
+                }
+            }
+        },
+    }
+}
+
+fn validate_provider(file: &Path, env: &Env, secrets: bool, report: &mut Report) {
+    let provider = match load_provider(file, env) {
+        Ok(p) => p,
+        Err(e) => return report.errors.extend(e),
+    };
+    let name = file.file_stem().unwrap_or_default().to_string_lossy();
+    let built = check_base_url(&provider.base_url, "base_url")
+        .map_err(ConfigErrors::from)
+        .and_then(|base| provider.auth.build(&name, &base, env).map(|_| ()))
+        .map_err(|e| e.in_file(file));
+    match built {
+        Ok(()) => report.ok.push(file.to_path_buf()),
+        Err(e) if secrets => report.errors.extend(e),
+        Err(e) => {
+            report.warnings.extend(e);
+            report.ok.push(file.to_path_buf());
+        }
+    }
+}
+
+/// A provider shared by several jobs is checked once per job; report each mistake once.
+fn dedup(errors: &mut ConfigErrors) {
+    let mut seen = std::collections::HashSet::new();
+    errors.0.retain(|e| seen.insert(e.to_string()));
+}

@@ -1,0 +1,104 @@
+//! The sandbox's records: generated from their index, so any test can regenerate record `i`
+//! and compare it with what apisnap wrote.
+//!
+//! The values are chosen to break naive writers: accents, CJK, emoji, commas, quotes and
+//! newlines in strings; nulls in a float column and inside a nested object; empty lists.
+
+use serde::Serialize;
+
+/// One record of the standard data set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub id: i64,
+    pub name: String,
+    pub amount: Option<f64>,
+    pub quantity: i64,
+    pub active: bool,
+    pub created_at: String,
+    pub tags: Vec<String>,
+    pub address: Address,
+}
+
+/// A nested object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Address {
+    pub city: String,
+    pub zip: Option<String>,
+}
+
+/// Column names in the order the API sends them.
+pub const COLUMNS: [&str; 8] = [
+    "id",
+    "name",
+    "amount",
+    "quantity",
+    "active",
+    "created_at",
+    "tags",
+    "address",
+];
+
+const NAMES: [&str; 12] = [
+    "Zoë Ångström",
+    "東京タワー",
+    "rocket 🚀 launch ✨",
+    "comma, separated, value",
+    "say \"hello\" and 'bye'",
+    "two\nlines",
+    "tab\tseparated",
+    "plain ascii",
+    "Ünïcødé ñandú",
+    "back\\slash",
+    "semi;colon",
+    "  padded  ",
+];
+
+const CITIES: [&str; 5] = ["Málaga", "Zürich", "São Paulo", "Kraków", "Reykjavík"];
+const TAGS: [&str; 6] = ["new", "vip", "éte", "北京", "a,b", "q\"uote"];
+
+/// Seconds since the epoch of 2026-01-01T00:00:00Z.
+const BASE_TIME: i64 = 1_767_225_600;
+
+/// Record `i` of the standard data set.
+pub fn record(i: u64) -> Record {
+    let n = i as usize;
+    let ts = chrono::DateTime::from_timestamp(BASE_TIME + i as i64 * 37, 0).expect("in range");
+    Record {
+        id: i as i64,
+        name: format!("{} #{i}", NAMES[n % NAMES.len()]),
+        amount: (i % 7 != 3).then(|| ((i * 7919) % 1_000_000) as f64 / 100.0 - 2500.0),
+        quantity: i as i64 * 3 - 1000,
+        active: i % 3 == 0,
+        created_at: ts.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        tags: (0..n % 4)
+            .map(|k| TAGS[(n + k) % TAGS.len()].to_string())
+            .collect(),
+        address: Address {
+            city: CITIES[n % CITIES.len()].to_string(),
+            zip: (i % 11 != 0).then(|| format!("{:05}", (i * 13) % 100_000)),
+        },
+    }
+}
+
+/// Appends record `i` as JSON.
+pub fn write_record(i: u64, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, &record(i)).expect("records serialize");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_varied() {
+        assert_eq!(record(5), record(5));
+        assert_eq!(record(3).amount, None);
+        assert_eq!(record(0).address.zip, None);
+        let mut out = Vec::new();
+        write_record(7, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], 7);
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, COLUMNS);
+    }
+}
