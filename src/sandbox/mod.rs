@@ -163,6 +163,11 @@ impl Sandbox {
         self.shared.counters(provider).snapshot()
     }
 
+    /// Every token the sandbox has issued (for leak tests).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.tokens.history()
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Tokens {
     issued: Mutex<HashMap<String, (&'static str, Instant)>>,
+    /// Every token ever issued, so leak tests can look for them in logs and files.
+    history: Mutex<Vec<String>>,
 }
 
 impl Tokens {
@@ -17,7 +19,13 @@ impl Tokens {
         let now = Instant::now();
         issued.retain(|_, (_, expires)| *expires > now);
         issued.insert(token.clone(), (provider, now + ttl));
+        self.history.lock().expect("not poisoned").push(token.clone());
         token
+    }
+
+    /// Every token issued so far.
+    pub fn history(&self) -> Vec<String> {
+        self.history.lock().expect("not poisoned").clone()
     }
 
     /// Whether `token` was issued for `provider` and has not expired.

@@ -1,0 +1,230 @@
+//! Shared test helpers: a workspace with job files, the real binary as a child process, and
+//! readers that compare written files with the sandbox's generator.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use apisnap::sandbox::{Sandbox, credentials};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_apisnap")
+}
+
+/// A temporary directory holding `jobs/` (a copy of the shipped jobs) and whatever a test
+/// writes.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn empty() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("jobs/providers")).unwrap();
+        Workspace { dir }
+    }
+
+    /// A workspace with a copy of the repository's `jobs/`.
+    pub fn with_shipped_jobs() -> Self {
+        let ws = Workspace::empty();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+        copy_dir(&src, &ws.path().join("jobs"));
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Runs `apisnap args...` in this workspace with exactly `env` (nothing inherited).
+    pub async fn apisnap(&self, args: &[&str], env: &[(String, String)]) -> Output {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_clear()
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().await.expect("run apisnap")
+    }
+
+    /// Every file under the workspace (relative paths), sorted.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(self.path(), &mut out);
+        out.sort();
+        out.into_iter()
+            .map(|p| p.strip_prefix(self.path()).unwrap().to_path_buf())
+            .collect()
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        let target = dst.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+/// The variables that point the shipped Seal Metrics provider at the sandbox.
+pub fn seal_env(sandbox: &Sandbox) -> Vec<(String, String)> {
+    vec![
+        (
+            "APISNAP_PROVIDER_SEAL_METRICS__BASE_URL".into(),
+            sandbox.base_url("seal"),
+        ),
+        ("SEAL_METRICS_EMAIL".into(), credentials::SEAL_EMAIL.into()),
+        (
+            "SEAL_METRICS_PASSWORD".into(),
+            credentials::SEAL_PASSWORD.into(),
+        ),
+    ]
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Panics with the child's output when it did not exit with `code`.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The single data file under `dir` (recursively) with extension `ext`.
+pub fn only_file(dir: &Path, ext: &str) -> PathBuf {
+    let mut found = Vec::new();
+    walk(dir, &mut found);
+    let matching: Vec<_> = found
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    assert_eq!(matching.len(), 1, "expected one .{ext} file, found {matching:?}");
+    matching.into_iter().next().unwrap()
+}
+
+pub mod check {
+    //! Compare written files with the generator, value by value.
+
+    use std::path::Path;
+
+    use apisnap::sandbox::data::{COLUMNS, record};
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_array::{Array, RecordBatch};
+
+    /// Reads a Parquet file and checks it holds records `0..count` exactly, in order.
+    pub fn parquet(path: &Path, count: u64) {
+        let file = std::fs::File::open(path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut i = 0u64;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let names: Vec<_> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(names, COLUMNS, "columns in source order");
+            for row in 0..batch.num_rows() {
+                check_row(&batch, row, i);
+                i += 1;
+            }
+        }
+        assert_eq!(i, count, "record count");
+    }
+
+    fn check_row(batch: &RecordBatch, row: usize, i: u64) {
+        let want = record(i);
+        let col = |name: &str| batch.column_by_name(name).unwrap();
+        assert_eq!(col("id").as_primitive::<Int64Type>().value(row), want.id);
+        assert_eq!(col("name").as_string::<i32>().value(row), want.name, "record {i}");
+        let amount = col("amount").as_primitive::<Float64Type>();
+        let got = (!amount.is_null(row)).then(|| amount.value(row));
+        assert_eq!(got, want.amount, "amount of record {i}");
+        assert_eq!(
+            col("quantity").as_primitive::<Int64Type>().value(row),
+            want.quantity
+        );
+        assert_eq!(col("active").as_boolean().value(row), want.active);
+        assert_eq!(col("created_at").as_string::<i32>().value(row), want.created_at);
+        let tags = col("tags").as_list::<i32>().value(row);
+        let tags: Vec<String> = tags
+            .as_string::<i32>()
+            .iter()
+            .map(|t| t.unwrap().to_string())
+            .collect();
+        assert_eq!(tags, want.tags, "tags of record {i}");
+        let address = col("address").as_struct();
+        let city = address.column_by_name("city").unwrap().as_string::<i32>();
+        let zip = address.column_by_name("zip").unwrap().as_string::<i32>();
+        assert_eq!(city.value(row), want.address.city);
+        let got_zip = (!zip.is_null(row)).then(|| zip.value(row).to_string());
+        assert_eq!(got_zip, want.address.zip, "zip of record {i}");
+    }
+
+    /// Reads a CSV file with the `csv` crate and checks it holds records `0..count` exactly.
+    pub fn csv(path: &Path, count: u64) {
+        let mut reader = ::csv::Reader::from_path(path).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, COLUMNS);
+        let mut i = 0u64;
+        for row in reader.records() {
+            let row = row.unwrap();
+            let want = record(i);
+            assert_eq!(row[0].parse::<i64>().unwrap(), want.id);
+            assert_eq!(&row[1], want.name, "name of record {i}");
+            let amount = (!row[2].is_empty()).then(|| row[2].parse::<f64>().unwrap());
+            assert_eq!(amount, want.amount, "amount of record {i}");
+            assert_eq!(row[3].parse::<i64>().unwrap(), want.quantity);
+            assert_eq!(row[4].parse::<bool>().unwrap(), want.active);
+            assert_eq!(&row[5], want.created_at);
+            let tags: Vec<String> = serde_json::from_str(&row[6]).unwrap();
+            assert_eq!(tags, want.tags, "tags of record {i}");
+            let address: serde_json::Value = serde_json::from_str(&row[7]).unwrap();
+            assert_eq!(
+                address,
+                serde_json::json!({"city": want.address.city, "zip": want.address.zip}),
+                "address of record {i}"
+            );
+            i += 1;
+        }
+        assert_eq!(i, count, "record count");
+    }
+}
