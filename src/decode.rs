@@ -30,8 +30,7 @@ pub struct Located {
 /// Finds the array at `pointer` in `body` and counts its elements. The error says what was
 /// wrong in words fit for a log line.
 pub fn locate(body: &[u8], pointer: &JsonPointer) -> Result<Located, String> {
-    let raw = raw_at(body, pointer)?
-        .ok_or_else(|| format!("no records at {pointer}"))?;
+    let raw = raw_at(body, pointer)?.ok_or_else(|| format!("no records at {pointer}"))?;
     let text = raw.get();
     if !text.starts_with('[') {
         return Err(format!(
@@ -271,8 +270,16 @@ mod tests {
         assert_eq!(u64_at(body, &ptr("/nope")).unwrap(), None);
         let bare = b" [ ] ";
         assert_eq!(locate(bare, &ptr("")).unwrap().count, 0);
-        assert!(locate(body, &ptr("/meta")).unwrap_err().contains("not an array"));
-        assert!(locate(body, &ptr("/missing")).unwrap_err().contains("no records"));
+        assert!(
+            locate(body, &ptr("/meta"))
+                .unwrap_err()
+                .contains("not an array")
+        );
+        assert!(
+            locate(body, &ptr("/missing"))
+                .unwrap_err()
+                .contains("no records")
+        );
         assert!(locate(b"{\"data\":[1,", &ptr("/data")).is_err());
     }
 

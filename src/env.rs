@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn names_are_upper_snake() {
-        assert_eq!(provider_prefix("seal-metrics"), "APISNAP_PROVIDER_SEAL_METRICS");
+        assert_eq!(
+            provider_prefix("seal-metrics"),
+            "APISNAP_PROVIDER_SEAL_METRICS"
+        );
         assert_eq!(job_prefix("events.v2"), "APISNAP_JOB_EVENTS_V2");
     }
 

@@ -99,7 +99,9 @@ pub enum FetchError {
         request: String,
         reason: String,
     },
-    #[error("job `{job}`: {request} returned {status} with a body that is not what was expected: {reason}; the body begins: {body}")]
+    #[error(
+        "job `{job}`: {request} returned {status} with a body that is not what was expected: {reason}; the body begins: {body}"
+    )]
     BadBody {
         job: String,
         request: String,
@@ -119,10 +121,9 @@ impl FetchError {
     /// Worth another attempt: the server or the network may do better next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Status { status, .. } => matches!(
-                status.as_u16(),
-                408 | 425 | 429 | 500 | 502 | 503 | 504
-            ),
+            FetchError::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 425 | 429 | 500 | 502 | 503 | 504)
+            }
             FetchError::Transport { .. } | FetchError::BadBody { .. } => true,
             FetchError::Auth { .. } => false,
         }
@@ -380,7 +381,10 @@ pub fn snippet(body: &[u8]) -> String {
     const MAX: usize = 200;
     let cut = body.len().min(MAX);
     let text = String::from_utf8_lossy(&body[..cut]);
-    let mut out: String = text.chars().filter(|c| !c.is_control() || *c == ' ').collect();
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .collect();
     if body.len() > MAX {
         out.push('…');
     }

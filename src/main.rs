@@ -64,6 +64,9 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         max_page_size: u64,
     },
+    /// JSON Schemas of the job and provider files.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Run the shipped jobs against the sandbox and show what they wrote.
     Demo {
         /// The jobs directory.
@@ -75,6 +78,17 @@ enum Command {
         /// Records the sandbox serves.
         #[arg(long, default_value_t = 25_000)]
         records: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Write `job.schema.json` and `provider.schema.json` (editors use them to check and
+    /// complete job files).
+    Export {
+        /// Directory to write to.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
     },
 }
 
@@ -109,6 +123,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             records,
             max_page_size,
         } => sandbox(port, records, max_page_size),
+        Command::Schema(SchemaCommand::Export { out }) => export_schemas(&out),
         Command::Demo {
             jobs_dir,
             out,
@@ -240,6 +255,20 @@ fn demo(jobs_dir: PathBuf, out: PathBuf, records: u64, env: Env) -> Result<u8, E
                 Err(e) => eprintln!("warning: cannot preview {}: {e}", f.path.display()),
             }
         }
+    }
+    Ok(exit::OK)
+}
+
+/// `apisnap schema export`.
+fn export_schemas(out: &std::path::Path) -> Result<u8, Error> {
+    let io = |e: std::io::Error| Error::Internal {
+        job: "-".into(),
+        message: format!("cannot write to {}: {e}", out.display()),
+    };
+    std::fs::create_dir_all(out).map_err(io)?;
+    for (name, text) in apisnap::config::json_schemas() {
+        std::fs::write(out.join(name), text).map_err(io)?;
+        println!("wrote {}", out.join(name).display());
     }
     Ok(exit::OK)
 }

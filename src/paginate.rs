@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 
 /// How to walk the pages of an endpoint. `type` selects the strategy.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PaginationConfig {
     /// Skip/limit: `?skip=0&limit=100`, then `?skip=100&limit=100`, ...
     Offset(OffsetConfig),
 }
+
+crate::tagged_enum!(PaginationConfig {
+    "offset" => Offset(OffsetConfig),
+});
 
 /// Skip/limit pagination. Stops on an empty page, or when the total read at `total_pointer`
 /// is reached. A page shorter than `page_size` does not stop it: servers that cap their page
@@ -136,7 +140,9 @@ impl Paginator {
     /// The first request, or the one at `resume` when continuing a run.
     pub fn first(&self, resume: Option<&Position>) -> PageRequest {
         match (self, resume) {
-            (Paginator::Offset(c), Some(Position::Offset { offset })) => self.offset_request(c, *offset),
+            (Paginator::Offset(c), Some(Position::Offset { offset })) => {
+                self.offset_request(c, *offset)
+            }
             (Paginator::Offset(c), None) => self.offset_request(c, c.start_offset),
         }
     }

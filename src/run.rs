@@ -254,8 +254,13 @@ fn decode_stage(
         let slice = &page.body[page.records.clone()];
         if decoder.is_none() {
             let schema = Arc::new(infer_schema(slice).map_err(fail)?);
-            tracing::debug!(job, fields = schema.fields().len(), "schema inferred from the first page");
-            decoder = Some(PageDecoder::new(schema.clone(), page_size).map_err(|e| fail(e.to_string()))?);
+            tracing::debug!(
+                job,
+                fields = schema.fields().len(),
+                "schema inferred from the first page"
+            );
+            decoder =
+                Some(PageDecoder::new(schema.clone(), page_size).map_err(|e| fail(e.to_string()))?);
             if batches.blocking_send(ToWriter::Open(schema)).is_err() {
                 return Ok(records);
             }

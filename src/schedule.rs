@@ -147,7 +147,9 @@ fn day_number(s: &str) -> Result<usize, String> {
         return if n <= 7 {
             Ok(n)
         } else {
-            Err(format!("`{s}` is out of range: expected 0-7 (0 and 7 are Sunday)"))
+            Err(format!(
+                "`{s}` is out of range: expected 0-7 (0 and 7 are Sunday)"
+            ))
         };
     }
     let upper = s.to_ascii_uppercase();
@@ -184,7 +186,14 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for bad in ["* * * *", "0 0 0 * * *", "0 3 * * 8", "0 3 1 * 1", "@reboot", "61 * * * *"] {
+        for bad in [
+            "* * * *",
+            "0 0 0 * * *",
+            "0 3 * * 8",
+            "0 3 1 * 1",
+            "@reboot",
+            "61 * * * *",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -103,9 +103,11 @@ impl std::str::FromStr for SecretRef {
             }
         } else {
             // The value itself is never echoed: it may be the secret.
-            Err("a literal secret is not allowed in a job or provider file; \
+            Err(
+                "a literal secret is not allowed in a job or provider file; \
                  write `env:NAME` or `file:/path` and put the value there"
-                .into())
+                    .into(),
+            )
         }
     }
 }
@@ -172,8 +174,14 @@ mod tests {
 
     #[test]
     fn parses_refs_and_rejects_literals() {
-        assert_eq!("env:A_B".parse::<SecretRef>(), Ok(SecretRef::Env("A_B".into())));
-        assert!(matches!("file:/x".parse::<SecretRef>(), Ok(SecretRef::File(_))));
+        assert_eq!(
+            "env:A_B".parse::<SecretRef>(),
+            Ok(SecretRef::Env("A_B".into()))
+        );
+        assert!(matches!(
+            "file:/x".parse::<SecretRef>(),
+            Ok(SecretRef::File(_))
+        ));
         let err = "hunter2".parse::<SecretRef>().unwrap_err();
         assert!(err.contains("literal secret"));
         assert!(!err.contains("hunter2"));

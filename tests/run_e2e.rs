@@ -24,7 +24,10 @@ fn job_env(sandbox: &Sandbox, ws: &Workspace, extra: &[(&str, &str)]) -> Vec<(St
     let mut env = seal_env(sandbox);
     env.push((
         "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__DIR".into(),
-        ws.path().join("out/{job}/{run_id}").to_string_lossy().into(),
+        ws.path()
+            .join("out/{job}/{run_id}")
+            .to_string_lossy()
+            .into(),
     ));
     // 997 does not divide the total: the last page is short.
     env.push((
@@ -42,7 +45,10 @@ async fn parquet_snapshot_holds_every_record() {
     let sandbox = sandbox(RECORDS).await;
     let ws = Workspace::with_shipped_jobs();
     let out = ws
-        .apisnap(&["run", "seal_metrics_events"], &job_env(&sandbox, &ws, &[]))
+        .apisnap(
+            &["run", "seal_metrics_events"],
+            &job_env(&sandbox, &ws, &[]),
+        )
         .await;
     assert_exit(&out, 0);
     let file = only_file(&ws.path().join("out"), "parquet");
@@ -51,7 +57,9 @@ async fn parquet_snapshot_holds_every_record() {
     assert!(text(&out.stdout).contains(&format!("wrote {RECORDS} records")));
     // No temporary file is left beside it.
     assert!(
-        ws.files().iter().all(|f| !f.to_string_lossy().ends_with(".tmp")),
+        ws.files()
+            .iter()
+            .all(|f| !f.to_string_lossy().ends_with(".tmp")),
         "{:?}",
         ws.files()
     );
@@ -97,7 +105,10 @@ async fn a_server_that_caps_its_page_size_loses_nothing() {
     .unwrap();
     let ws = Workspace::with_shipped_jobs();
     let out = ws
-        .apisnap(&["run", "seal_metrics_events"], &job_env(&sandbox, &ws, &[]))
+        .apisnap(
+            &["run", "seal_metrics_events"],
+            &job_env(&sandbox, &ws, &[]),
+        )
         .await;
     assert_exit(&out, 0);
     check::parquet(&only_file(&ws.path().join("out"), "parquet"), 5_000);
@@ -108,7 +119,10 @@ async fn empty_result_is_an_empty_snapshot() {
     let sandbox = sandbox(0).await;
     let ws = Workspace::with_shipped_jobs();
     let out = ws
-        .apisnap(&["run", "seal_metrics_events"], &job_env(&sandbox, &ws, &[]))
+        .apisnap(
+            &["run", "seal_metrics_events"],
+            &job_env(&sandbox, &ws, &[]),
+        )
         .await;
     assert_exit(&out, 0);
     let file = only_file(&ws.path().join("out"), "parquet");
@@ -187,7 +201,12 @@ async fn an_unreachable_api_exits_4_naming_the_request() {
     assert_exit(&out, 4);
     let err = text(&out.stderr);
     assert!(err.contains("job `seal_metrics_events`"), "{err}");
-    assert!(err.contains(&format!("GET http://127.0.0.1:{port}/seal/stats/events?skip=0&limit=1000")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "GET http://127.0.0.1:{port}/seal/stats/events?skip=0&limit=1000"
+        )),
+        "{err}"
+    );
     assert!(err.contains("could not connect"), "{err}");
     assert_eq!(err.matches("retrying").count(), 2, "{err}");
 }

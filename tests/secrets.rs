@@ -71,6 +71,10 @@ async fn a_rejected_login_shows_no_secret() {
     env.push(("RUST_LOG".into(), "trace".into()));
     let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
     assert_exit(&out, 3);
-    assert_absent(&out.stderr, &[wrong.clone()], "the error output");
+    assert_absent(
+        &out.stderr,
+        std::slice::from_ref(&wrong),
+        "the error output",
+    );
     assert_absent(&out.stdout, &[wrong], "stdout");
 }

@@ -24,8 +24,10 @@ pub use password::PasswordLoginConfig;
 pub use session::TokenSession;
 
 /// How requests to a provider are authenticated. `type` selects the kind.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// One per provider, built once: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AuthConfig {
     /// No authentication.
     None(NoAuthConfig),
@@ -35,6 +37,12 @@ pub enum AuthConfig {
     /// (Seal Metrics, Spreetail).
     PasswordLogin(PasswordLoginConfig),
 }
+
+crate::tagged_enum!(AuthConfig {
+    "none" => None(NoAuthConfig),
+    "bearer" => Bearer(BearerConfig),
+    "password_login" => PasswordLogin(PasswordLoginConfig),
+});
 
 /// No authentication.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -155,6 +163,7 @@ pub struct Authenticator {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per provider
 enum AuthKind {
     None,
     Static((HeaderName, HeaderValue)),

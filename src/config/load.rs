@@ -80,9 +80,8 @@ pub fn load_provider(file: &Path, env: &Env) -> Result<ProviderConfig, ConfigErr
 
 /// The job files in a directory (`*.toml`, not descending into `providers/`), sorted.
 pub fn job_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        ConfigError::file(dir, format!("cannot read the jobs directory: {e}"))
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError::file(dir, format!("cannot read the jobs directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -158,8 +157,16 @@ fn read_file<T: DeserializeOwned>(file: &Path, prefix: &str, env: &Env) -> Resul
         .try_deserialize()
         .map_err(|e| ConfigError::file(file, e.to_string()))?;
     serde_path_to_error::deserialize(tree).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let mut message = e.inner().to_string();
+        if let Some((inner, rest)) = super::split_path(&message) {
+            path = if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            message = rest.to_string();
+        }
         let var = format!("{prefix}__{}", path.replace('.', "__").to_uppercase());
         if env.get(&var).is_some() {
             message.push_str(&format!(" (the value comes from {var})"));

@@ -13,6 +13,7 @@ mod load;
 mod pointer;
 mod provider;
 mod scalar;
+mod tagged;
 mod validate;
 
 use std::fmt;
@@ -23,6 +24,7 @@ pub use load::{JobDefinition, find_job, job_files, load_job, load_provider};
 pub use pointer::JsonPointer;
 pub use provider::ProviderConfig;
 pub(crate) use scalar::{scalar_map, scalar_map_schema};
+pub use tagged::{PATH_MARK, split_path};
 pub use validate::{Report, validate_paths};
 
 /// One mistake in a job or provider file.
@@ -158,7 +160,9 @@ pub fn check_base_url(text: &str, field: &str) -> Result<url::Url, ConfigError> 
         other => {
             return Err(ConfigError::field(
                 field,
-                format!("`{text}` has scheme `{other}`: expected https:// (or http:// to localhost)"),
+                format!(
+                    "`{text}` has scheme `{other}`: expected https:// (or http:// to localhost)"
+                ),
             ));
         }
     }
@@ -178,6 +182,23 @@ fn is_loopback(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// The JSON Schemas of the job and provider files, generated from the types above (doc
+/// comments become descriptions), as `(file name, pretty JSON)`.
+pub fn json_schemas() -> Vec<(&'static str, String)> {
+    let render = |schema: schemars::Schema| {
+        let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+        text.push('\n');
+        text
+    };
+    vec![
+        ("job.schema.json", render(schemars::schema_for!(JobConfig))),
+        (
+            "provider.schema.json",
+            render(schemars::schema_for!(ProviderConfig)),
+        ),
+    ]
 }
 
 #[cfg(test)]

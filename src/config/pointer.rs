@@ -129,7 +129,12 @@ mod tests {
         assert!("".parse::<JsonPointer>().unwrap().is_root());
         let p: JsonPointer = "/data/a~1b/c~0d".parse().unwrap();
         assert_eq!(p.tokens(), ["data", "a/b", "c~d"]);
-        assert!("data".parse::<JsonPointer>().unwrap_err().contains("`/data`"));
+        assert!(
+            "data"
+                .parse::<JsonPointer>()
+                .unwrap_err()
+                .contains("`/data`")
+        );
         assert!("/a~2".parse::<JsonPointer>().is_err());
     }
 }

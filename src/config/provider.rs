@@ -74,7 +74,10 @@ impl ProviderConfig {
             ));
         }
         if self.timeout_secs == 0 {
-            errors.push(ConfigError::field("timeout_secs", "expected at least 1 second"));
+            errors.push(ConfigError::field(
+                "timeout_secs",
+                "expected at least 1 second",
+            ));
         }
         if self.connect_timeout_secs == 0 {
             errors.push(ConfigError::field(

@@ -34,7 +34,11 @@ pub fn validate_paths(paths: &[PathBuf], env: &Env, secrets: bool) -> Report {
             for provider in job_files(&path.join("providers")).unwrap_or_default() {
                 validate_provider(&provider, env, secrets, &mut report);
             }
-        } else if path.parent().and_then(Path::file_name).is_some_and(|n| n == "providers") {
+        } else if path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "providers")
+        {
             validate_provider(path, env, secrets, &mut report);
         } else if path.is_file() {
             validate_job(path, env, secrets, &mut report);

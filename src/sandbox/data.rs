@@ -68,14 +68,14 @@ pub fn record(i: u64) -> Record {
         name: format!("{} #{i}", NAMES[n % NAMES.len()]),
         amount: (i % 7 != 3).then(|| ((i * 7919) % 1_000_000) as f64 / 100.0 - 2500.0),
         quantity: i as i64 * 3 - 1000,
-        active: i % 3 == 0,
+        active: i.is_multiple_of(3),
         created_at: ts.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         tags: (0..n % 4)
             .map(|k| TAGS[(n + k) % TAGS.len()].to_string())
             .collect(),
         address: Address {
             city: CITIES[n % CITIES.len()].to_string(),
-            zip: (i % 11 != 0).then(|| format!("{:05}", (i * 13) % 100_000)),
+            zip: (!i.is_multiple_of(11)).then(|| format!("{:05}", (i * 13) % 100_000)),
         },
     }
 }

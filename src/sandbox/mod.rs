@@ -125,7 +125,10 @@ impl Sandbox {
         let shared = Arc::new(Shared {
             config,
             tokens: Tokens::default(),
-            counters: PROVIDERS.iter().map(|p| (*p, Counters::default())).collect(),
+            counters: PROVIDERS
+                .iter()
+                .map(|p| (*p, Counters::default()))
+                .collect(),
         });
         let app = Router::new()
             .nest("/seal", seal::routes())

@@ -65,8 +65,8 @@ async fn events(
 ) -> Response {
     let counters = shared.counters(NAME);
     counters.data_requests.fetch_add(1, Ordering::Relaxed);
-    let authorized = tokens::from_header(&headers, "Bearer")
-        .is_some_and(|t| shared.tokens.valid(NAME, t));
+    let authorized =
+        tokens::from_header(&headers, "Bearer").is_some_and(|t| shared.tokens.valid(NAME, t));
     if !authorized {
         counters.unauthorized.fetch_add(1, Ordering::Relaxed);
         return json_error(

@@ -19,7 +19,10 @@ impl Tokens {
         let now = Instant::now();
         issued.retain(|_, (_, expires)| *expires > now);
         issued.insert(token.clone(), (provider, now + ttl));
-        self.history.lock().expect("not poisoned").push(token.clone());
+        self.history
+            .lock()
+            .expect("not poisoned")
+            .push(token.clone());
         token
     }
 
@@ -44,7 +47,10 @@ impl Tokens {
 
 /// The token in an `Authorization: <scheme> <token>` header.
 pub fn from_header<'h>(headers: &'h axum::http::HeaderMap, scheme: &str) -> Option<&'h str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (s, token) = value.split_once(' ')?;
     (s == scheme).then_some(token.trim())
 }

@@ -106,8 +106,13 @@ impl BatchWriter for CsvWriter {
         let mut buffered = writer.into_inner();
         if records == 0 {
             // arrow-csv writes the header with the first batch; an empty snapshot still gets one.
-            let header: Vec<String> = schema.fields().iter().map(|f| csv_quote(f.name())).collect();
-            writeln!(buffered, "{}", header.join(",")).map_err(|e| SinkError::io(file.path(), e))?;
+            let header: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| csv_quote(f.name()))
+                .collect();
+            writeln!(buffered, "{}", header.join(","))
+                .map_err(|e| SinkError::io(file.path(), e))?;
         }
         let inner = buffered
             .into_inner()

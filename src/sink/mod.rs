@@ -147,7 +147,9 @@ impl OutputConfig {
     /// Opens a writer for `path` (created under a temporary name until [`BatchWriter::finish`]).
     pub fn open(&self, path: &Path, schema: SchemaRef) -> Result<Box<dyn BatchWriter>, SinkError> {
         match self.format {
-            Format::Parquet => Ok(Box::new(parquet::ParquetWriter::create(path, schema, self)?)),
+            Format::Parquet => Ok(Box::new(parquet::ParquetWriter::create(
+                path, schema, self,
+            )?)),
             Format::Csv => Ok(Box::new(csv::CsvWriter::create(path, schema)?)),
         }
     }
@@ -226,10 +228,17 @@ mod tests {
     #[test]
     fn templates() {
         assert!(check_template("out/{job}/{date}/{run_id}").is_ok());
-        assert!(check_template("out/{jobs}").unwrap_err().contains("unknown placeholder `{jobs}`"));
+        assert!(
+            check_template("out/{jobs}")
+                .unwrap_err()
+                .contains("unknown placeholder `{jobs}`")
+        );
         assert!(check_template("out/{job").is_err());
         assert!(check_template("out/job}").is_err());
         let c = OutputConfig::default();
-        assert_eq!(c.render_dir("e", "2026-01-02", "r"), PathBuf::from("out/e/2026-01-02"));
+        assert_eq!(
+            c.render_dir("e", "2026-01-02", "r"),
+            PathBuf::from("out/e/2026-01-02")
+        );
     }
 }

@@ -18,7 +18,11 @@ pub struct ParquetWriter {
 }
 
 impl ParquetWriter {
-    pub fn create(path: &Path, schema: SchemaRef, config: &OutputConfig) -> Result<Self, SinkError> {
+    pub fn create(
+        path: &Path,
+        schema: SchemaRef,
+        config: &OutputConfig,
+    ) -> Result<Self, SinkError> {
         let codec = match config.compression.unwrap_or_default() {
             Compression::Zstd => Codec::ZSTD(
                 ZstdLevel::try_new(config.compression_level.unwrap_or(3))

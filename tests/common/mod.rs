@@ -131,7 +131,11 @@ pub fn only_file(dir: &Path, ext: &str) -> PathBuf {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
-    assert_eq!(matching.len(), 1, "expected one .{ext} file, found {matching:?}");
+    assert_eq!(
+        matching.len(),
+        1,
+        "expected one .{ext} file, found {matching:?}"
+    );
     matching.into_iter().next().unwrap()
 }
 
@@ -174,7 +178,11 @@ pub mod check {
         let want = record(i);
         let col = |name: &str| batch.column_by_name(name).unwrap();
         assert_eq!(col("id").as_primitive::<Int64Type>().value(row), want.id);
-        assert_eq!(col("name").as_string::<i32>().value(row), want.name, "record {i}");
+        assert_eq!(
+            col("name").as_string::<i32>().value(row),
+            want.name,
+            "record {i}"
+        );
         let amount = col("amount").as_primitive::<Float64Type>();
         let got = (!amount.is_null(row)).then(|| amount.value(row));
         assert_eq!(got, want.amount, "amount of record {i}");
@@ -183,7 +191,10 @@ pub mod check {
             want.quantity
         );
         assert_eq!(col("active").as_boolean().value(row), want.active);
-        assert_eq!(col("created_at").as_string::<i32>().value(row), want.created_at);
+        assert_eq!(
+            col("created_at").as_string::<i32>().value(row),
+            want.created_at
+        );
         let tags = col("tags").as_list::<i32>().value(row);
         let tags: Vec<String> = tags
             .as_string::<i32>()
