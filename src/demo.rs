@@ -13,24 +13,68 @@ use crate::env::{Env, job_prefix, provider_prefix};
 use crate::run::RunSummary;
 use crate::sandbox::{Sandbox, SandboxConfig, credentials};
 
-/// How a shipped provider file maps onto the sandbox.
-struct SandboxBinding {
-    /// The provider file's name (`jobs/providers/<provider>.toml`).
-    provider: &'static str,
-    /// The sandbox's base path for it.
-    path: &'static str,
-    /// Credential variables and the sandbox's values for them.
-    credentials: &'static [(&'static str, &'static str)],
+/// The variables that point a shipped provider file at the sandbox, by provider name.
+/// Everything else about the provider (its auth kind, pointers, token lifecycle) is the
+/// shipped file's own.
+pub fn sandbox_bindings(sandbox: &Sandbox, state_dir: &Path) -> Vec<(&'static str, Vec<(String, String)>)> {
+    use credentials as c;
+    let base = |provider: &str, path: &str| {
+        (format!("{}__BASE_URL", provider_prefix(provider)), sandbox.base_url(path))
+    };
+    let var = |k: &str, v: &str| (k.to_string(), v.to_string());
+    vec![
+        (
+            "seal_metrics",
+            vec![
+                base("seal_metrics", "seal"),
+                var("SEAL_METRICS_EMAIL", c::SEAL_EMAIL),
+                var("SEAL_METRICS_PASSWORD", c::SEAL_PASSWORD),
+            ],
+        ),
+        (
+            "armor",
+            vec![
+                base("armor", "armor"),
+                var("ARMOR_USERNAME", c::ARMOR_USERNAME),
+                var("ARMOR_PASSWORD", c::ARMOR_PASSWORD),
+            ],
+        ),
+        (
+            "netography",
+            vec![
+                base("netography", "netography"),
+                var("NETOGRAPHY_SHARED_SECRET", c::NETOGRAPHY_SHARED_SECRET),
+                var("NETOGRAPHY_APPKEY", c::NETOGRAPHY_APPKEY),
+                var("APISNAP_PROVIDER_NETOGRAPHY__AUTH__CLAIMS__APPNAME", c::NETOGRAPHY_APPNAME),
+                var("APISNAP_PROVIDER_NETOGRAPHY__AUTH__CLAIMS__SHORTNAME", c::NETOGRAPHY_SHORTNAME),
+                var(
+                    "APISNAP_PROVIDER_NETOGRAPHY__AUTH__TOKEN__CACHE_DIR",
+                    &state_dir.join("tokens").to_string_lossy(),
+                ),
+            ],
+        ),
+        (
+            "spreetail",
+            vec![
+                base("spreetail", "spreetail"),
+                var("SPREETAIL_CLIENT_ID", c::SPREETAIL_CLIENT_ID),
+                var("SPREETAIL_CLIENT_SECRET", c::SPREETAIL_CLIENT_SECRET),
+            ],
+        ),
+        (
+            "kalibrate",
+            vec![
+                base("kalibrate", "kalibrate"),
+                var(
+                    "APISNAP_PROVIDER_KALIBRATE__AUTH__TOKEN_URL",
+                    &sandbox.localhost_url(&format!("/aad/{}/oauth2/v2.0/token", c::KALIBRATE_TENANT)),
+                ),
+                var("KALIBRATE_CLIENT_ID", c::KALIBRATE_CLIENT_ID),
+                var("KALIBRATE_CLIENT_SECRET", c::KALIBRATE_CLIENT_SECRET),
+            ],
+        ),
+    ]
 }
-
-const BINDINGS: &[SandboxBinding] = &[SandboxBinding {
-    provider: "seal_metrics",
-    path: "seal",
-    credentials: &[
-        ("SEAL_METRICS_EMAIL", credentials::SEAL_EMAIL),
-        ("SEAL_METRICS_PASSWORD", credentials::SEAL_PASSWORD),
-    ],
-}];
 
 pub struct DemoOptions {
     pub jobs_dir: PathBuf,
@@ -55,7 +99,11 @@ pub async fn run_demo(options: &DemoOptions, env: Env) -> Result<Vec<RunSummary>
     })?;
     let env = sandbox_env(&sandbox, env, &options.jobs_dir, &options.out_dir)?;
     let mut summaries = Vec::new();
-    for file in demo_jobs(&options.jobs_dir, &env)? {
+    let providers: Vec<&str> = sandbox_bindings(&sandbox, &options.out_dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    for file in demo_jobs(&options.jobs_dir, &env, &providers)? {
         let def = load_job(&file, &env)?;
         let job = def.build(&env)?;
         summaries.push(job.run().await?);
@@ -71,13 +119,9 @@ pub fn sandbox_env(
     jobs_dir: &Path,
     out_dir: &Path,
 ) -> Result<Env, Error> {
-    for b in BINDINGS {
-        env.set(
-            format!("{}__BASE_URL", provider_prefix(b.provider)),
-            sandbox.base_url(b.path),
-        );
-        for (name, value) in b.credentials {
-            env.set(*name, *value);
+    for (_, vars) in sandbox_bindings(sandbox, out_dir) {
+        for (name, value) in vars {
+            env.set(name, value);
         }
     }
     let dir = out_dir.join("{job}").join("{date}");
@@ -92,11 +136,11 @@ pub fn sandbox_env(
 }
 
 /// The jobs in `dir` whose provider the sandbox emulates.
-fn demo_jobs(dir: &Path, env: &Env) -> Result<Vec<PathBuf>, Error> {
+fn demo_jobs(dir: &Path, env: &Env, providers: &[&str]) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     for file in job_files(dir).map_err(ConfigErrors::from)? {
         let def = load_job(&file, env)?;
-        if BINDINGS.iter().any(|b| b.provider == def.job.provider) {
+        if providers.contains(&def.job.provider.as_str()) {
             out.push(find_job(&file.to_string_lossy(), dir).map_err(ConfigErrors::from)?);
         }
     }

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, Credentials};
 use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 use crate::decode;
 use crate::paginate::PageRequest;
@@ -259,22 +259,33 @@ impl Fetcher {
     /// One attempt: authenticate, send, and on a 401 renew the token and send once more.
     async fn attempt(&self, url: &Url, request: &str) -> Result<Page, FetchError> {
         let creds = self.credentials().await?;
-        let response = self.send(url, request, &creds.headers).await?;
-        let response = if response.status() == StatusCode::UNAUTHORIZED
-            && self.auth.rejected(creds.generation).await
-        {
+        let response = self.send(url, request, &creds).await?;
+        let response = if response.status() == StatusCode::UNAUTHORIZED {
+            let rejected = |detail: &str| FetchError::Auth {
+                job: self.job.clone(),
+                source: AuthError::Rejected {
+                    provider: self.auth.provider().to_string(),
+                    request: request.to_string(),
+                    detail: detail.to_string(),
+                    sources: self.auth.sources(),
+                },
+            };
+            let renewable = self
+                .auth
+                .rejected(creds.generation)
+                .await
+                .map_err(|source| FetchError::Auth {
+                    job: self.job.clone(),
+                    source,
+                })?;
+            if !renewable {
+                return Err(rejected("(a static credential cannot be renewed)"));
+            }
             tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying once");
             let creds = self.credentials().await?;
-            let retried = self.send(url, request, &creds.headers).await?;
+            let retried = self.send(url, request, &creds).await?;
             if retried.status() == StatusCode::UNAUTHORIZED {
-                return Err(FetchError::Auth {
-                    job: self.job.clone(),
-                    source: AuthError::Rejected {
-                        provider: self.auth.provider().to_string(),
-                        request: request.to_string(),
-                        sources: self.auth.sources(),
-                    },
-                });
+                return Err(rejected("even after a fresh login"));
             }
             retried
         } else {
@@ -314,7 +325,7 @@ impl Fetcher {
         })
     }
 
-    async fn credentials(&self) -> Result<crate::auth::Credentials, FetchError> {
+    async fn credentials(&self) -> Result<Credentials, FetchError> {
         self.auth
             .credentials(&self.client)
             .await
@@ -328,14 +339,22 @@ impl Fetcher {
         &self,
         url: &Url,
         request: &str,
-        auth_headers: &[(HeaderName, HeaderValue)],
+        creds: &Credentials,
     ) -> Result<reqwest::Response, FetchError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut url = url.clone();
+        if !creds.query.is_empty() {
+            // Added here, after `request` (the logged form) was made: never shown.
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &creds.query {
+                pairs.append_pair(k, v.expose());
+            }
+        }
         let mut builder = self
             .client
-            .request(self.method.clone(), url.clone())
+            .request(self.method.clone(), url)
             .headers(self.headers.clone());
-        for (name, value) in auth_headers {
+        for (name, value) in &creds.headers {
             builder = builder.header(name, value);
         }
         if let Some(body) = &self.body {

@@ -10,6 +10,7 @@ base_url = "https://api.example.com/v1"
 [auth]
 type = "password_login"
 credentials = { email = "env:T_EMAIL", password = "env:T_PASSWORD" }
+[auth.token]
 expires_at_pointer = "/expires_at"
 "#;
 

@@ -1,13 +1,21 @@
 //! Authentication: credentials in, request headers out, token kept fresh.
 //!
-//! [`AuthConfig`] is what a provider file says; [`AuthConfig::build`] resolves its secrets and
-//! returns an [`Authenticator`], shared (behind an `Arc`) by every request of a run. Kinds that
-//! log in for a token share one [`session::TokenSession`], which owns the token lifecycle
-//! (single-flight login, renewal before expiry, renewal once on a 401); a login kind only
-//! knows how to obtain one token.
+//! [`AuthConfig`] is what a provider file says, one struct per kind; [`AuthConfig::build`]
+//! resolves its secrets and returns an [`Authenticator`], shared (behind an `Arc`) by every
+//! request of a run. Kinds that log in for a token (password, code exchange, JWT assertion,
+//! OAuth2) only know how to obtain one token; [`session::TokenSession`] owns the lifecycle
+//! common to all of them: single-flight login, renewal before expiry, one renewal per 401, a
+//! re-authentication budget, and the optional cache between runs.
 
+mod cache;
+mod code_exchange;
+mod exchange;
+mod jwt;
+mod oauth2;
 mod password;
 mod session;
+mod static_kinds;
+mod token;
 
 use std::collections::BTreeMap;
 
@@ -20,8 +28,13 @@ use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
 
+pub use code_exchange::{AccountConfig, CodeExchangeConfig};
+pub use jwt::JwtAssertionConfig;
+pub use oauth2::OAuth2ClientCredentialsConfig;
 pub use password::PasswordLoginConfig;
 pub use session::TokenSession;
+pub use static_kinds::{ApiKeyConfig, BasicConfig, BearerConfig, InteractiveMfaConfig};
+pub use token::{CacheMode, Token, TokenConfig};
 
 /// How requests to a provider are authenticated. `type` selects the kind.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
@@ -31,17 +44,36 @@ pub use session::TokenSession;
 pub enum AuthConfig {
     /// No authentication.
     None(NoAuthConfig),
-    /// A static token sent as `Authorization: <scheme> <token>`, e.g. one issued by hand.
+    /// A static token: `Authorization: <scheme> <token>`.
     Bearer(BearerConfig),
-    /// POST JSON credentials to a login path, read the token and its expiry from the response
+    /// A static API key in a header or a query parameter.
+    ApiKey(ApiKeyConfig),
+    /// HTTP basic authentication.
+    Basic(BasicConfig),
+    /// POST JSON credentials to a login path, read the token and its expiry from the answer
     /// (Seal Metrics, Spreetail).
     PasswordLogin(PasswordLoginConfig),
+    /// Credentials for a code, the code for a token, an account context (Armor v1).
+    CodeExchange(CodeExchangeConfig),
+    /// An HS256-signed request token exchanged for a bearer token (Netography).
+    JwtAssertion(JwtAssertionConfig),
+    /// The OAuth2 client credentials grant (Kalibrate at Azure AD).
+    Oauth2ClientCredentials(OAuth2ClientCredentialsConfig),
+    /// A login that needs a person (ADFS forms with an MFA push, Armor v2): always rejected,
+    /// with directions to a static token.
+    InteractiveMfa(InteractiveMfaConfig),
 }
 
 crate::tagged_enum!(AuthConfig {
     "none" => None(NoAuthConfig),
     "bearer" => Bearer(BearerConfig),
+    "api_key" => ApiKey(ApiKeyConfig),
+    "basic" => Basic(BasicConfig),
     "password_login" => PasswordLogin(PasswordLoginConfig),
+    "code_exchange" => CodeExchange(CodeExchangeConfig),
+    "jwt_assertion" => JwtAssertion(JwtAssertionConfig),
+    "oauth2_client_credentials" => Oauth2ClientCredentials(OAuth2ClientCredentialsConfig),
+    "interactive_mfa" => InteractiveMfa(InteractiveMfaConfig),
 });
 
 /// No authentication.
@@ -49,42 +81,24 @@ crate::tagged_enum!(AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct NoAuthConfig {}
 
-/// A static token.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BearerConfig {
-    /// The token: `env:NAME` or `file:/path`.
-    pub token: SecretRef,
-    /// The scheme before the token in the `Authorization` header.
-    #[serde(default = "default_scheme")]
-    pub scheme: String,
-}
-
-pub(crate) fn default_scheme() -> String {
-    "Bearer".into()
-}
-
 impl AuthConfig {
-    /// The kind's name as written in `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AuthConfig::None(_) => "none",
-            AuthConfig::Bearer(_) => "bearer",
-            AuthConfig::PasswordLogin(_) => "password_login",
-        }
-    }
-
-    /// Checks what can be checked without the environment (pointers, paths, schemes).
+    /// Checks what can be checked without the environment.
     pub fn validate(&self, errors: &mut ConfigErrors) {
         match self {
             AuthConfig::None(_) => {}
             AuthConfig::Bearer(c) => check_scheme(&c.scheme, "auth.scheme", errors),
+            AuthConfig::ApiKey(c) => c.validate(errors),
+            AuthConfig::Basic(_) => {}
             AuthConfig::PasswordLogin(c) => c.validate(errors),
+            AuthConfig::CodeExchange(c) => c.validate(errors),
+            AuthConfig::JwtAssertion(c) => c.validate(errors),
+            AuthConfig::Oauth2ClientCredentials(c) => c.validate(errors),
+            AuthConfig::InteractiveMfa(c) => c.validate(errors),
         }
     }
 
     /// Resolves secrets and returns the runtime authenticator. `provider` names the provider
-    /// in errors.
+    /// in errors and in the token cache.
     pub fn build(
         &self,
         provider: &str,
@@ -92,30 +106,56 @@ impl AuthConfig {
         env: &Env,
     ) -> Result<Authenticator, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let kind = match self {
-            AuthConfig::None(_) => AuthKind::None,
-            AuthConfig::Bearer(c) => match resolve(&c.token, "auth.token", env, &mut errors) {
-                Some(token) => AuthKind::Static(header_pair(&c.scheme, &token)),
-                None => AuthKind::None,
-            },
-            AuthConfig::PasswordLogin(c) => match c.build(base_url, env, &mut errors) {
-                Some(login) => AuthKind::Session(TokenSession::new(
-                    provider,
-                    session::Login::Password(login),
-                    c.scheme.clone(),
-                    std::time::Duration::from_secs(c.renew_before_secs),
-                )),
-                None => AuthKind::None,
-            },
+        self.validate(&mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let session = |login: Option<session::Login>, token: &TokenConfig, errors: &mut ConfigErrors| {
+            let login = login?;
+            match TokenSession::new(provider, base_url, login, token.clone(), env) {
+                Ok(s) => Some(AuthKind::Session(Box::new(s))),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            }
         };
-        errors.into_result(Authenticator {
-            provider: provider.to_string(),
-            kind,
-        })
+        let kind = match self {
+            AuthConfig::None(_) => Some(AuthKind::Static(Credentials::default())),
+            AuthConfig::Bearer(c) => c.build(env, &mut errors).map(AuthKind::Static),
+            AuthConfig::ApiKey(c) => c.build(env, &mut errors).map(AuthKind::Static),
+            AuthConfig::Basic(c) => c.build(env, &mut errors).map(AuthKind::Static),
+            AuthConfig::PasswordLogin(c) => {
+                let login = c.build(base_url, env, &mut errors).map(session::Login::Password);
+                session(login, &c.token, &mut errors)
+            }
+            AuthConfig::CodeExchange(c) => {
+                let login = c
+                    .build(base_url, env, &mut errors)
+                    .map(session::Login::CodeExchange);
+                session(login, &c.token, &mut errors)
+            }
+            AuthConfig::JwtAssertion(c) => {
+                let login = c.build(base_url, env, &mut errors).map(session::Login::Jwt);
+                session(login, &c.token, &mut errors)
+            }
+            AuthConfig::Oauth2ClientCredentials(c) => {
+                let login = c.build(env, &mut errors).map(session::Login::OAuth2);
+                session(login, &c.token, &mut errors)
+            }
+            AuthConfig::InteractiveMfa(_) => None,
+        };
+        match kind {
+            Some(kind) if errors.is_empty() => Ok(Authenticator {
+                provider: provider.to_string(),
+                kind,
+            }),
+            _ => Err(errors),
+        }
     }
 }
 
-fn check_scheme(scheme: &str, field: &str, errors: &mut ConfigErrors) {
+pub(crate) fn check_scheme(scheme: &str, field: &str, errors: &mut ConfigErrors) {
     if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_graphic()) {
         errors.push(ConfigError::field(
             field,
@@ -124,7 +164,16 @@ fn check_scheme(scheme: &str, field: &str, errors: &mut ConfigErrors) {
     }
 }
 
-fn resolve(
+pub(crate) fn check_path(path: &str, field: &str, errors: &mut ConfigErrors) {
+    if !path.starts_with('/') {
+        errors.push(ConfigError::field(
+            field,
+            format!("`{path}` must start with `/`"),
+        ));
+    }
+}
+
+pub(crate) fn resolve(
     secret: &SecretRef,
     field: &str,
     env: &Env,
@@ -139,18 +188,46 @@ fn resolve(
     }
 }
 
-/// `Authorization: <scheme> <token>`, marked sensitive so reqwest and hyper never print it.
-fn header_pair(scheme: &str, token: &Secret) -> (HeaderName, HeaderValue) {
-    let mut value = HeaderValue::from_str(&format!("{scheme} {}", token.expose()))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+/// Resolves a table of secrets; also returns where they came from, for error messages.
+pub(crate) fn resolve_map(
+    map: &BTreeMap<String, SecretRef>,
+    field: &str,
+    env: &Env,
+    errors: &mut ConfigErrors,
+) -> Option<(BTreeMap<String, Secret>, String)> {
+    let mut out = BTreeMap::new();
+    let mut sources = Vec::new();
+    for (name, secret) in map {
+        sources.push(format!("{name} from {secret}"));
+        if let Some(v) = resolve(secret, &format!("{field}.{name}"), env, errors) {
+            out.insert(name.clone(), v);
+        }
+    }
+    (out.len() == map.len()).then(|| (out, sources.join(", ")))
+}
+
+/// `<name>: <value>` marked sensitive, so that reqwest and hyper never print it.
+pub(crate) fn sensitive(name: HeaderName, value: &str) -> (HeaderName, HeaderValue) {
+    let mut value =
+        HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     value.set_sensitive(true);
-    (reqwest::header::AUTHORIZATION, value)
+    (name, value)
+}
+
+/// `Authorization: <scheme> <token>`.
+pub(crate) fn authorization(scheme: &str, token: &Secret) -> (HeaderName, HeaderValue) {
+    sensitive(
+        reqwest::header::AUTHORIZATION,
+        &format!("{scheme} {}", token.expose()),
+    )
 }
 
 /// What a request must carry to be authenticated.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Query parameters (an API key); never shown in logged URLs.
+    pub query: Vec<(String, Secret)>,
     /// Identifies the token these headers carry, so a 401 invalidates only that token.
     pub generation: u64,
 }
@@ -163,11 +240,9 @@ pub struct Authenticator {
 }
 
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // one per provider
 enum AuthKind {
-    None,
-    Static((HeaderName, HeaderValue)),
-    Session(TokenSession),
+    Static(Credentials),
+    Session(Box<TokenSession>),
 }
 
 /// Authentication failed. Names the provider and the request, never a credential.
@@ -180,13 +255,31 @@ pub enum AuthError {
         message: String,
     },
     #[error(
-        "provider `{provider}`: authentication failed: {request} was rejected with 401 even \
-         after a fresh login; check the credentials ({sources})"
+        "provider `{provider}`: authentication failed: {request} was rejected with 401 \
+         {detail}; check the credentials ({sources})"
     )]
     Rejected {
         provider: String,
         request: String,
+        detail: String,
         sources: String,
+    },
+    #[error(
+        "provider `{provider}`: re-authenticated {count} times within {window_secs} s after \
+         401s (the budget is {max}); stopping so as not to lock the account. Raise \
+         `auth.token.max_reauth` (1-100) if the API revokes tokens this often"
+    )]
+    Budget {
+        provider: String,
+        count: usize,
+        max: u32,
+        window_secs: u64,
+    },
+    #[error("provider `{provider}`: token cache {path}: {message}")]
+    Cache {
+        provider: String,
+        path: String,
+        message: String,
     },
 }
 
@@ -199,42 +292,41 @@ impl Authenticator {
     /// there is no fresh token.
     pub async fn credentials(&self, client: &reqwest::Client) -> Result<Credentials, AuthError> {
         match &self.kind {
-            AuthKind::None => Ok(Credentials::default()),
-            AuthKind::Static(pair) => Ok(Credentials {
-                headers: vec![pair.clone()],
-                generation: 0,
-            }),
+            AuthKind::Static(c) => Ok(c.clone()),
             AuthKind::Session(s) => s.credentials(client).await,
         }
     }
 
     /// A request carrying `generation` got a 401: drop that token (if it is still current) so
-    /// the next [`credentials`](Self::credentials) call logs in again. Returns false when the
-    /// kind cannot renew (a static token): the caller should not retry.
-    pub async fn rejected(&self, generation: u64) -> bool {
+    /// the next [`credentials`](Self::credentials) call logs in again. `Ok(false)` when the
+    /// kind cannot renew (a static credential): retrying would not help.
+    pub async fn rejected(&self, generation: u64) -> Result<bool, AuthError> {
         match &self.kind {
-            AuthKind::Session(s) => {
-                s.invalidate(generation).await;
-                true
-            }
-            _ => false,
+            AuthKind::Session(s) => s.invalidate(generation).await.map(|()| true),
+            AuthKind::Static(_) => Ok(false),
         }
     }
 
     /// Where the credentials came from, for error messages (`env:NAME`, never a value).
     pub fn sources(&self) -> String {
         match &self.kind {
-            AuthKind::None => "no credentials configured".into(),
-            AuthKind::Static(_) => "the static token".into(),
+            AuthKind::Static(_) => "the static credential".into(),
             AuthKind::Session(s) => s.sources(),
         }
     }
 
-    /// The secret values this authenticator holds, for scrubbing server messages.
+    /// `text` with every credential and token this authenticator holds replaced.
     pub(crate) fn redact(&self, text: &str) -> String {
         match &self.kind {
             AuthKind::Session(s) => s.redact(text),
-            _ => text.to_string(),
+            AuthKind::Static(c) => c
+                .headers
+                .iter()
+                .filter_map(|(_, v)| v.to_str().ok())
+                .flat_map(|v| [v, v.rsplit(' ').next().unwrap_or(v)])
+                .chain(c.query.iter().map(|(_, s)| s.expose()))
+                .filter(|s| s.len() >= 4)
+                .fold(text.to_string(), |t, s| t.replace(s, "[redacted]")),
         }
     }
 
@@ -242,7 +334,7 @@ impl Authenticator {
     pub fn logins(&self) -> u64 {
         match &self.kind {
             AuthKind::Session(s) => s.logins(),
-            _ => 0,
+            AuthKind::Static(_) => 0,
         }
     }
 }

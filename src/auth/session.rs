@@ -1,46 +1,84 @@
 //! The token lifecycle shared by every login kind.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderName, HeaderValue};
 use tokio::sync::Mutex;
+use url::Url;
 
+use super::cache::TokenCache;
+use super::code_exchange::CodeExchange;
+use super::jwt::JwtAssertion;
+use super::oauth2::OAuth2;
 use super::password::PasswordLogin;
-use super::{AuthError, Credentials, header_pair};
+use super::token::{CacheMode, Token, TokenConfig};
+use super::{AuthError, Credentials, authorization, sensitive};
+use crate::config::ConfigError;
+use crate::env::Env;
 use crate::secret::Secret;
-
-/// A token obtained by a login.
-pub(crate) struct Token {
-    pub value: Secret,
-    pub issued_at: DateTime<Utc>,
-    /// `None`: valid until the server rejects it.
-    pub expires_at: Option<DateTime<Utc>>,
-}
 
 /// The ways of obtaining a token.
 #[derive(Debug)]
 pub(crate) enum Login {
     Password(PasswordLogin),
+    CodeExchange(CodeExchange),
+    Jwt(JwtAssertion),
+    OAuth2(OAuth2),
 }
 
 impl Login {
-    async fn login(&self, provider: &str, client: &reqwest::Client) -> Result<Token, AuthError> {
+    async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
         match self {
-            Login::Password(l) => l.login(provider, client).await,
+            Login::Password(l) => l.login(client).await,
+            Login::CodeExchange(l) => l.login(client).await,
+            Login::Jwt(l) => l.login(client).await,
+            Login::OAuth2(l) => l.login(client).await,
+        }
+    }
+
+    /// Trades a still-valid token for a fresh one, where the kind can.
+    async fn reissue(&self, client: &reqwest::Client, token: &Token) -> Option<Result<Token, String>> {
+        match self {
+            Login::CodeExchange(l) if l.can_reissue() => Some(l.reissue(client, token).await),
+            _ => None,
+        }
+    }
+
+    fn url(&self) -> &Url {
+        match self {
+            Login::Password(l) => &l.url,
+            Login::CodeExchange(l) => &l.authorize_url,
+            Login::Jwt(l) => &l.url,
+            Login::OAuth2(l) => &l.url,
         }
     }
 
     fn sources(&self) -> &str {
         match self {
-            Login::Password(l) => l.sources(),
+            Login::Password(l) => &l.sources,
+            Login::CodeExchange(l) => &l.sources,
+            Login::Jwt(l) => &l.sources,
+            Login::OAuth2(l) => &l.sources,
         }
     }
 
     fn secrets(&self) -> Vec<&Secret> {
         match self {
-            Login::Password(l) => l.secrets().collect(),
+            Login::Password(l) => l.secrets(),
+            Login::CodeExchange(l) => l.secrets(),
+            Login::Jwt(l) => l.secrets(),
+            Login::OAuth2(l) => l.secrets(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Login::Password(_) => "password_login",
+            Login::CodeExchange(_) => "code_exchange",
+            Login::Jwt(_) => "jwt_assertion",
+            Login::OAuth2(_) => "oauth2_client_credentials",
         }
     }
 }
@@ -50,18 +88,22 @@ impl Login {
 pub struct TokenSession {
     provider: String,
     login: Login,
-    scheme: String,
-    renew_before: Duration,
+    config: TokenConfig,
     state: Mutex<State>,
     logins: AtomicU64,
-    /// The current token value, kept for scrubbing server messages.
+    /// When each re-authentication after a 401 happened, for the budget.
+    reauths: std::sync::Mutex<VecDeque<Instant>>,
+    cache: Option<TokenCache>,
+    /// The current token, kept for scrubbing server messages.
     current: std::sync::Mutex<Option<Secret>>,
 }
 
 #[derive(Default)]
 struct State {
-    token: Option<(Token, (HeaderName, HeaderValue))>,
+    token: Option<(Token, Credentials)>,
     generation: u64,
+    /// The cache is read once, before the first login.
+    cache_checked: bool,
 }
 
 impl std::fmt::Debug for TokenSession {
@@ -76,19 +118,30 @@ impl std::fmt::Debug for TokenSession {
 impl TokenSession {
     pub(crate) fn new(
         provider: &str,
+        base_url: &Url,
         login: Login,
-        scheme: String,
-        renew_before: Duration,
-    ) -> Self {
-        TokenSession {
+        config: TokenConfig,
+        env: &Env,
+    ) -> Result<Self, ConfigError> {
+        let cache = match config.cache {
+            CacheMode::None => None,
+            CacheMode::Disk => Some(TokenCache::new(
+                provider,
+                &config,
+                env,
+                &fingerprint(provider, base_url, &login),
+            )?),
+        };
+        Ok(TokenSession {
             provider: provider.to_string(),
             login,
-            scheme,
-            renew_before,
+            config,
             state: Mutex::new(State::default()),
             logins: AtomicU64::new(0),
+            reauths: std::sync::Mutex::new(VecDeque::new()),
+            cache,
             current: std::sync::Mutex::new(None),
-        }
+        })
     }
 
     pub(crate) async fn credentials(
@@ -96,24 +149,90 @@ impl TokenSession {
         client: &reqwest::Client,
     ) -> Result<Credentials, AuthError> {
         let mut state = self.state.lock().await;
-        let fresh = state
-            .token
-            .as_ref()
-            .is_some_and(|(t, _)| !self.is_stale(t, Utc::now()));
-        if !fresh {
-            let token = self.login.login(&self.provider, client).await?;
-            self.logins.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(provider = %self.provider, expires_at = ?token.expires_at, "logged in");
-            let header = header_pair(&self.scheme, &token.value);
-            *self.current.lock().expect("not poisoned") = Some(token.value.clone());
-            state.token = Some((token, header));
-            state.generation += 1;
+        let now = Utc::now();
+        if let Some((token, creds)) = &state.token
+            && !self.is_stale(token, now)
+        {
+            return Ok(Credentials {
+                generation: state.generation,
+                ..creds.clone()
+            });
         }
-        let (_, header) = state.token.as_ref().expect("token just set");
+        let token = self.fresh_token(client, &mut state, now).await?;
+        self.install(&mut state, token);
+        let (_, creds) = state.token.as_ref().expect("just installed");
         Ok(Credentials {
-            headers: vec![header.clone()],
             generation: state.generation,
+            ..creds.clone()
         })
+    }
+
+    /// A new token: from the cache (once), by reissue while the old one still works, or by a
+    /// full login.
+    async fn fresh_token(
+        &self,
+        client: &reqwest::Client,
+        state: &mut State,
+        now: DateTime<Utc>,
+    ) -> Result<Token, AuthError> {
+        if !state.cache_checked {
+            state.cache_checked = true;
+            if let Some(cache) = &self.cache
+                && let Some(token) = cache.load()?
+                && !self.is_stale(&token, now)
+            {
+                tracing::debug!(provider = %self.provider, "using the cached token");
+                return Ok(token);
+            }
+        }
+        if let Some((old, _)) = &state.token
+            && !old.is_expired(now)
+            && let Some(result) = self.login.reissue(client, old).await
+        {
+            match result {
+                Ok(token) => {
+                    tracing::debug!(provider = %self.provider, "token reissued");
+                    self.store(&token);
+                    return Ok(token);
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %self.provider, error = %self.redact(&e), "reissue failed; logging in again");
+                }
+            }
+        }
+        let token = self.login.login(client).await.map_err(|message| AuthError::Login {
+            provider: self.provider.clone(),
+            url: self.login.url().to_string(),
+            message: self.redact(&message),
+        })?;
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(provider = %self.provider, expires_at = ?token.expires_at, "logged in");
+        self.store(&token);
+        Ok(token)
+    }
+
+    fn store(&self, token: &Token) {
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.store(token)
+        {
+            // The run goes on; the next one logs in again.
+            tracing::warn!(provider = %self.provider, error = %e, "cannot cache the token");
+        }
+    }
+
+    fn install(&self, state: &mut State, token: Token) {
+        let mut creds = Credentials {
+            headers: vec![authorization(&self.config.scheme, &token.value)],
+            ..Credentials::default()
+        };
+        for (name, value) in &token.headers {
+            if let Ok(name) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) {
+                creds.headers.push(sensitive(name, value));
+            }
+        }
+        *self.current.lock().expect("not poisoned") = Some(token.value.clone());
+        state.generation += 1;
+        state.token = Some((token, creds));
     }
 
     /// Renew `renew_before` ahead of expiry, but never more than half the token's lifetime
@@ -123,17 +242,39 @@ impl TokenSession {
             return false;
         };
         let lifetime = (expires_at - token.issued_at).max(chrono::Duration::zero());
-        let margin = chrono::Duration::from_std(self.renew_before)
+        let margin = chrono::Duration::from_std(Duration::from_secs(self.config.renew_before_secs))
             .unwrap_or(chrono::Duration::MAX)
             .min(lifetime / 2);
         now >= expires_at - margin
     }
 
-    pub(crate) async fn invalidate(&self, generation: u64) {
+    /// Drops the token of `generation` after a 401 (once, however many requests saw it
+    /// rejected) and counts the re-authentication against the budget.
+    pub(crate) async fn invalidate(&self, generation: u64) -> Result<(), AuthError> {
         let mut state = self.state.lock().await;
-        if state.generation == generation {
-            state.token = None;
+        if state.generation != generation || state.token.is_none() {
+            return Ok(());
         }
+        state.token = None;
+        if let Some(cache) = &self.cache {
+            cache.remove();
+        }
+        let window = Duration::from_secs(self.config.reauth_window_secs);
+        let mut reauths = self.reauths.lock().expect("not poisoned");
+        let now = Instant::now();
+        while reauths.front().is_some_and(|t| now.duration_since(*t) > window) {
+            reauths.pop_front();
+        }
+        reauths.push_back(now);
+        if reauths.len() > self.config.max_reauth as usize {
+            return Err(AuthError::Budget {
+                provider: self.provider.clone(),
+                count: reauths.len(),
+                max: self.config.max_reauth,
+                window_secs: self.config.reauth_window_secs,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn sources(&self) -> String {
@@ -145,13 +286,29 @@ impl TokenSession {
     }
 
     pub(crate) fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
         let current = self.current.lock().expect("not poisoned").clone();
-        for secret in self.login.secrets().into_iter().chain(current.as_ref()) {
-            if !secret.expose().is_empty() {
-                out = out.replace(secret.expose(), "[redacted]");
-            }
-        }
-        out
+        self.login
+            .secrets()
+            .into_iter()
+            .chain(current.as_ref())
+            .map(Secret::expose)
+            .filter(|s| !s.is_empty())
+            .fold(text.to_string(), |t, s| t.replace(s, "[redacted]"))
     }
+}
+
+/// Identifies the credentials without holding them: a token cached for other credentials
+/// (or another server) is never used.
+fn fingerprint(provider: &str, base_url: &Url, login: &Login) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [provider, base_url.as_str(), login.kind(), login.url().as_str()] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for s in login.secrets() {
+        h.update(s.expose().as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
 }

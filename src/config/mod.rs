@@ -23,7 +23,7 @@ pub use job::{EndpointConfig, HttpMethod, JobConfig};
 pub use load::{JobDefinition, find_job, job_files, load_job, load_provider};
 pub use pointer::JsonPointer;
 pub use provider::ProviderConfig;
-pub(crate) use scalar::{scalar_map, scalar_map_schema};
+pub(crate) use scalar::{scalar_map, scalar_map_schema, scalar_opt};
 pub use tagged::{PATH_MARK, split_path};
 pub use validate::{Report, validate_paths};
 

@@ -52,3 +52,8 @@ pub fn scalar_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
         "additionalProperties": { "type": ["string", "number", "boolean"] }
     })
 }
+
+/// An optional value written as a string or a number (`id = 7` or `id = "7"`).
+pub fn scalar_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+}

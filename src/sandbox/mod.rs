@@ -5,8 +5,12 @@
 //! (`/seal`, ...) and keeps its own counters (logins, data requests, 401s), which tests read
 //! with [`Sandbox::stats`] or `GET /_sandbox/stats`.
 
+mod armor;
 pub mod data;
+mod kalibrate;
+mod netography;
 mod seal;
+mod spreetail;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -27,6 +31,22 @@ pub use tokens::Tokens;
 pub mod credentials {
     pub const SEAL_EMAIL: &str = "analyst@example.com";
     pub const SEAL_PASSWORD: &str = "sandbox-seal-password";
+    pub const ARMOR_USERNAME: &str = "armor-analyst";
+    pub const ARMOR_PASSWORD: &str = "sandbox-armor-password";
+    /// The accounts `GET /me` lists; the first is the default context.
+    pub const ARMOR_ACCOUNTS: [u64; 2] = [7, 42];
+    pub const NETOGRAPHY_APPNAME: &str = "apisnap-sandbox";
+    pub const NETOGRAPHY_APPKEY: &str = "sandbox-netography-appkey";
+    pub const NETOGRAPHY_SHORTNAME: &str = "acme";
+    pub const NETOGRAPHY_SHARED_SECRET: &str = "sandbox-netography-shared-secret";
+    pub const SPREETAIL_CLIENT_ID: &str = "client-sandbox-123";
+    pub const SPREETAIL_CLIENT_SECRET: &str = "sandbox-spreetail-secret";
+    /// A known client whose account is suspended: 200 with `success: false`.
+    pub const SPREETAIL_SUSPENDED_CLIENT_ID: &str = "client-suspended-456";
+    pub const KALIBRATE_TENANT: &str = "efa98c7b-2114-46e8-be99-954a4f1a2d9c";
+    pub const KALIBRATE_CLIENT_ID: &str = "0525b217-cbb9-4d4a-b8a1-7551c30098cf";
+    pub const KALIBRATE_CLIENT_SECRET: &str = "sandbox-kalibrate-secret";
+    pub const KALIBRATE_SCOPE: &str = "api://dev.data.thekalibratecloud.com/.default";
 }
 
 /// How the sandbox behaves.
@@ -38,6 +58,11 @@ pub struct SandboxConfig {
     pub max_page_size: u64,
     /// How long issued tokens live.
     pub token_ttl: Duration,
+    /// Revoke the token used for every K-th data request (so the next request with it gets
+    /// a 401), to exercise renewal mid-run.
+    pub revoke_every: Option<u64>,
+    /// Added to every data request.
+    pub latency: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -46,6 +71,8 @@ impl Default for SandboxConfig {
             records: 10_000,
             max_page_size: 10_000,
             token_ttl: Duration::from_secs(3600),
+            revoke_every: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -55,8 +82,11 @@ impl Default for SandboxConfig {
 pub struct Counters {
     pub logins: AtomicU64,
     pub failed_logins: AtomicU64,
+    pub reissues: AtomicU64,
     pub data_requests: AtomicU64,
     pub unauthorized: AtomicU64,
+    /// Authorized data requests, for `revoke_every`.
+    served: AtomicU64,
 }
 
 /// A snapshot of one provider's counters.
@@ -64,6 +94,7 @@ pub struct Counters {
 pub struct CounterSnapshot {
     pub logins: u64,
     pub failed_logins: u64,
+    pub reissues: u64,
     pub data_requests: u64,
     pub unauthorized: u64,
 }
@@ -73,6 +104,7 @@ impl Counters {
         CounterSnapshot {
             logins: self.logins.load(Ordering::Relaxed),
             failed_logins: self.failed_logins.load(Ordering::Relaxed),
+            reissues: self.reissues.load(Ordering::Relaxed),
             data_requests: self.data_requests.load(Ordering::Relaxed),
             unauthorized: self.unauthorized.load(Ordering::Relaxed),
         }
@@ -117,7 +149,7 @@ pub struct Sandbox {
 }
 
 /// The providers the sandbox emulates, by base path.
-pub const PROVIDERS: [&str; 1] = ["seal"];
+pub const PROVIDERS: [&str; 5] = ["seal", "armor", "netography", "spreetail", "kalibrate"];
 
 impl Sandbox {
     /// Starts on 127.0.0.1 (`port` 0 picks a free one).
@@ -132,6 +164,12 @@ impl Sandbox {
         });
         let app = Router::new()
             .nest("/seal", seal::routes())
+            .nest("/armor", armor::routes())
+            .nest("/netography", netography::routes())
+            .nest("/spreetail", spreetail::routes())
+            .nest("/kalibrate", kalibrate::routes())
+            // Azure AD, on "another host": tests and the demo reach it as `localhost`.
+            .nest("/aad", kalibrate::token_routes())
             .route("/_sandbox/stats", axum::routing::get(stats_handler))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -159,6 +197,12 @@ impl Sandbox {
     /// The base URL of one emulated provider, e.g. `http://127.0.0.1:41234/seal`.
     pub fn base_url(&self, provider: &str) -> String {
         format!("http://{}/{provider}", self.addr)
+    }
+
+    /// A URL on the sandbox under the host name `localhost` rather than `127.0.0.1`: a
+    /// different host for the client (Kalibrate's token endpoint lives on Azure AD).
+    pub fn localhost_url(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.addr.port())
     }
 
     /// The counters of one provider.
@@ -197,6 +241,97 @@ async fn stats_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .map(|(k, v)| (*k, v.snapshot()))
         .collect();
     axum::Json(stats)
+}
+
+/// How a provider wraps its records.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape {
+    /// `{"data": [...], "total": n}`
+    Data,
+    /// `[...]`
+    Bare,
+    /// `{"data": {"items": [...], "total": n}}`
+    Nested,
+    /// `{"success": true, "data": [...], "total": n}`
+    Envelope,
+    /// `{"value": [...], "@odata.count": n}`
+    Value,
+}
+
+/// Checks the token in `Authorization: <scheme> <token>`; counts the request; sleeps the
+/// configured latency. On success returns the token.
+pub(crate) async fn authorize(
+    shared: &Shared,
+    provider: &'static str,
+    headers: &axum::http::HeaderMap,
+    scheme: &str,
+) -> Result<String, axum::response::Response> {
+    let counters = shared.counters(provider);
+    counters.data_requests.fetch_add(1, Ordering::Relaxed);
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    match tokens::from_header(headers, scheme) {
+        Some(t) if shared.tokens.valid(provider, t) => Ok(t.to_string()),
+        _ => {
+            counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            Err(json_error(
+                axum::http::StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "invalid or expired token", "message": "Unauthorized"}),
+            ))
+        }
+    }
+}
+
+/// Serves records `[skip, skip + limit)` in `shape`, then applies `revoke_every` to `token`.
+pub(crate) fn records_page(
+    shared: &Shared,
+    provider: &'static str,
+    token: &str,
+    shape: Shape,
+    skip: u64,
+    limit: u64,
+) -> axum::response::Response {
+    let mut body = Vec::with_capacity(64 + limit.min(shared.config.max_page_size) as usize * 320);
+    let total = shared.config.records;
+    let head: &[u8] = match shape {
+        Shape::Data => b"{\"data\":",
+        Shape::Bare => b"",
+        Shape::Nested => b"{\"data\":{\"items\":",
+        Shape::Envelope => b"{\"success\":true,\"data\":",
+        Shape::Value => b"{\"value\":",
+    };
+    body.extend_from_slice(head);
+    shared.records_array(skip, limit, &mut body);
+    let tail = match shape {
+        Shape::Data | Shape::Envelope => format!(",\"total\":{total}}}"),
+        Shape::Bare => String::new(),
+        Shape::Nested => format!(",\"total\":{total}}}}}"),
+        Shape::Value => format!(",\"@odata.count\":{total}}}"),
+    };
+    body.extend_from_slice(tail.as_bytes());
+    let served = shared.counters(provider).served.fetch_add(1, Ordering::Relaxed) + 1;
+    if shared.config.revoke_every.is_some_and(|k| served.is_multiple_of(k)) {
+        shared.tokens.revoke(token);
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// `skip`/`limit` query parameters.
+#[derive(serde::Deserialize)]
+pub(crate) struct SkipLimit {
+    pub skip: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+impl SkipLimit {
+    pub fn get(&self) -> (u64, u64) {
+        (self.skip.unwrap_or(0), self.limit.unwrap_or(100))
+    }
 }
 
 /// A JSON error response.

@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Shared, credentials, json_error, tokens};
+use super::{Shape, Shared, SkipLimit, authorize, credentials, json_error, records_page};
 
 const NAME: &str = "seal";
 
@@ -47,38 +47,20 @@ async fn login(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     let expires_at = chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
     axum::Json(serde_json::json!({
         "access_token": token,
-        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }))
     .into_response()
-}
-
-#[derive(Deserialize)]
-struct Page {
-    skip: Option<u64>,
-    limit: Option<u64>,
 }
 
 async fn events(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Query(page): Query<Page>,
+    Query(page): Query<SkipLimit>,
 ) -> Response {
-    let counters = shared.counters(NAME);
-    counters.data_requests.fetch_add(1, Ordering::Relaxed);
-    let authorized =
-        tokens::from_header(&headers, "Bearer").is_some_and(|t| shared.tokens.valid(NAME, t));
-    if !authorized {
-        counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": "invalid or expired token"}),
-        );
-    }
-    let skip = page.skip.unwrap_or(0);
-    let limit = page.limit.unwrap_or(100);
-    let mut body = Vec::with_capacity(64 + limit.min(10_000) as usize * 320);
-    body.extend_from_slice(b"{\"data\":");
-    shared.records_array(skip, limit, &mut body);
-    body.extend_from_slice(format!(",\"total\":{}}}", shared.config.records).as_bytes());
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let token = match authorize(&shared, NAME, &headers, "Bearer").await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (skip, limit) = page.get();
+    records_page(&shared, NAME, &token, Shape::Data, skip, limit)
 }

@@ -1,0 +1,146 @@
+//! `jwt_assertion` (Netography): an HS256-signed request token exchanged for a bearer token.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::exchange::{Exchange, pointer};
+use super::token::{Token, TokenConfig};
+use super::resolve_map;
+use crate::config::{ConfigError, ConfigErrors, JsonPointer, join_url};
+use crate::env::Env;
+use crate::secret::{Secret, SecretRef};
+
+/// Sign claims `{iat, jti, ...}` with a shared secret (HS256) and POST the result for a token.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAssertionConfig {
+    /// Path that takes `{"<assertion_field>": <signed JWT>}` and answers with the token.
+    #[serde(default = "default_token_path")]
+    pub token_path: String,
+    /// The shared secret the request token is signed with (HS256).
+    pub secret: SecretRef,
+    /// Claims added to every request token, written as they are (not secret), e.g.
+    /// `{ appname = "analytics", shortname = "acme" }`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// Claims whose values are secrets, e.g. `{ appkey = "env:NETOGRAPHY_APPKEY" }`.
+    #[serde(default)]
+    pub secret_claims: BTreeMap<String, SecretRef>,
+    /// The JSON field the signed token is sent in.
+    #[serde(default = "default_assertion_field")]
+    pub assertion_field: String,
+    /// Where the server's error message is.
+    #[serde(default = "default_error_pointer")]
+    pub error_pointer: JsonPointer,
+    /// The token in the response, and its lifecycle.
+    #[serde(default)]
+    pub token: TokenConfig,
+}
+
+fn default_token_path() -> String {
+    "/auth/token".into()
+}
+fn default_assertion_field() -> String {
+    "jwt".into()
+}
+fn default_error_pointer() -> JsonPointer {
+    pointer("/error")
+}
+
+/// Claims apisnap sets itself.
+const RESERVED: [&str; 2] = ["iat", "jti"];
+
+impl JwtAssertionConfig {
+    pub(super) fn validate(&self, errors: &mut ConfigErrors) {
+        super::check_path(&self.token_path, "auth.token_path", errors);
+        for name in self.claims.keys().chain(self.secret_claims.keys()) {
+            if RESERVED.contains(&name.as_str()) {
+                errors.push(ConfigError::field(
+                    format!("auth.claims.{name}"),
+                    "`iat` and `jti` are set for every request token: remove it",
+                ));
+            }
+            if self.claims.contains_key(name) && self.secret_claims.contains_key(name) {
+                errors.push(ConfigError::field(
+                    format!("auth.secret_claims.{name}"),
+                    "also set in `claims`: keep one",
+                ));
+            }
+        }
+        self.token.validate(errors);
+    }
+
+    pub(super) fn build(&self, base: &Url, env: &Env, errors: &mut ConfigErrors) -> Option<JwtAssertion> {
+        let secret = super::resolve(&self.secret, "auth.secret", env, errors);
+        let secret_claims = resolve_map(&self.secret_claims, "auth.secret_claims", env, errors);
+        let (secret_claims, claim_sources) = secret_claims?;
+        let secret = secret?;
+        Some(JwtAssertion {
+            url: join_url(base, &self.token_path),
+            key: jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes()),
+            sources: format!("shared secret from {}{}", self.secret, if claim_sources.is_empty() { String::new() } else { format!(", {claim_sources}") }),
+            secret,
+            secret_claims,
+            config: self.clone(),
+        })
+    }
+}
+
+pub(crate) struct JwtAssertion {
+    pub url: Url,
+    key: jsonwebtoken::EncodingKey,
+    secret: Secret,
+    secret_claims: BTreeMap<String, Secret>,
+    pub sources: String,
+    config: JwtAssertionConfig,
+}
+
+impl std::fmt::Debug for JwtAssertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAssertion").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl JwtAssertion {
+    pub fn secrets(&self) -> Vec<&Secret> {
+        std::iter::once(&self.secret).chain(self.secret_claims.values()).collect()
+    }
+
+    /// A freshly signed request token: `iat` now, a `jti` never used before.
+    fn assertion(&self) -> Result<String, String> {
+        let mut claims = serde_json::Map::new();
+        claims.insert("iat".into(), chrono::Utc::now().timestamp().into());
+        // A random integer below 2^53, so that servers that parse JSON numbers as doubles
+        // (as the vendor's Python example's `random.randint` suggests) read it exactly.
+        let jti = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
+        claims.insert("jti".into(), jti.into());
+        for (k, v) in &self.config.claims {
+            claims.insert(k.clone(), v.clone().into());
+        }
+        for (k, v) in &self.secret_claims {
+            claims.insert(k.clone(), v.expose().into());
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &self.key,
+        )
+        .map_err(|e| format!("cannot sign the request token: {e}"))
+    }
+
+    pub async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
+        let jwt = self.assertion()?;
+        let body = serde_json::json!({ self.config.assertion_field.clone(): jwt });
+        let result = async {
+            let answer = Exchange::send(client.post(self.url.clone()).json(&body)).await?;
+            let body = answer.success_json(&[&self.config.error_pointer])?;
+            self.config.token.parse(&body)
+        }
+        .await;
+        // The signed token is a credential too: a server that echoes it must not leak it.
+        result.map_err(|m| m.replace(&jwt, "[redacted]"))
+    }
+}
