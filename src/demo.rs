@@ -16,10 +16,16 @@ use crate::sandbox::{Sandbox, SandboxConfig, credentials};
 /// The variables that point a shipped provider file at the sandbox, by provider name.
 /// Everything else about the provider (its auth kind, pointers, token lifecycle) is the
 /// shipped file's own.
-pub fn sandbox_bindings(sandbox: &Sandbox, state_dir: &Path) -> Vec<(&'static str, Vec<(String, String)>)> {
+pub fn sandbox_bindings(
+    sandbox: &Sandbox,
+    state_dir: &Path,
+) -> Vec<(&'static str, Vec<(String, String)>)> {
     use credentials as c;
     let base = |provider: &str, path: &str| {
-        (format!("{}__BASE_URL", provider_prefix(provider)), sandbox.base_url(path))
+        (
+            format!("{}__BASE_URL", provider_prefix(provider)),
+            sandbox.base_url(path),
+        )
     };
     let var = |k: &str, v: &str| (k.to_string(), v.to_string());
     vec![
@@ -45,8 +51,14 @@ pub fn sandbox_bindings(sandbox: &Sandbox, state_dir: &Path) -> Vec<(&'static st
                 base("netography", "netography"),
                 var("NETOGRAPHY_SHARED_SECRET", c::NETOGRAPHY_SHARED_SECRET),
                 var("NETOGRAPHY_APPKEY", c::NETOGRAPHY_APPKEY),
-                var("APISNAP_PROVIDER_NETOGRAPHY__AUTH__CLAIMS__APPNAME", c::NETOGRAPHY_APPNAME),
-                var("APISNAP_PROVIDER_NETOGRAPHY__AUTH__CLAIMS__SHORTNAME", c::NETOGRAPHY_SHORTNAME),
+                var(
+                    "APISNAP_PROVIDER_NETOGRAPHY__AUTH__CLAIMS__APPNAME",
+                    c::NETOGRAPHY_APPNAME,
+                ),
+                var(
+                    "APISNAP_PROVIDER_NETOGRAPHY__AUTH__CLAIMS__SHORTNAME",
+                    c::NETOGRAPHY_SHORTNAME,
+                ),
                 var(
                     "APISNAP_PROVIDER_NETOGRAPHY__AUTH__TOKEN__CACHE_DIR",
                     &state_dir.join("tokens").to_string_lossy(),
@@ -67,7 +79,8 @@ pub fn sandbox_bindings(sandbox: &Sandbox, state_dir: &Path) -> Vec<(&'static st
                 base("kalibrate", "kalibrate"),
                 var(
                     "APISNAP_PROVIDER_KALIBRATE__AUTH__TOKEN_URL",
-                    &sandbox.localhost_url(&format!("/aad/{}/oauth2/v2.0/token", c::KALIBRATE_TENANT)),
+                    &sandbox
+                        .localhost_url(&format!("/aad/{}/oauth2/v2.0/token", c::KALIBRATE_TENANT)),
                 ),
                 var("KALIBRATE_CLIENT_ID", c::KALIBRATE_CLIENT_ID),
                 var("KALIBRATE_CLIENT_SECRET", c::KALIBRATE_CLIENT_SECRET),

@@ -142,6 +142,7 @@ impl FetchError {
 /// A page that arrived intact.
 #[derive(Debug)]
 pub struct Page {
+    pub status: StatusCode,
     pub body: Bytes,
     /// Where the records array is in `body`.
     pub records: Range<usize>,
@@ -318,6 +319,7 @@ impl Fetcher {
             None => None,
         };
         Ok(Page {
+            status,
             records: located.range,
             count: located.count,
             total,

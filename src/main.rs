@@ -44,6 +44,14 @@ enum Command {
         #[arg(long, default_value = "jobs")]
         jobs_dir: PathBuf,
     },
+    /// Authenticate and fetch one page; show what came back. Writes nothing.
+    Check {
+        /// Job name (looked up in --jobs-dir) or job file path.
+        job: String,
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+    },
     /// Check job and provider files without making a request.
     Validate {
         /// Files or directories (default: jobs/).
@@ -117,6 +125,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
     let env = Env::from_process();
     match cli.command {
         Command::Run { jobs, jobs_dir } => run(&jobs, &jobs_dir, &env),
+        Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
         Command::Sandbox {
             port,
@@ -163,6 +172,45 @@ fn run(jobs: &[String], jobs_dir: &std::path::Path, env: &Env) -> Result<u8, Err
         }
     }
     Ok(code)
+}
+
+/// `apisnap check`: the first thing to run against a new API.
+fn check(name: &str, jobs_dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
+    let file = find_job(name, jobs_dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+    let job = load_job(&file, env)?.build(env)?;
+    let report = runtime()?.block_on(job.check())?;
+    println!("{}: {} -> {}", report.job, report.request, report.status);
+    println!(
+        "  authentication: ok ({} login{})",
+        report.logins,
+        if report.logins == 1 { "" } else { "s" }
+    );
+    match report.total {
+        Some(total) => println!(
+            "  records on the first page: {} of {total} ({} bytes)",
+            report.records, report.bytes
+        ),
+        None => println!(
+            "  records on the first page: {} ({} bytes)",
+            report.records, report.bytes
+        ),
+    }
+    if report.fields.is_empty() {
+        println!("  fields: none (the page is empty)");
+    } else {
+        println!("  fields, as they would be written:");
+        let width = report
+            .fields
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap_or(0);
+        for (name, data_type) in &report.fields {
+            println!("    {name:width$}  {data_type}");
+        }
+    }
+    println!("nothing was written");
+    Ok(exit::OK)
 }
 
 fn print_summary(s: &RunSummary) {

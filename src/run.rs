@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -117,6 +117,20 @@ pub struct RunSummary {
     pub duration_secs: f64,
 }
 
+/// What `apisnap check` saw on the first page.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub job: String,
+    pub request: String,
+    pub status: u16,
+    pub bytes: usize,
+    pub records: u64,
+    pub total: Option<u64>,
+    /// Field names and inferred Arrow types, in source order.
+    pub fields: Vec<(String, String)>,
+    pub logins: u64,
+}
+
 /// A new run id: UUIDv7, so ids sort by start time.
 pub fn new_run_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
@@ -163,9 +177,20 @@ impl Job {
         let written = join(&self.name, writer).await;
 
         // The first failure in pipeline order is the cause; later ones are its echoes.
-        let pages = fetched?;
-        let records = decoded?;
-        let open = written?;
+        let outcome = (|| Ok((fetched?, decoded?, written?)))();
+        let (pages, records, open) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                // The temporary file is gone with its writer; a directory this run created
+                // and left empty goes too (it fails harmlessly when not empty).
+                let _ = std::fs::remove_dir(&snapshot_dir);
+                return Err(e);
+            }
+        };
+        let open = open.ok_or_else(|| Error::Internal {
+            job: self.name.clone(),
+            message: "the run ended without a page".into(),
+        })?;
         let file = tokio::task::spawn_blocking(move || open.finish())
             .await
             .map_err(|e| Error::Internal {
@@ -198,6 +223,37 @@ impl Job {
             "run finished"
         );
         Ok(summary)
+    }
+
+    /// Authenticates and fetches the first page only; writes nothing.
+    pub async fn check(&self) -> Result<CheckReport, Error> {
+        let request = self.paginator.first(None);
+        let page = self.fetcher.fetch(&request).await?;
+        let slice = &page.body[page.records.clone()];
+        let fields = if page.count == 0 {
+            Vec::new()
+        } else {
+            infer_schema(slice)
+                .map_err(|message| Error::Decode {
+                    job: self.name.clone(),
+                    position: request.position.to_string(),
+                    message,
+                })?
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect()
+        };
+        Ok(CheckReport {
+            job: self.name.clone(),
+            request: self.fetcher.describe(&request),
+            status: page.status.as_u16(),
+            bytes: page.body.len(),
+            records: page.count,
+            total: page.total,
+            fields,
+            logins: self.fetcher.auth().logins(),
+        })
     }
 
     /// Requests pages in order until the paginator says stop. Returns the number of pages.
@@ -280,22 +336,17 @@ fn decode_stage(
             break;
         }
     }
-    if decoder.is_none() {
-        // No page at all cannot happen (the first request always runs), but an empty first
-        // page can: the snapshot is an empty file with no columns.
-        let _ = batches.blocking_send(ToWriter::Open(Arc::new(Schema::empty())));
-    }
     Ok(records)
 }
 
 /// Appends batches to the output file; returns it open, to be committed by the caller only
-/// if every stage succeeded.
+/// if every stage succeeded. `None` when no page arrived (the run failed before one did).
 fn write_stage(
     job: &str,
     output: &OutputConfig,
     path: &std::path::Path,
     mut batches: mpsc::Receiver<ToWriter>,
-) -> Result<Box<dyn BatchWriter>, Error> {
+) -> Result<Option<Box<dyn BatchWriter>>, Error> {
     let sink_error = |source| Error::Sink {
         job: job.to_string(),
         source,
@@ -311,10 +362,5 @@ fn write_stage(
                 .map_err(sink_error)?,
         }
     }
-    match writer {
-        Some(w) => Ok(w),
-        None => output
-            .open(path, Arc::new(Schema::empty()))
-            .map_err(sink_error),
-    }
+    Ok(writer)
 }

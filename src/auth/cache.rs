@@ -104,12 +104,17 @@ impl TokenCache {
             headers: token.headers.clone(),
         };
         // tempfile creates files with mode 600.
-        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| self.error(e.to_string()))?;
+        let mut file =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| self.error(e.to_string()))?;
         file.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| self.error(e.to_string()))?;
-        file.write_all(serde_json::to_string(&entry).expect("serializes").as_bytes())
-            .map_err(|e| self.error(e.to_string()))?;
+        file.write_all(
+            serde_json::to_string(&entry)
+                .expect("serializes")
+                .as_bytes(),
+        )
+        .map_err(|e| self.error(e.to_string()))?;
         file.persist(&self.path)
             .map_err(|e| self.error(e.error.to_string()))?;
         Ok(())

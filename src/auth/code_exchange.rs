@@ -179,9 +179,11 @@ impl CodeExchange {
                 self.config.code_pointer
             )
         })?;
-        let answer = Exchange::send(client.post(self.token_url.clone()).json(
-            &serde_json::json!({"code": code, "grant_type": self.config.grant_type}),
-        ))
+        let answer = Exchange::send(
+            client
+                .post(self.token_url.clone())
+                .json(&serde_json::json!({"code": code, "grant_type": self.config.grant_type})),
+        )
         .await?;
         let body = answer
             .success_json(&errors)
@@ -195,7 +197,11 @@ impl CodeExchange {
     }
 
     /// Trades the current token for a fresh one; the account context carries over.
-    pub async fn reissue(&self, client: &reqwest::Client, current: &Token) -> Result<Token, String> {
+    pub async fn reissue(
+        &self,
+        client: &reqwest::Client,
+        current: &Token,
+    ) -> Result<Token, String> {
         let url = self.reissue_url.as_ref().ok_or("no reissue path")?;
         let answer = Exchange::send(
             client

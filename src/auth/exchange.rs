@@ -20,10 +20,12 @@ impl Exchange {
             .await
             .map_err(|e| format!("request failed: {}", crate::fetch::describe(&e)))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| format!("reading the response failed: {}", crate::fetch::describe(&e)))?;
+        let text = response.text().await.map_err(|e| {
+            format!(
+                "reading the response failed: {}",
+                crate::fetch::describe(&e)
+            )
+        })?;
         let json = serde_json::from_str(&text).ok();
         Ok(Exchange { status, text, json })
     }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::exchange::{Exchange, pointer};
-use super::token::{Token, TokenConfig};
 use super::resolve_map;
+use super::token::{Token, TokenConfig};
 use crate::config::{ConfigError, ConfigErrors, JsonPointer, join_url};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
@@ -73,7 +73,12 @@ impl JwtAssertionConfig {
         self.token.validate(errors);
     }
 
-    pub(super) fn build(&self, base: &Url, env: &Env, errors: &mut ConfigErrors) -> Option<JwtAssertion> {
+    pub(super) fn build(
+        &self,
+        base: &Url,
+        env: &Env,
+        errors: &mut ConfigErrors,
+    ) -> Option<JwtAssertion> {
         let secret = super::resolve(&self.secret, "auth.secret", env, errors);
         let secret_claims = resolve_map(&self.secret_claims, "auth.secret_claims", env, errors);
         let (secret_claims, claim_sources) = secret_claims?;
@@ -81,7 +86,15 @@ impl JwtAssertionConfig {
         Some(JwtAssertion {
             url: join_url(base, &self.token_path),
             key: jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes()),
-            sources: format!("shared secret from {}{}", self.secret, if claim_sources.is_empty() { String::new() } else { format!(", {claim_sources}") }),
+            sources: format!(
+                "shared secret from {}{}",
+                self.secret,
+                if claim_sources.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {claim_sources}")
+                }
+            ),
             secret,
             secret_claims,
             config: self.clone(),
@@ -100,13 +113,17 @@ pub(crate) struct JwtAssertion {
 
 impl std::fmt::Debug for JwtAssertion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtAssertion").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("JwtAssertion")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
 impl JwtAssertion {
     pub fn secrets(&self) -> Vec<&Secret> {
-        std::iter::once(&self.secret).chain(self.secret_claims.values()).collect()
+        std::iter::once(&self.secret)
+            .chain(self.secret_claims.values())
+            .collect()
     }
 
     /// A freshly signed request token: `iat` now, a `jti` never used before.

@@ -110,23 +110,26 @@ impl AuthConfig {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let session = |login: Option<session::Login>, token: &TokenConfig, errors: &mut ConfigErrors| {
-            let login = login?;
-            match TokenSession::new(provider, base_url, login, token.clone(), env) {
-                Ok(s) => Some(AuthKind::Session(Box::new(s))),
-                Err(e) => {
-                    errors.push(e);
-                    None
+        let session =
+            |login: Option<session::Login>, token: &TokenConfig, errors: &mut ConfigErrors| {
+                let login = login?;
+                match TokenSession::new(provider, base_url, login, token.clone(), env) {
+                    Ok(s) => Some(AuthKind::Session(Box::new(s))),
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
                 }
-            }
-        };
+            };
         let kind = match self {
             AuthConfig::None(_) => Some(AuthKind::Static(Credentials::default())),
             AuthConfig::Bearer(c) => c.build(env, &mut errors).map(AuthKind::Static),
             AuthConfig::ApiKey(c) => c.build(env, &mut errors).map(AuthKind::Static),
             AuthConfig::Basic(c) => c.build(env, &mut errors).map(AuthKind::Static),
             AuthConfig::PasswordLogin(c) => {
-                let login = c.build(base_url, env, &mut errors).map(session::Login::Password);
+                let login = c
+                    .build(base_url, env, &mut errors)
+                    .map(session::Login::Password);
                 session(login, &c.token, &mut errors)
             }
             AuthConfig::CodeExchange(c) => {

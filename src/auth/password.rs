@@ -88,9 +88,12 @@ impl PasswordLogin {
     }
 
     pub async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
-        let answer =
-            Exchange::send(client.post(self.url.clone()).json(&credentials_body(&self.fields)))
-                .await?;
+        let answer = Exchange::send(
+            client
+                .post(self.url.clone())
+                .json(&credentials_body(&self.fields)),
+        )
+        .await?;
         let errors = [&self.config.error_pointer];
         let message = answer.message(&errors);
         let body = answer.success_json(&errors)?;

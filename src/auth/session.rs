@@ -21,6 +21,7 @@ use crate::secret::Secret;
 
 /// The ways of obtaining a token.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per provider
 pub(crate) enum Login {
     Password(PasswordLogin),
     CodeExchange(CodeExchange),
@@ -39,7 +40,11 @@ impl Login {
     }
 
     /// Trades a still-valid token for a fresh one, where the kind can.
-    async fn reissue(&self, client: &reqwest::Client, token: &Token) -> Option<Result<Token, String>> {
+    async fn reissue(
+        &self,
+        client: &reqwest::Client,
+        token: &Token,
+    ) -> Option<Result<Token, String>> {
         match self {
             Login::CodeExchange(l) if l.can_reissue() => Some(l.reissue(client, token).await),
             _ => None,
@@ -200,11 +205,15 @@ impl TokenSession {
                 }
             }
         }
-        let token = self.login.login(client).await.map_err(|message| AuthError::Login {
-            provider: self.provider.clone(),
-            url: self.login.url().to_string(),
-            message: self.redact(&message),
-        })?;
+        let token = self
+            .login
+            .login(client)
+            .await
+            .map_err(|message| AuthError::Login {
+                provider: self.provider.clone(),
+                url: self.login.url().to_string(),
+                message: self.redact(&message),
+            })?;
         self.logins.fetch_add(1, Ordering::Relaxed);
         tracing::info!(provider = %self.provider, expires_at = ?token.expires_at, "logged in");
         self.store(&token);
@@ -262,7 +271,10 @@ impl TokenSession {
         let window = Duration::from_secs(self.config.reauth_window_secs);
         let mut reauths = self.reauths.lock().expect("not poisoned");
         let now = Instant::now();
-        while reauths.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while reauths
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
             reauths.pop_front();
         }
         reauths.push_back(now);
@@ -302,7 +314,12 @@ impl TokenSession {
 fn fingerprint(provider: &str, base_url: &Url, login: &Login) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for part in [provider, base_url.as_str(), login.kind(), login.url().as_str()] {
+    for part in [
+        provider,
+        base_url.as_str(),
+        login.kind(),
+        login.url().as_str(),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }

@@ -87,8 +87,11 @@ impl BasicConfig {
     pub(super) fn build(&self, env: &Env, errors: &mut ConfigErrors) -> Option<Credentials> {
         let user = resolve(&self.username, "auth.username", env, errors);
         let password = resolve(&self.password, "auth.password", env, errors);
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", user?.expose(), password?.expose()));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            user?.expose(),
+            password?.expose()
+        ));
         Some(Credentials {
             headers: vec![sensitive(AUTHORIZATION, &format!("Basic {encoded}"))],
             ..Credentials::default()

@@ -1,9 +1,8 @@
 //! Armor v1: credentials -> code -> token (`FH-AUTH`), reissue, `GET /me` accounts, and an
 //! `X-Account-Context` header required on every data request. Records come as a bare array.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -26,12 +25,6 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/events", get(events))
 }
 
-/// Codes handed out by the authorize step, each usable once.
-fn codes() -> &'static Mutex<HashMap<String, ()>> {
-    static CODES: OnceLock<Mutex<HashMap<String, ()>>> = OnceLock::new();
-    CODES.get_or_init(Default::default)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Credentials {
@@ -46,14 +39,21 @@ async fn authorize_step(State(shared): State<Arc<Shared>>, body: axum::body::Byt
             && c.password.as_deref() == Some(credentials::ARMOR_PASSWORD)
     });
     if !ok {
-        shared.counters(NAME).failed_logins.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters(NAME)
+            .failed_logins
+            .fetch_add(1, Ordering::Relaxed);
         return json_error(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"message": "Invalid username or password"}),
         );
     }
     let code = uuid::Uuid::new_v4().simple().to_string();
-    codes().lock().expect("not poisoned").insert(code.clone(), ());
+    shared
+        .codes
+        .lock()
+        .expect("not poisoned")
+        .insert(code.clone());
     axum::Json(serde_json::json!({"code": code, "redirect_uri": null})).into_response()
 }
 
@@ -66,7 +66,10 @@ struct TokenRequest {
 async fn token_step(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
     let req: Option<TokenRequest> = serde_json::from_slice(&body).ok();
     let Some(req) = req else {
-        return json_error(StatusCode::BAD_REQUEST, serde_json::json!({"message": "Invalid request"}));
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"message": "Invalid request"}),
+        );
     };
     if req.grant_type.as_deref() != Some("authorization_code") {
         return json_error(
@@ -76,10 +79,16 @@ async fn token_step(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) 
     }
     let known = req
         .code
-        .is_some_and(|c| codes().lock().expect("not poisoned").remove(&c).is_some());
+        .is_some_and(|c| shared.codes.lock().expect("not poisoned").remove(&c));
     if !known {
-        shared.counters(NAME).failed_logins.fetch_add(1, Ordering::Relaxed);
-        return json_error(StatusCode::UNAUTHORIZED, serde_json::json!({"message": "Invalid code"}));
+        shared
+            .counters(NAME)
+            .failed_logins
+            .fetch_add(1, Ordering::Relaxed);
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"message": "Invalid code"}),
+        );
     }
     shared.counters(NAME).logins.fetch_add(1, Ordering::Relaxed);
     let token = shared.tokens.issue(NAME, shared.config.token_ttl);
@@ -96,7 +105,10 @@ async fn reissue(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> 
     match req.and_then(|r| r.token) {
         Some(old) if shared.tokens.valid(NAME, &old) => {
             shared.tokens.revoke(&old);
-            shared.counters(NAME).reissues.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters(NAME)
+                .reissues
+                .fetch_add(1, Ordering::Relaxed);
             let token = shared.tokens.issue(NAME, shared.config.token_ttl);
             axum::Json(serde_json::json!({"access_token": token})).into_response()
         }
@@ -110,7 +122,10 @@ async fn reissue(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> 
 async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let valid = tokens::from_header(&headers, SCHEME).is_some_and(|t| shared.tokens.valid(NAME, t));
     if !valid {
-        return json_error(StatusCode::UNAUTHORIZED, serde_json::json!({"message": "Unauthorized"}));
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"message": "Unauthorized"}),
+        );
     }
     let accounts: Vec<_> = credentials::ARMOR_ACCOUNTS
         .iter()

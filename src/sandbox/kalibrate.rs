@@ -18,8 +18,15 @@ const NAME: &str = "kalibrate";
 
 /// User-Agent prefixes of HTTP libraries, which the gateway turns away.
 const LIBRARY_AGENTS: [&str; 9] = [
-    "python-requests", "python-urllib", "python-httpx", "aiohttp", "curl/", "wget/",
-    "go-http-client", "okhttp", "java/",
+    "python-requests",
+    "python-urllib",
+    "python-httpx",
+    "aiohttp",
+    "curl/",
+    "wget/",
+    "go-http-client",
+    "okhttp",
+    "java/",
 ];
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -33,7 +40,10 @@ pub(super) fn token_routes() -> Router<Arc<Shared>> {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json_error(status, serde_json::json!({"error": error, "error_description": description}))
+    json_error(
+        status,
+        serde_json::json!({"error": error, "error_description": description}),
+    )
 }
 
 async fn token(
@@ -103,8 +113,8 @@ async fn token(
     .into_response()
 }
 
-/// The gateway's rule: an application must say who it is.
-fn gateway(headers: &HeaderMap) -> Result<(), Response> {
+/// The gateway's rule: an application must say who it is. `Some` is the rejection.
+fn gateway(headers: &HeaderMap) -> Option<Response> {
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -112,16 +122,16 @@ fn gateway(headers: &HeaderMap) -> Result<(), Response> {
         .trim()
         .to_ascii_lowercase();
     if agent.is_empty() || LIBRARY_AGENTS.iter().any(|p| agent.starts_with(p)) {
-        return Err(json_error(
+        return Some(json_error(
             StatusCode::FORBIDDEN,
             serde_json::json!({"message": "Forbidden: requests must carry a User-Agent that identifies the application"}),
         ));
     }
-    Ok(())
+    None
 }
 
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = gateway(&headers) {
+    if let Some(r) = gateway(&headers) {
         return r;
     }
     match tokens::from_header(&headers, "Bearer") {
@@ -132,7 +142,10 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             "version": "1.0",
         }))
         .into_response(),
-        _ => json_error(StatusCode::UNAUTHORIZED, serde_json::json!({"message": "Unauthorized"})),
+        _ => json_error(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"message": "Unauthorized"}),
+        ),
     }
 }
 
@@ -141,7 +154,7 @@ async fn prices(
     headers: HeaderMap,
     Query(page): Query<SkipLimit>,
 ) -> Response {
-    if let Err(r) = gateway(&headers) {
+    if let Some(r) = gateway(&headers) {
         return r;
     }
     let token = match authorize(&shared, NAME, &headers, "Bearer").await {

@@ -116,6 +116,10 @@ pub(crate) struct Shared {
     pub config: SandboxConfig,
     pub tokens: Tokens,
     pub counters: BTreeMap<&'static str, Counters>,
+    /// Armor's authorization codes, each usable once.
+    pub codes: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Netography's request token ids seen so far (a replay is rejected).
+    pub jtis: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -161,6 +165,8 @@ impl Sandbox {
                 .iter()
                 .map(|p| (*p, Counters::default()))
                 .collect(),
+            codes: Default::default(),
+            jtis: Default::default(),
         });
         let app = Router::new()
             .nest("/seal", seal::routes())
@@ -310,8 +316,16 @@ pub(crate) fn records_page(
         Shape::Value => format!(",\"@odata.count\":{total}}}"),
     };
     body.extend_from_slice(tail.as_bytes());
-    let served = shared.counters(provider).served.fetch_add(1, Ordering::Relaxed) + 1;
-    if shared.config.revoke_every.is_some_and(|k| served.is_multiple_of(k)) {
+    let served = shared
+        .counters(provider)
+        .served
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    if shared
+        .config
+        .revoke_every
+        .is_some_and(|k| served.is_multiple_of(k))
+    {
         shared.tokens.revoke(token);
     }
     (

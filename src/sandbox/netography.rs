@@ -2,9 +2,8 @@
 //! a bearer token with `expires_in`. The verifier rejects a bad signature, a stale `iat` and a
 //! replayed `jti`. Records under `data.items`.
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -39,24 +38,33 @@ struct Claims {
     shortname: String,
 }
 
-fn seen() -> &'static Mutex<HashSet<String>> {
-    static SEEN: std::sync::OnceLock<Mutex<HashSet<String>>> = std::sync::OnceLock::new();
-    SEEN.get_or_init(Default::default)
-}
-
 fn reject(shared: &Shared, message: &str) -> Response {
-    shared.counters(NAME).failed_logins.fetch_add(1, Ordering::Relaxed);
-    json_error(StatusCode::UNAUTHORIZED, serde_json::json!({"error": message}))
+    shared
+        .counters(NAME)
+        .failed_logins
+        .fetch_add(1, Ordering::Relaxed);
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        serde_json::json!({"error": message}),
+    )
 }
 
 async fn token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let Some(jwt) = serde_json::from_slice::<Body>(&body).ok().and_then(|b| b.jwt) else {
-        return json_error(StatusCode::BAD_REQUEST, serde_json::json!({"error": "expected {\"jwt\": …}"}));
+    let Some(jwt) = serde_json::from_slice::<Body>(&body)
+        .ok()
+        .and_then(|b| b.jwt)
+    else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "expected {\"jwt\": …}"}),
+        );
     };
+    shared.tokens.remember(&jwt);
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
-    let key = jsonwebtoken::DecodingKey::from_secret(credentials::NETOGRAPHY_SHARED_SECRET.as_bytes());
+    let key =
+        jsonwebtoken::DecodingKey::from_secret(credentials::NETOGRAPHY_SHARED_SECRET.as_bytes());
     let claims = match jsonwebtoken::decode::<Claims>(&jwt, &key, &validation) {
         Ok(data) => data.claims,
         Err(e) => return reject(&shared, &format!("invalid request token: {e}")),
@@ -65,7 +73,12 @@ async fn token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     if (now - claims.iat).abs() > MAX_SKEW_SECS {
         return reject(&shared, "request token iat is stale");
     }
-    if !seen().lock().expect("not poisoned").insert(claims.jti.to_string()) {
+    if !shared
+        .jtis
+        .lock()
+        .expect("not poisoned")
+        .insert(claims.jti.to_string())
+    {
         return reject(&shared, "request token jti was already used");
     }
     if claims.appname != credentials::NETOGRAPHY_APPNAME
@@ -77,7 +90,8 @@ async fn token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     shared.counters(NAME).logins.fetch_add(1, Ordering::Relaxed);
     let ttl = shared.config.token_ttl;
     let token = shared.tokens.issue(NAME, ttl);
-    axum::Json(serde_json::json!({"access_token": token, "expires_in": ttl.as_secs_f64()})).into_response()
+    axum::Json(serde_json::json!({"access_token": token, "expires_in": ttl.as_secs_f64()}))
+        .into_response()
 }
 
 async fn alerts(

@@ -31,7 +31,12 @@ async fn login(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     let counters = shared.counters(NAME);
     let login: Option<Login> = serde_json::from_slice(&body).ok();
     let (id, secret) = login
-        .map(|l| (l.client_id.unwrap_or_default(), l.client_secret.unwrap_or_default()))
+        .map(|l| {
+            (
+                l.client_id.unwrap_or_default(),
+                l.client_secret.unwrap_or_default(),
+            )
+        })
         .unwrap_or_default();
     if id == credentials::SPREETAIL_SUSPENDED_CLIENT_ID {
         counters.failed_logins.fetch_add(1, Ordering::Relaxed);

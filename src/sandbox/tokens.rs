@@ -26,7 +26,15 @@ impl Tokens {
         token
     }
 
-    /// Every token issued so far.
+    /// Records a credential the client sent (a signed request token), for leak tests.
+    pub fn remember(&self, credential: &str) {
+        self.history
+            .lock()
+            .expect("not poisoned")
+            .push(credential.to_string());
+    }
+
+    /// Every token issued (and request token received) so far.
     pub fn history(&self) -> Vec<String> {
         self.history.lock().expect("not poisoned").clone()
     }

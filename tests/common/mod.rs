@@ -239,3 +239,53 @@ pub mod check {
         assert_eq!(i, count, "record count");
     }
 }
+
+/// Everything a job of `provider` (a shipped provider file's name) needs to reach the
+/// sandbox, as the demo sets it, plus a token cache and output inside the workspace.
+pub fn provider_env(sandbox: &Sandbox, ws: &Workspace, provider: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = apisnap::demo::sandbox_bindings(sandbox, ws.path())
+        .into_iter()
+        .find(|(p, _)| *p == provider)
+        .unwrap_or_else(|| panic!("no sandbox binding for {provider}"))
+        .1;
+    // Token caches go under the workspace's XDG cache, as for a user.
+    env.retain(|(k, _)| !k.ends_with("__CACHE_DIR"));
+    env.push((
+        "XDG_CACHE_HOME".into(),
+        ws.path().join("cache").to_string_lossy().into(),
+    ));
+    for job in [
+        "seal_metrics_events",
+        "armor_events",
+        "netography_alerts",
+        "spreetail_orders",
+        "kalibrate_prices",
+    ] {
+        env.push((
+            format!("{}__OUTPUT__DIR", apisnap::env::job_prefix(job)),
+            ws.path()
+                .join("out/{job}/{run_id}")
+                .to_string_lossy()
+                .into(),
+        ));
+    }
+    env
+}
+
+/// The shipped job of each provider, its sandbox path, and the file format it writes.
+pub const PROVIDER_JOBS: [(&str, &str, &str, &str); 5] = [
+    ("seal_metrics", "seal", "seal_metrics_events", "parquet"),
+    ("armor", "armor", "armor_events", "parquet"),
+    ("netography", "netography", "netography_alerts", "parquet"),
+    ("spreetail", "spreetail", "spreetail_orders", "csv"),
+    ("kalibrate", "kalibrate", "kalibrate_prices", "parquet"),
+];
+
+/// Checks the one snapshot under `out/` holds records `0..count`.
+pub fn check_output(ws: &Workspace, format: &str, count: u64) {
+    let file = only_file(&ws.path().join("out"), format);
+    match format {
+        "csv" => check::csv(&file, count),
+        _ => check::parquet(&file, count),
+    }
+}
