@@ -610,3 +610,107 @@ async fn check_authenticates_fetches_one_page_and_writes_nothing() {
         assert_eq!(before, after, "{provider}: check wrote something");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_headers_override_provider_headers_and_the_user_agent_is_apisnaps() {
+    let sandbox = sandbox(SandboxConfig {
+        records: 50,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    // The provider sends `Accept: application/json`; the endpoint overrides it and adds one.
+    env.push((
+        "APISNAP_JOB_SEAL_METRICS_EVENTS__ENDPOINT__HEADERS__ACCEPT".into(),
+        "application/vnd.seal+json".into(),
+    ));
+    env.push((
+        "APISNAP_JOB_SEAL_METRICS_EVENTS__ENDPOINT__HEADERS__X-REPORT".into(),
+        "full".into(),
+    ));
+    let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
+    assert_exit(&out, 0);
+    let data: Vec<_> = sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.starts_with("/seal/stats/events"))
+        .collect();
+    assert!(!data.is_empty());
+    for r in data {
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            header("accept"),
+            ["application/vnd.seal+json"],
+            "endpoint wins, once"
+        );
+        assert_eq!(header("x-report"), ["full"]);
+        assert_eq!(header("user-agent"), [apisnap::USER_AGENT]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_401_after_a_fresh_login_fails_naming_the_provider_and_credential_sources() {
+    let sandbox = sandbox(SandboxConfig::default()).await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    // Logins succeed, but the data API does not accept this scheme: every request is a 401.
+    env.push((
+        "APISNAP_PROVIDER_SEAL_METRICS__AUTH__TOKEN__SCHEME".into(),
+        "Token".into(),
+    ));
+    let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
+    assert_exit(&out, 3);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("provider `seal_metrics`: authentication failed"),
+        "{err}"
+    );
+    assert!(err.contains("even after a fresh login"), "{err}");
+    assert!(
+        err.contains("email from env:SEAL_METRICS_EMAIL, password from env:SEAL_METRICS_PASSWORD"),
+        "{err}"
+    );
+    assert_eq!(
+        sandbox.stats("seal").logins,
+        2,
+        "one login, one renewal, then stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_in_the_query_never_appears_in_logs_or_errors() {
+    let sandbox = sandbox(SandboxConfig::default()).await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        "jobs/providers/seal_metrics.toml",
+        "base_url = \"https://example.invalid\"\n[auth]\ntype = \"api_key\"\nkey = \"env:SEAL_KEY\"\nquery_param = \"api_key\"\n",
+    );
+    let key = "k3y-that-must-not-leak-0123456789";
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.push(("SEAL_KEY".into(), key.into()));
+    env.push(("RUST_LOG".into(), "trace".into()));
+    let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
+    // The sandbox wants a bearer token: a static key cannot be renewed, so it fails at once.
+    assert_exit(&out, 3);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("a static credential cannot be renewed"),
+        "{err}"
+    );
+    assert!(err.contains("GET http://127.0.0.1:"), "{err}");
+    assert!(!err.contains(key), "the key leaked: {err}");
+    // It was sent, though.
+    assert!(
+        sandbox
+            .requests()
+            .iter()
+            .any(|r| r.target.contains(&format!("api_key={key}")))
+    );
+}

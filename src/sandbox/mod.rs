@@ -8,6 +8,7 @@
 mod armor;
 pub mod data;
 mod kalibrate;
+mod log;
 mod netography;
 mod seal;
 mod spreetail;
@@ -25,6 +26,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub use log::RequestRecord;
 pub use tokens::Tokens;
 
 /// Credentials the sandbox accepts; the demo and the tests use them.
@@ -120,6 +122,7 @@ pub(crate) struct Shared {
     pub codes: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Netography's request token ids seen so far (a replay is rejected).
     pub jtis: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub log: log::RequestLog,
 }
 
 impl Shared {
@@ -167,7 +170,9 @@ impl Sandbox {
                 .collect(),
             codes: Default::default(),
             jtis: Default::default(),
+            log: Default::default(),
         });
+        shared.log.start();
         let app = Router::new()
             .nest("/seal", seal::routes())
             .nest("/armor", armor::routes())
@@ -177,6 +182,10 @@ impl Sandbox {
             // Azure AD, on "another host": tests and the demo reach it as `localhost`.
             .nest("/aad", kalibrate::token_routes())
             .route("/_sandbox/stats", axum::routing::get(stats_handler))
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                log::record,
+            ))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
@@ -214,6 +223,11 @@ impl Sandbox {
     /// The counters of one provider.
     pub fn stats(&self, provider: &str) -> CounterSnapshot {
         self.shared.counters(provider).snapshot()
+    }
+
+    /// Every request served so far, in the order they finished.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.snapshot()
     }
 
     /// Every token the sandbox has issued (for leak tests).

@@ -1,0 +1,99 @@
+//! A record of every request the sandbox served, for tests to read: when, what, the answer,
+//! how many requests were in flight, and the headers a test may want to check.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::Shared;
+
+/// Request headers kept in the log. Never `Authorization`.
+const KEPT_HEADERS: [&str; 5] = [
+    "user-agent",
+    "accept",
+    "range",
+    "x-account-context",
+    "x-report",
+];
+
+/// One served request.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRecord {
+    /// Since the sandbox started.
+    pub started: Duration,
+    pub finished: Duration,
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub status: u16,
+    /// Requests in flight when this one arrived, itself included.
+    pub in_flight: u64,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+pub(crate) struct RequestLog {
+    records: Mutex<Vec<RequestRecord>>,
+    in_flight: AtomicU64,
+    epoch: Mutex<Option<Instant>>,
+}
+
+impl RequestLog {
+    pub fn start(&self) {
+        *self.epoch.lock().expect("not poisoned") = Some(Instant::now());
+    }
+
+    fn since_start(&self) -> Duration {
+        self.epoch
+            .lock()
+            .expect("not poisoned")
+            .map(|e| e.elapsed())
+            .unwrap_or_default()
+    }
+
+    pub fn snapshot(&self) -> Vec<RequestRecord> {
+        self.records.lock().expect("not poisoned").clone()
+    }
+}
+
+pub(crate) async fn record(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let log = &shared.log;
+    let started = log.since_start();
+    let in_flight = log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let method = request.method().to_string();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let headers = KEPT_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = request.headers().get(*name)?.to_str().ok()?;
+            Some((name.to_string(), value.to_string()))
+        })
+        .collect();
+    let response = next.run(request).await;
+    log.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let entry = RequestRecord {
+        started,
+        finished: log.since_start(),
+        method,
+        target,
+        status: response.status().as_u16(),
+        in_flight,
+        headers,
+    };
+    log.records.lock().expect("not poisoned").push(entry);
+    response
+}
