@@ -59,6 +59,16 @@ pub fn u64_at(body: &[u8], pointer: &JsonPointer) -> Result<Option<u64>, String>
     }
 }
 
+/// The value at `pointer` (small values: totals, flags, cursors, URLs). Absent is `None`.
+pub fn value_at(body: &[u8], pointer: &JsonPointer) -> Result<Option<serde_json::Value>, String> {
+    match raw_at(body, pointer)? {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|e| format!("the value at {pointer} is not valid JSON: {e}")),
+    }
+}
+
 /// The raw JSON text at `pointer`, borrowed from `body`. Validates the whole body as JSON.
 fn raw_at<'a>(body: &'a [u8], pointer: &JsonPointer) -> Result<Option<&'a RawValue>, String> {
     let root: &RawValue =

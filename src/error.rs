@@ -16,6 +16,13 @@ pub enum Error {
     /// The API failed, after retries, or rejected the credentials.
     #[error("{0}")]
     Fetch(#[from] FetchError),
+    /// The server's pages do not add up (a loop, records past the total, a foreign host).
+    #[error("job `{job}`: pagination stopped at {position}: {message}")]
+    Paginate {
+        job: String,
+        position: String,
+        message: String,
+    },
     /// A page's records could not be turned into rows.
     #[error("job `{job}`: the page at {position} could not be decoded: {message}")]
     Decode {
@@ -53,7 +60,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
-            Error::Fetch(_) => exit::UPSTREAM,
+            Error::Fetch(_) | Error::Paginate { .. } => exit::UPSTREAM,
             Error::Decode { .. } | Error::Sink { .. } | Error::Internal { .. } => exit::FAILED,
         }
     }

@@ -1,9 +1,10 @@
-//! The HTTP side of a job: one page request, authenticated, retried, and checked.
+//! The HTTP side of a job: one page request, authenticated, rate-limited, retried, checked.
 //!
 //! [`Fetcher::fetch`] returns a page whose body is known to be JSON with an array at the
 //! records pointer; anything else is retried like a transient failure, because a body cut
 //! short or a proxy's HTML error page usually is one. Errors name the job, the request and the
-//! status; URLs in errors and logs never carry credentials (those travel in headers).
+//! status; URLs in errors and logs never carry credentials (those travel in headers, and
+//! query-string keys are added after the logged form is made).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, Retryable};
 use bytes::Bytes;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,33 +23,41 @@ use url::Url;
 use crate::auth::{AuthError, Authenticator, Credentials};
 use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 use crate::decode;
-use crate::paginate::PageRequest;
+use crate::paginate::{PageOutcome, PageRequest};
+use crate::ratelimit::Limiter;
 
-/// Retries of failed requests: exponential backoff with jitter.
+/// Retries of failed requests: exponential backoff with full jitter, honouring the server's
+/// `Retry-After`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Retries after the first attempt (0 disables retries).
     #[serde(default = "default_max_retries")]
     pub max_retries: usize,
-    /// The first wait, in milliseconds; each later wait doubles it.
+    /// The first wait's ceiling, in milliseconds; each later ceiling doubles. The wait is
+    /// drawn at random below the ceiling ("full jitter"), so that many clients do not retry
+    /// in step.
     #[serde(default = "default_base_delay_ms")]
     pub base_delay_ms: u64,
-    /// The longest single wait, in milliseconds.
+    /// The longest single wait, in milliseconds; also caps a server's `Retry-After`.
     #[serde(default = "default_max_delay_ms")]
     pub max_delay_ms: u64,
+    /// Give up retrying one request once this many seconds of waiting have passed.
+    #[serde(default = "default_max_elapsed_secs")]
+    pub max_elapsed_secs: u64,
 }
 
 fn default_max_retries() -> usize {
     5
 }
-
 fn default_base_delay_ms() -> u64 {
     1000
 }
-
 fn default_max_delay_ms() -> u64 {
     30_000
+}
+fn default_max_elapsed_secs() -> u64 {
+    300
 }
 
 impl Default for RetryConfig {
@@ -57,6 +66,7 @@ impl Default for RetryConfig {
             max_retries: default_max_retries(),
             base_delay_ms: default_base_delay_ms(),
             max_delay_ms: default_max_delay_ms(),
+            max_elapsed_secs: default_max_elapsed_secs(),
         }
     }
 }
@@ -73,13 +83,52 @@ impl RetryConfig {
             ));
         }
     }
+}
 
-    fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(self.base_delay_ms))
-            .with_max_delay(Duration::from_millis(self.max_delay_ms))
-            .with_max_times(self.max_retries)
-            .with_jitter()
+/// Full-jitter exponential backoff with a total budget, as a `backon` builder.
+#[derive(Clone, Debug)]
+struct FullJitter {
+    config: RetryConfig,
+}
+
+impl BackoffBuilder for FullJitter {
+    type Backoff = FullJitterIter;
+
+    fn build(self) -> FullJitterIter {
+        FullJitterIter {
+            attempt: 0,
+            waited: Duration::ZERO,
+            config: self.config,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FullJitterIter {
+    attempt: u32,
+    waited: Duration,
+    config: RetryConfig,
+}
+
+impl Iterator for FullJitterIter {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.attempt as usize >= self.config.max_retries {
+            return None;
+        }
+        let ceiling = self
+            .config
+            .base_delay_ms
+            .saturating_mul(1u64 << self.attempt.min(32))
+            .min(self.config.max_delay_ms);
+        let wait = Duration::from_millis(fastrand::u64(0..=ceiling));
+        if self.waited + wait > Duration::from_secs(self.config.max_elapsed_secs) {
+            return None;
+        }
+        self.attempt += 1;
+        self.waited += wait;
+        Some(wait)
     }
 }
 
@@ -92,6 +141,8 @@ pub enum FetchError {
         request: String,
         status: StatusCode,
         body: String,
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
     },
     #[error("job `{job}`: {request} failed: {reason}")]
     Transport {
@@ -100,7 +151,8 @@ pub enum FetchError {
         reason: String,
     },
     #[error(
-        "job `{job}`: {request} returned {status} with a body that is not what was expected: {reason}; the body begins: {body}"
+        "job `{job}`: {request} returned {status} with a body that is not what was expected: \
+         {reason}; the body begins: {body}"
     )]
     BadBody {
         job: String,
@@ -108,6 +160,16 @@ pub enum FetchError {
         status: StatusCode,
         reason: String,
         body: String,
+    },
+    #[error(
+        "job `{job}`: the server sent the next page to {url}, on host `{host}`, which is not \
+         the provider's: refusing to send credentials there. If the host is trusted, add it \
+         to the provider's `allowed_hosts`"
+    )]
+    ForeignHost {
+        job: String,
+        url: String,
+        host: String,
     },
     #[error("job `{job}`: {source}")]
     Auth {
@@ -125,16 +187,18 @@ impl FetchError {
                 matches!(status.as_u16(), 408 | 425 | 429 | 500 | 502 | 503 | 504)
             }
             FetchError::Transport { .. } | FetchError::BadBody { .. } => true,
-            FetchError::Auth { .. } => false,
+            FetchError::Auth { .. } | FetchError::ForeignHost { .. } => false,
         }
     }
 
     fn short(&self) -> String {
         match self {
             FetchError::Status { status, .. } => status.to_string(),
-            FetchError::Transport { reason, .. } => reason.clone(),
-            FetchError::BadBody { reason, .. } => reason.clone(),
+            FetchError::Transport { reason, .. } | FetchError::BadBody { reason, .. } => {
+                reason.clone()
+            }
             FetchError::Auth { source, .. } => source.to_string(),
+            FetchError::ForeignHost { host, .. } => format!("foreign host {host}"),
         }
     }
 }
@@ -146,10 +210,8 @@ pub struct Page {
     pub body: Bytes,
     /// Where the records array is in `body`.
     pub records: Range<usize>,
-    /// How many records the array holds.
-    pub count: u64,
-    /// The total read at the paginator's total pointer, if any.
-    pub total: Option<u64>,
+    /// What the paginator needs: record count, pointer values, headers.
+    pub outcome: PageOutcome,
 }
 
 /// Everything needed to request pages of one job's endpoint.
@@ -160,11 +222,14 @@ pub struct Fetcher {
     url: Url,
     query: Vec<(String, String)>,
     headers: HeaderMap,
-    body: Option<Bytes>,
+    body: Option<serde_json::Value>,
     auth: Arc<Authenticator>,
-    retry: crate::fetch::RetryConfig,
+    retry: RetryConfig,
     records_pointer: JsonPointer,
-    total_pointer: Option<JsonPointer>,
+    pointers: Vec<JsonPointer>,
+    /// Hosts that may receive credentials: the provider's and those it allows.
+    hosts: Vec<String>,
+    limiter: Option<Arc<Limiter>>,
     requests: AtomicU64,
     retries: AtomicU64,
 }
@@ -181,11 +246,21 @@ pub struct FetcherParts {
     pub auth: Arc<Authenticator>,
     pub retry: RetryConfig,
     pub records_pointer: JsonPointer,
-    pub total_pointer: Option<JsonPointer>,
+    /// Pointers whose values the paginator reads.
+    pub pointers: Vec<JsonPointer>,
+    pub allowed_hosts: Vec<String>,
+    pub limiter: Option<Arc<Limiter>>,
 }
 
 impl Fetcher {
     pub fn new(parts: FetcherParts) -> Self {
+        let mut hosts: Vec<String> = parts
+            .url
+            .host_str()
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        hosts.extend(parts.allowed_hosts);
         Fetcher {
             job: parts.job,
             client: parts.client,
@@ -193,13 +268,13 @@ impl Fetcher {
             url: parts.url,
             query: parts.query.into_iter().collect(),
             headers: parts.headers,
-            body: parts
-                .body
-                .map(|b| Bytes::from(serde_json::to_vec(&b).expect("JSON values serialize"))),
+            body: parts.body,
             auth: parts.auth,
             retry: parts.retry,
             records_pointer: parts.records_pointer,
-            total_pointer: parts.total_pointer,
+            pointers: parts.pointers,
+            hosts,
+            limiter: parts.limiter,
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -217,12 +292,19 @@ impl Fetcher {
         &self.auth
     }
 
-    /// The URL of a page request, as shown in logs and errors.
+    /// A page request as shown in logs and errors: method and URL, without credentials.
     pub fn describe(&self, page: &PageRequest) -> String {
-        format!("{} {}", self.method, self.page_url(page))
+        let mut text = format!("{} {}", self.method, self.page_url(page));
+        if let Some((_, range)) = page.headers.iter().find(|(k, _)| k == "Range") {
+            text.push_str(&format!(" (Range: {range})"));
+        }
+        text
     }
 
     fn page_url(&self, page: &PageRequest) -> Url {
+        if let Some(url) = &page.url {
+            return url.clone();
+        }
         let mut url = self.url.clone();
         {
             let mut pairs = url.query_pairs_mut();
@@ -236,20 +318,64 @@ impl Fetcher {
         url
     }
 
+    fn page_body(&self, page: &PageRequest) -> Option<Bytes> {
+        if self.body.is_none() && page.body.is_empty() {
+            return None;
+        }
+        let mut body = self
+            .body
+            .clone()
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        if let Some(map) = body.as_object_mut() {
+            for (k, v) in &page.body {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        Some(Bytes::from(
+            serde_json::to_vec(&body).expect("JSON values serialize"),
+        ))
+    }
+
     /// Fetches one page, retrying transient failures with backoff.
     pub async fn fetch(&self, page: &PageRequest) -> Result<Page, FetchError> {
         let url = self.page_url(page);
-        let request = format!("{} {}", self.method, url);
-        let attempt = || self.attempt(&url, &request);
+        if let Some(host) = url.host_str()
+            && !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+        {
+            return Err(FetchError::ForeignHost {
+                job: self.job.clone(),
+                url: url.to_string(),
+                host: host.to_string(),
+            });
+        }
+        let request = self.describe(page);
+        let body = self.page_body(page);
+        let attempts = AtomicU64::new(0);
+        let attempt = || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.attempt(&url, &request, page, body.clone())
+        };
+        let max_delay = Duration::from_millis(self.retry.max_delay_ms);
         attempt
-            .retry(self.retry.backoff())
+            .retry(FullJitter {
+                config: self.retry.clone(),
+            })
             .when(FetchError::is_transient)
+            .adjust(|err, wait| match err {
+                // The server knows best when to come back, within our own ceiling.
+                FetchError::Status {
+                    retry_after: Some(after),
+                    ..
+                } => wait.map(|_| (*after).min(max_delay)),
+                _ => wait,
+            })
             .notify(|err, wait| {
                 self.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     job = %self.job,
                     request = %request,
                     error = %err.short(),
+                    attempt = attempts.load(Ordering::Relaxed),
                     wait_ms = wait.as_millis() as u64,
                     "retrying"
                 );
@@ -258,9 +384,15 @@ impl Fetcher {
     }
 
     /// One attempt: authenticate, send, and on a 401 renew the token and send once more.
-    async fn attempt(&self, url: &Url, request: &str) -> Result<Page, FetchError> {
+    async fn attempt(
+        &self,
+        url: &Url,
+        request: &str,
+        page: &PageRequest,
+        body: Option<Bytes>,
+    ) -> Result<Page, FetchError> {
         let creds = self.credentials().await?;
-        let response = self.send(url, request, &creds).await?;
+        let response = self.send(url, request, page, body.clone(), &creds).await?;
         let response = if response.status() == StatusCode::UNAUTHORIZED {
             let rejected = |detail: &str| FetchError::Auth {
                 job: self.job.clone(),
@@ -284,7 +416,7 @@ impl Fetcher {
             }
             tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying once");
             let creds = self.credentials().await?;
-            let retried = self.send(url, request, &creds).await?;
+            let retried = self.send(url, request, page, body, &creds).await?;
             if retried.status() == StatusCode::UNAUTHORIZED {
                 return Err(rejected("even after a fresh login"));
             }
@@ -293,6 +425,16 @@ impl Fetcher {
             response
         };
         let status = response.status();
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header(reqwest::header::RETRY_AFTER).and_then(|v| parse_retry_after(&v));
+        let link = header(reqwest::header::LINK);
+        let content_range = header(reqwest::header::CONTENT_RANGE);
         let body = response.bytes().await.map_err(|e| FetchError::Transport {
             job: self.job.clone(),
             request: request.to_string(),
@@ -304,6 +446,7 @@ impl Fetcher {
                 request: request.to_string(),
                 status,
                 body: self.auth.redact(&snippet(&body)),
+                retry_after,
             });
         }
         let bad_body = |reason: String| FetchError::BadBody {
@@ -314,15 +457,22 @@ impl Fetcher {
             body: self.auth.redact(&snippet(&body)),
         };
         let located = decode::locate(&body, &self.records_pointer).map_err(bad_body)?;
-        let total = match &self.total_pointer {
-            Some(ptr) => decode::u64_at(&body, ptr).map_err(bad_body)?,
-            None => None,
-        };
+        let values = self
+            .pointers
+            .iter()
+            .map(|p| decode::value_at(&body, p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad_body)?;
         Ok(Page {
             status,
             records: located.range,
-            count: located.count,
-            total,
+            outcome: PageOutcome {
+                records: located.count,
+                values,
+                link_next: link.and_then(|l| crate::paginate::link_next(&l, url)),
+                content_range,
+                url: Some(url.clone()),
+            },
             body,
         })
     }
@@ -341,8 +491,13 @@ impl Fetcher {
         &self,
         url: &Url,
         request: &str,
+        page: &PageRequest,
+        body: Option<Bytes>,
         creds: &Credentials,
     ) -> Result<reqwest::Response, FetchError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut url = url.clone();
         if !creds.query.is_empty() {
@@ -356,13 +511,21 @@ impl Fetcher {
             .client
             .request(self.method.clone(), url)
             .headers(self.headers.clone());
+        for (name, value) in &page.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                builder = builder.header(n, v);
+            }
+        }
         for (name, value) in &creds.headers {
             builder = builder.header(name, value);
         }
-        if let Some(body) = &self.body {
+        if let Some(body) = body {
             builder = builder
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
+                .body(body);
         }
         tracing::debug!(job = %self.job, request = %request, "sending");
         builder.send().await.map_err(|e| FetchError::Transport {
@@ -371,6 +534,17 @@ impl Fetcher {
             reason: describe(&e),
         })
     }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// A reqwest error in words, without its URL.
@@ -430,4 +604,42 @@ pub fn client(
         // A redirect could carry the Authorization header to another host.
         .redirect(reqwest::redirect::Policy::none())
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let date = later.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let wait = parse_retry_after(&date).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn full_jitter_stays_under_the_ceilings_and_the_budget() {
+        let config = RetryConfig {
+            max_retries: 8,
+            base_delay_ms: 100,
+            max_delay_ms: 1000,
+            max_elapsed_secs: 2,
+        };
+        let waits: Vec<_> = FullJitter { config }.build().collect();
+        assert!(waits.len() <= 8);
+        for (i, w) in waits.iter().enumerate() {
+            assert!(*w <= Duration::from_millis((100u64 << i).min(1000)));
+        }
+        assert!(waits.iter().sum::<Duration>() <= Duration::from_secs(2));
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`auth`]: turns credentials into request headers and keeps the token fresh.
 //! - [`fetch`]: the HTTP client: one request, retried with backoff, errors that name the request.
 //! - [`paginate`]: which page comes next and when to stop.
+//! - [`ratelimit`]: requests per second per provider, shared by its jobs.
 //! - [`decode`]: page bodies to Arrow record batches, schema inferred from the first page.
 //! - [`sink`]: Arrow batches to Parquet or CSV files that appear under their final name only
 //!   when complete.
@@ -29,6 +30,7 @@ pub mod env;
 pub mod error;
 pub mod fetch;
 pub mod paginate;
+pub mod ratelimit;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;

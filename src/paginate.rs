@@ -1,11 +1,18 @@
 //! Pagination: which page comes next and when to stop.
 //!
-//! [`PaginationConfig`] is the job file's `[pagination]` table; `build()` returns a
-//! [`Paginator`], which hands out [`PageRequest`]s and, given what a page held, decides the
-//! next one. A position ([`Position`]) is plain data so that checkpoints can store it.
+//! [`PaginationConfig`] is the job file's `[pagination]` table, one struct per strategy;
+//! `build()` returns a [`Paginator`]. The fetch stage asks it for the first request, for
+//! *speculative* requests (what would come next if every page were full: the strategies
+//! whose next request is known in advance allow several in flight), and, once a page has
+//! arrived, for the real next request. A speculation that turns out wrong (a short page from
+//! a server that caps its page size) is discarded, so no record is skipped. A [`Position`]
+//! is plain data, so that checkpoints can store it.
+
+use std::collections::HashSet;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 
@@ -15,22 +22,62 @@ use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 pub enum PaginationConfig {
     /// Skip/limit: `?skip=0&limit=100`, then `?skip=100&limit=100`, ...
     Offset(OffsetConfig),
+    /// Page numbers: `?page=1&per_page=100`, then `?page=2&per_page=100`, ...
+    Page(PageConfig),
+    /// An opaque cursor from each answer, sent back for the next page.
+    Cursor(CursorConfig),
+    /// The URL of the next page, in each answer's body.
+    NextUrl(NextUrlConfig),
+    /// The URL of the next page, in the `Link: <…>; rel="next"` header (RFC 8288).
+    LinkHeader(LinkHeaderConfig),
+    /// `Range: entities=0-99; max=100` requests, the next range after `Content-Range` (Armor).
+    RangeHeader(RangeHeaderConfig),
+    /// One request, no pages.
+    None(NoPaginationConfig),
 }
 
 crate::tagged_enum!(PaginationConfig {
     "offset" => Offset(OffsetConfig),
+    "page" => Page(PageConfig),
+    "cursor" => Cursor(CursorConfig),
+    "next_url" => NextUrl(NextUrlConfig),
+    "link_header" => LinkHeader(LinkHeaderConfig),
+    "range_header" => RangeHeader(RangeHeaderConfig),
+    "none" => None(NoPaginationConfig),
 });
 
-/// Skip/limit pagination. Stops on an empty page, or when the total read at `total_pointer`
-/// is reached. A page shorter than `page_size` does not stop it: servers that cap their page
-/// size would otherwise lose records.
+/// Where the pagination parameters go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamsIn {
+    /// The query string.
+    #[default]
+    Query,
+    /// Top-level fields of the JSON body (POST endpoints).
+    Body,
+}
+
+/// Stop conditions that any strategy may add to its own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopConfig {
+    /// Where the total number of records is; stop once that many were read.
+    #[serde(default)]
+    pub total_pointer: Option<JsonPointer>,
+    /// Where a boolean "more pages follow" flag is; stop when it is false.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+}
+
+/// Skip/limit. Stops on an empty page, a reached total or a false has-more flag — never on a
+/// merely short page, since servers that cap their page size would otherwise lose records.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OffsetConfig {
-    /// The query parameter holding the number of records to skip.
+    /// The parameter holding the number of records to skip.
     #[serde(default = "default_offset_param")]
     pub offset_param: String,
-    /// The query parameter holding the page size.
+    /// The parameter holding the page size.
     #[serde(default = "default_limit_param")]
     pub limit_param: String,
     /// Records asked for per request.
@@ -39,41 +86,158 @@ pub struct OffsetConfig {
     /// The offset of the first request.
     #[serde(default)]
     pub start_offset: u64,
-    /// Where the total number of records is in each response, if the API says.
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where the total number of records is in each answer, if the API says.
     #[serde(default)]
     pub total_pointer: Option<JsonPointer>,
+    /// Where a boolean "more pages follow" flag is, if the API has one.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
 }
+
+/// Page numbers. Stops on an empty page, a reached total, a false has-more flag, or the last
+/// page number when the API gives the page count.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// The parameter holding the page number.
+    #[serde(default = "default_page_param")]
+    pub page_param: String,
+    /// The parameter holding the page size; none is sent when empty.
+    #[serde(default = "default_size_param")]
+    pub size_param: String,
+    /// Records asked for per page.
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// The number of the first page: 0 or 1.
+    #[serde(default = "default_first_page")]
+    pub first_page: u64,
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where the total number of records is.
+    #[serde(default)]
+    pub total_pointer: Option<JsonPointer>,
+    /// Where the number of pages is.
+    #[serde(default)]
+    pub total_pages_pointer: Option<JsonPointer>,
+    /// Where a boolean "more pages follow" flag is.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+}
+
+/// Cursors. Stops when the answer has no cursor (absent, null or empty), on an empty page,
+/// or on a false has-more flag. The same cursor twice is an error, not a loop.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CursorConfig {
+    /// The parameter the cursor is sent in.
+    #[serde(default = "default_cursor_param")]
+    pub cursor_param: String,
+    /// Where the next cursor is in each answer.
+    #[serde(default = "default_cursor_pointer")]
+    pub cursor_pointer: JsonPointer,
+    /// The parameter holding the page size, if the API takes one.
+    #[serde(default)]
+    pub limit_param: Option<String>,
+    /// Records asked for per request (with `limit_param`).
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where a boolean "more pages follow" flag is.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+}
+
+/// The next page's URL in the body. Stops when it is absent, null or empty. The same URL
+/// twice is an error. URLs on another host are refused unless the provider allows the host.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextUrlConfig {
+    /// Where the next URL is in each answer (absolute, or relative to the request's URL).
+    #[serde(default = "default_next_pointer")]
+    pub next_pointer: JsonPointer,
+}
+
+/// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkHeaderConfig {}
+
+/// Ranges of entities in a request header, the next range from `Content-Range`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeHeaderConfig {
+    /// The range unit.
+    #[serde(default = "default_range_unit")]
+    pub unit: String,
+    /// Entities asked for per request.
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+}
+
+/// A single request.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoPaginationConfig {}
 
 fn default_offset_param() -> String {
     "skip".into()
 }
-
 fn default_limit_param() -> String {
     "limit".into()
 }
-
 fn default_page_size() -> u64 {
     100
+}
+fn default_page_param() -> String {
+    "page".into()
+}
+fn default_size_param() -> String {
+    "per_page".into()
+}
+fn default_first_page() -> u64 {
+    1
+}
+fn default_cursor_param() -> String {
+    "cursor".into()
+}
+fn default_cursor_pointer() -> JsonPointer {
+    "/next_cursor".parse().expect("valid pointer")
+}
+fn default_next_pointer() -> JsonPointer {
+    "/next".parse().expect("valid pointer")
+}
+fn default_range_unit() -> String {
+    "entities".into()
+}
+
+fn check_size(size: u64, errors: &mut ConfigErrors) {
+    if size == 0 {
+        errors.push(ConfigError::field(
+            "pagination.page_size",
+            "0 records per page would never advance: expected 1 or more, e.g. 100",
+        ));
+    }
+}
+
+fn check_param(name: &str, field: &str, errors: &mut ConfigErrors) {
+    if name.is_empty() {
+        errors.push(ConfigError::field(field, "expected a parameter name"));
+    }
 }
 
 impl PaginationConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
         match self {
             PaginationConfig::Offset(c) => {
-                if c.page_size == 0 {
-                    errors.push(ConfigError::field(
-                        "pagination.page_size",
-                        "0 records per page would never advance: expected 1 or more, e.g. 100",
-                    ));
-                }
-                for (field, name) in [
-                    ("pagination.offset_param", &c.offset_param),
-                    ("pagination.limit_param", &c.limit_param),
-                ] {
-                    if name.is_empty() {
-                        errors.push(ConfigError::field(field, "expected a parameter name"));
-                    }
-                }
+                check_size(c.page_size, errors);
+                check_param(&c.offset_param, "pagination.offset_param", errors);
+                check_param(&c.limit_param, "pagination.limit_param", errors);
                 if c.offset_param == c.limit_param {
                     errors.push(ConfigError::field(
                         "pagination.limit_param",
@@ -81,34 +245,136 @@ impl PaginationConfig {
                     ));
                 }
             }
+            PaginationConfig::Page(c) => {
+                check_size(c.page_size, errors);
+                check_param(&c.page_param, "pagination.page_param", errors);
+                if c.first_page > 1 {
+                    errors.push(ConfigError::field(
+                        "pagination.first_page",
+                        format!("{} is not a first page: expected 0 or 1", c.first_page),
+                    ));
+                }
+            }
+            PaginationConfig::Cursor(c) => {
+                check_size(c.page_size, errors);
+                check_param(&c.cursor_param, "pagination.cursor_param", errors);
+                if c.cursor_pointer.is_root() {
+                    errors.push(ConfigError::field(
+                        "pagination.cursor_pointer",
+                        "expected the cursor's place in the answer, e.g. `/next_cursor`",
+                    ));
+                }
+            }
+            PaginationConfig::NextUrl(c) => {
+                if c.next_pointer.is_root() {
+                    errors.push(ConfigError::field(
+                        "pagination.next_pointer",
+                        "expected the next URL's place in the answer, e.g. `/next`",
+                    ));
+                }
+            }
+            PaginationConfig::RangeHeader(c) => {
+                check_size(c.page_size, errors);
+                if c.unit.is_empty() || !c.unit.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+                    errors.push(ConfigError::field(
+                        "pagination.unit",
+                        "expected a word such as `entities`",
+                    ));
+                }
+            }
+            PaginationConfig::LinkHeader(_) | PaginationConfig::None(_) => {}
         }
     }
 
     pub fn build(&self) -> Paginator {
-        match self {
-            PaginationConfig::Offset(c) => Paginator::Offset(c.clone()),
+        Paginator {
+            config: self.clone(),
+            total: None,
+            seen: HashSet::new(),
+            step: self.page_size(),
         }
     }
 
-    /// Pointers other than the records pointer whose values the paginator reads.
-    pub fn total_pointer(&self) -> Option<&JsonPointer> {
+    /// Whether the strategy's parameters go into the JSON body.
+    pub fn params_in_body(&self) -> bool {
         match self {
-            PaginationConfig::Offset(c) => c.total_pointer.as_ref(),
+            PaginationConfig::Offset(c) => c.params_in == ParamsIn::Body,
+            PaginationConfig::Page(c) => c.params_in == ParamsIn::Body,
+            PaginationConfig::Cursor(c) => c.params_in == ParamsIn::Body,
+            _ => false,
         }
+    }
+
+    /// The page size asked for, where the strategy has one.
+    pub fn page_size(&self) -> Option<u64> {
+        match self {
+            PaginationConfig::Offset(c) => Some(c.page_size),
+            PaginationConfig::Page(c) => Some(c.page_size),
+            PaginationConfig::Cursor(c) => c.limit_param.as_ref().map(|_| c.page_size),
+            PaginationConfig::RangeHeader(c) => Some(c.page_size),
+            _ => None,
+        }
+    }
+
+    /// Pointers the fetcher must read from each answer for this strategy.
+    pub fn pointers(&self) -> Vec<JsonPointer> {
+        let mut out = Vec::new();
+        match self {
+            PaginationConfig::Offset(c) => {
+                out.extend(c.total_pointer.clone());
+                out.extend(c.has_more_pointer.clone());
+            }
+            PaginationConfig::Page(c) => {
+                out.extend(c.total_pointer.clone());
+                out.extend(c.total_pages_pointer.clone());
+                out.extend(c.has_more_pointer.clone());
+            }
+            PaginationConfig::Cursor(c) => {
+                out.push(c.cursor_pointer.clone());
+                out.extend(c.has_more_pointer.clone());
+            }
+            PaginationConfig::NextUrl(c) => out.push(c.next_pointer.clone()),
+            _ => {}
+        }
+        out
     }
 }
 
 /// Where a page starts. Stored in checkpoints.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Position {
-    Offset { offset: u64 },
+    Offset {
+        offset: u64,
+    },
+    Page {
+        page: u64,
+    },
+    /// `None`: the first page, requested without a cursor.
+    Cursor {
+        cursor: Option<String>,
+    },
+    /// `None`: the endpoint's own URL.
+    Url {
+        url: Option<String>,
+    },
+    Range {
+        start: u64,
+    },
+    Single,
 }
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Position::Offset { offset } => write!(f, "offset {offset}"),
+            Position::Page { page } => write!(f, "page {page}"),
+            Position::Cursor { cursor: None } => f.write_str("the first page"),
+            Position::Cursor { cursor: Some(c) } => write!(f, "cursor {c}"),
+            Position::Url { url: None } => f.write_str("the first page"),
+            Position::Url { url: Some(u) } => write!(f, "{u}"),
+            Position::Range { start } => write!(f, "range from {start}"),
+            Position::Single => f.write_str("the only page"),
         }
     }
 }
@@ -119,61 +385,383 @@ pub struct PageRequest {
     pub position: Position,
     /// Query parameters to add to the endpoint's own.
     pub query: Vec<(String, String)>,
+    /// Fields to set at the top level of the endpoint's JSON body.
+    pub body: Vec<(String, serde_json::Value)>,
+    /// Headers to add (`Range`).
+    pub headers: Vec<(String, String)>,
+    /// A URL given by the server: replaces the endpoint's URL and query.
+    pub url: Option<Url>,
+}
+
+impl PageRequest {
+    fn at(position: Position) -> Self {
+        PageRequest {
+            position,
+            query: Vec::new(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            url: None,
+        }
+    }
+
+    fn param(mut self, params_in: ParamsIn, name: &str, value: serde_json::Value) -> Self {
+        if name.is_empty() {
+            return self;
+        }
+        match params_in {
+            ParamsIn::Query => {
+                let text = match &value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                self.query.push((name.to_string(), text));
+            }
+            ParamsIn::Body => self.body.push((name.to_string(), value)),
+        }
+        self
+    }
 }
 
 /// What the paginator needs to know about a page it asked for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PageOutcome {
     /// Records on the page.
     pub records: u64,
-    /// The total, where the response carries one.
-    pub total: Option<u64>,
+    /// Values at the strategy's pointers ([`PaginationConfig::pointers`]), in that order.
+    pub values: Vec<Option<serde_json::Value>>,
+    /// The `Link` header's `rel="next"` target, resolved.
+    pub link_next: Option<Url>,
+    /// The `Content-Range` header.
+    pub content_range: Option<String>,
+    /// The URL the page was fetched from.
+    pub url: Option<Url>,
 }
+
+/// Pagination went wrong in a way that retrying cannot fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PaginateError(pub String);
 
 /// The runtime side of [`PaginationConfig`].
 #[derive(Clone, Debug)]
-pub enum Paginator {
-    Offset(OffsetConfig),
+pub struct Paginator {
+    config: PaginationConfig,
+    /// The total (records or pages) once an answer has said.
+    total: Option<u64>,
+    /// Cursors and URLs already followed, to stop loops.
+    seen: HashSet<String>,
+    /// How far a speculative request jumps: the records a full page holds. `None` after a
+    /// short page (most likely the last one), until the next page shows the server's size.
+    step: Option<u64>,
+}
+
+/// The paginator's verdict on a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue(PageRequest),
+    Done,
 }
 
 impl Paginator {
     /// The first request, or the one at `resume` when continuing a run.
     pub fn first(&self, resume: Option<&Position>) -> PageRequest {
-        match (self, resume) {
-            (Paginator::Offset(c), Some(Position::Offset { offset })) => {
-                self.offset_request(c, *offset)
+        let start = match &self.config {
+            PaginationConfig::Offset(c) => Position::Offset {
+                offset: c.start_offset,
+            },
+            PaginationConfig::Page(c) => Position::Page { page: c.first_page },
+            PaginationConfig::Cursor(_) => Position::Cursor { cursor: None },
+            PaginationConfig::NextUrl(_) | PaginationConfig::LinkHeader(_) => {
+                Position::Url { url: None }
             }
-            (Paginator::Offset(c), None) => self.offset_request(c, c.start_offset),
+            PaginationConfig::RangeHeader(_) => Position::Range { start: 0 },
+            PaginationConfig::None(_) => Position::Single,
+        };
+        self.request(resume.cloned().unwrap_or(start))
+    }
+
+    /// The total (records, or pages for `total_pages_pointer`) once an answer has said.
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    /// The request for a position.
+    pub fn request(&self, position: Position) -> PageRequest {
+        let req = PageRequest::at(position.clone());
+        match (&self.config, position) {
+            (PaginationConfig::Offset(c), Position::Offset { offset }) => req
+                .param(c.params_in, &c.offset_param, offset.into())
+                .param(c.params_in, &c.limit_param, c.page_size.into()),
+            (PaginationConfig::Page(c), Position::Page { page }) => req
+                .param(c.params_in, &c.page_param, page.into())
+                .param(c.params_in, &c.size_param, c.page_size.into()),
+            (PaginationConfig::Cursor(c), Position::Cursor { cursor }) => {
+                let mut req = match cursor {
+                    Some(cur) => req.param(c.params_in, &c.cursor_param, cur.into()),
+                    None => req,
+                };
+                if let Some(limit) = &c.limit_param {
+                    req = req.param(c.params_in, limit, c.page_size.into());
+                }
+                req
+            }
+            (PaginationConfig::RangeHeader(c), Position::Range { start }) => {
+                let mut req = req;
+                req.headers.push((
+                    "Range".into(),
+                    format!(
+                        "{}={}-{}; max={}",
+                        c.unit,
+                        start,
+                        start + c.page_size - 1,
+                        c.page_size
+                    ),
+                ));
+                req
+            }
+            (_, Position::Url { url: Some(u) }) => PageRequest {
+                url: Url::parse(&u).ok(),
+                ..req
+            },
+            _ => req,
         }
     }
 
-    /// The request after `previous`, or `None` when `previous` was the last page.
-    pub fn next(&self, previous: &PageRequest, outcome: PageOutcome) -> Option<PageRequest> {
-        match (self, &previous.position) {
-            (Paginator::Offset(c), Position::Offset { offset }) => {
-                if outcome.records == 0 {
+    /// The request that follows `previous` if `previous` comes back full; `None` for
+    /// strategies that need the answer to know, or past a known total.
+    pub fn speculate(&self, previous: &PageRequest) -> Option<PageRequest> {
+        let step = self.step?;
+        let position = match (&self.config, &previous.position) {
+            (PaginationConfig::Offset(_), Position::Offset { offset }) => {
+                let next = offset + step;
+                if self.total.is_some_and(|t| next >= t) {
                     return None;
+                }
+                Position::Offset { offset: next }
+            }
+            (PaginationConfig::Page(c), Position::Page { page }) => {
+                if c.total_pages_pointer.is_some()
+                    && self.total.is_some_and(|t| page + 1 - c.first_page >= t)
+                {
+                    return None;
+                }
+                if c.total_pointer.is_some()
+                    && self
+                        .total
+                        .is_some_and(|t| (page + 1 - c.first_page) * c.page_size >= t)
+                {
+                    return None;
+                }
+                Position::Page { page: page + 1 }
+            }
+            (PaginationConfig::RangeHeader(_), Position::Range { start }) => {
+                let next = start + step;
+                if self.total.is_some_and(|t| next >= t) {
+                    return None;
+                }
+                Position::Range { start: next }
+            }
+            _ => return None,
+        };
+        Some(self.request(position))
+    }
+
+    /// Learns the server's page size from what arrived.
+    fn observe(&mut self, records: u64) {
+        match self.step {
+            Some(step) if records < step => self.step = None,
+            None if records > 0 => self.step = Some(records),
+            _ => {}
+        }
+    }
+
+    /// Decides what follows `previous`, given what its page held.
+    pub fn next(
+        &mut self,
+        previous: &PageRequest,
+        page: &PageOutcome,
+    ) -> Result<Next, PaginateError> {
+        self.observe(page.records);
+        let value = |i: usize| page.values.get(i).cloned().flatten();
+        let config = self.config.clone();
+        match (&config, &previous.position) {
+            (PaginationConfig::Offset(c), Position::Offset { offset }) => {
+                let mut i = 0;
+                if c.total_pointer.is_some() {
+                    self.total = as_count(value(i)).or(self.total);
+                    i += 1;
+                }
+                let more = c.has_more_pointer.as_ref().map(|_| as_flag(value(i)));
+                if page.records == 0 || more == Some(false) {
+                    return Ok(Next::Done);
+                }
+                if let Some(total) = self.total
+                    && *offset >= total
+                {
+                    return Err(PaginateError(format!(
+                        "the server returned {} records at offset {offset}, past its own total \
+                         of {total}: it seems to ignore `{}`; stopping instead of looping",
+                        page.records, c.offset_param
+                    )));
                 }
                 // Advance by what the server sent, not by what was asked: a server that caps
                 // its page size below `page_size` must not make us skip records.
-                let next = offset + outcome.records;
-                if outcome.total.is_some_and(|total| next >= total) {
-                    return None;
+                let next = offset + page.records;
+                if self.total.is_some_and(|t| next >= t) {
+                    return Ok(Next::Done);
                 }
-                Some(self.offset_request(c, next))
+                Ok(Next::Continue(
+                    self.request(Position::Offset { offset: next }),
+                ))
             }
+            (PaginationConfig::Page(c), Position::Page { page: number }) => {
+                let mut i = 0;
+                let mut pages_total = None;
+                if c.total_pointer.is_some() {
+                    if let Some(records) = as_count(value(i)) {
+                        pages_total = Some(records.div_ceil(c.page_size));
+                        self.total = Some(records);
+                    }
+                    i += 1;
+                }
+                if c.total_pages_pointer.is_some() {
+                    pages_total = as_count(value(i)).or(pages_total);
+                    self.total = pages_total;
+                    i += 1;
+                }
+                let more = c.has_more_pointer.as_ref().map(|_| as_flag(value(i)));
+                let done_pages = number + 1 - c.first_page;
+                if page.records == 0
+                    || more == Some(false)
+                    || pages_total.is_some_and(|t| done_pages >= t)
+                {
+                    return Ok(Next::Done);
+                }
+                Ok(Next::Continue(
+                    self.request(Position::Page { page: number + 1 }),
+                ))
+            }
+            (PaginationConfig::Cursor(c), Position::Cursor { .. }) => {
+                let more = c.has_more_pointer.as_ref().map(|_| as_flag(value(1)));
+                let cursor = match value(0) {
+                    Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                let Some(cursor) = cursor else {
+                    return Ok(Next::Done);
+                };
+                if page.records == 0 || more == Some(false) {
+                    return Ok(Next::Done);
+                }
+                if !self.seen.insert(cursor.clone()) {
+                    return Err(PaginateError(format!(
+                        "the server returned cursor `{cursor}` a second time: stopping \
+                         instead of looping"
+                    )));
+                }
+                Ok(Next::Continue(self.request(Position::Cursor {
+                    cursor: Some(cursor),
+                })))
+            }
+            (PaginationConfig::NextUrl(_), Position::Url { .. }) => {
+                let next = match value(0) {
+                    Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+                    _ => return Ok(Next::Done),
+                };
+                let base = page.url.as_ref();
+                let url = match base {
+                    Some(b) => b.join(&next),
+                    None => Url::parse(&next),
+                }
+                .map_err(|e| PaginateError(format!("the next URL `{next}` is not a URL: {e}")))?;
+                self.follow(url, page.records)
+            }
+            (PaginationConfig::LinkHeader(_), Position::Url { .. }) => match &page.link_next {
+                Some(url) => self.follow(url.clone(), page.records),
+                None => Ok(Next::Done),
+            },
+            (PaginationConfig::RangeHeader(_), Position::Range { start }) => {
+                if page.records == 0 {
+                    return Ok(Next::Done);
+                }
+                let (end, total) = page
+                    .content_range
+                    .as_deref()
+                    .and_then(parse_content_range)
+                    .unwrap_or((start + page.records - 1, None));
+                self.total = total.or(self.total);
+                let next = end + 1;
+                if self.total.is_some_and(|t| next >= t) {
+                    return Ok(Next::Done);
+                }
+                Ok(Next::Continue(
+                    self.request(Position::Range { start: next }),
+                ))
+            }
+            _ => Ok(Next::Done),
         }
     }
 
-    fn offset_request(&self, c: &OffsetConfig, offset: u64) -> PageRequest {
-        PageRequest {
-            position: Position::Offset { offset },
-            query: vec![
-                (c.offset_param.clone(), offset.to_string()),
-                (c.limit_param.clone(), c.page_size.to_string()),
-            ],
+    fn follow(&mut self, url: Url, records: u64) -> Result<Next, PaginateError> {
+        if records == 0 {
+            return Ok(Next::Done);
+        }
+        if !self.seen.insert(url.to_string()) {
+            return Err(PaginateError(format!(
+                "the server pointed to {url} a second time: stopping instead of looping"
+            )));
+        }
+        Ok(Next::Continue(self.request(Position::Url {
+            url: Some(url.to_string()),
+        })))
+    }
+}
+
+fn as_count(value: Option<serde_json::Value>) -> Option<u64> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A has-more flag: `true`, `"true"`, `1`. Anything else, absent included, is false.
+fn as_flag(value: Option<serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    }
+}
+
+/// `entities 0-99/1234` (or `entities 0-99/*`) -> (99, Some(1234)).
+fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
+    let (_, rest) = header.trim().split_once(' ')?;
+    let (range, total) = rest.split_once('/')?;
+    let (_, end) = range.split_once('-')?;
+    Some((end.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), resolved against `base`.
+pub fn link_next(header: &str, base: &Url) -> Option<Url> {
+    for link in header.split(',') {
+        let (target, params) = link.split_once(';').unwrap_or((link, ""));
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim();
+            p.strip_prefix("rel=").is_some_and(|v| {
+                v.trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+        });
+        if is_next {
+            return base.join(target).ok();
         }
     }
+    None
 }
 
 #[cfg(test)]
@@ -181,24 +769,85 @@ mod tests {
     use super::*;
 
     fn offset(page_size: u64) -> Paginator {
-        Paginator::Offset(OffsetConfig {
+        PaginationConfig::Offset(OffsetConfig {
             offset_param: "skip".into(),
             limit_param: "limit".into(),
             page_size,
             start_offset: 0,
+            params_in: ParamsIn::Query,
             total_pointer: None,
+            has_more_pointer: None,
         })
+        .build()
+    }
+
+    fn records(n: u64) -> PageOutcome {
+        PageOutcome {
+            records: n,
+            ..PageOutcome::default()
+        }
     }
 
     #[test]
     fn short_page_does_not_stop_but_empty_does() {
-        let p = offset(100);
+        let mut p = offset(100);
         let first = p.first(None);
         assert_eq!(first.query[0], ("skip".into(), "0".into()));
-        let out = |records, total| PageOutcome { records, total };
-        let second = p.next(&first, out(40, None)).unwrap();
+        let Next::Continue(second) = p.next(&first, &records(40)).unwrap() else {
+            panic!()
+        };
         assert_eq!(second.position, Position::Offset { offset: 40 });
-        assert!(p.next(&second, out(0, None)).is_none());
-        assert!(p.next(&second, out(60, Some(100))).is_none());
+        // The speculation assumed a full page: it differs, so it is discarded.
+        assert_ne!(p.speculate(&first), Some(second.clone()));
+        assert_eq!(p.next(&second, &records(0)).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn link_headers() {
+        let base = Url::parse("https://api.example.com/v1/items?page=1").unwrap();
+        let h = r#"<https://api.example.com/v1/items?page=1>; rel="prev", </v1/items?page=3>; rel="next last""#;
+        assert_eq!(
+            link_next(h, &base).unwrap().as_str(),
+            "https://api.example.com/v1/items?page=3"
+        );
+        assert!(link_next(r#"<x>; rel="prev""#, &base).is_none());
+    }
+
+    #[test]
+    fn content_range() {
+        assert_eq!(
+            parse_content_range("entities 0-99/1234"),
+            Some((99, Some(1234)))
+        );
+        assert_eq!(parse_content_range("entities 100-199/*"), Some((199, None)));
+    }
+
+    #[test]
+    fn a_repeated_cursor_is_an_error() {
+        let mut p = PaginationConfig::Cursor(CursorConfig {
+            cursor_param: "cursor".into(),
+            cursor_pointer: "/next".parse().unwrap(),
+            limit_param: None,
+            page_size: 10,
+            params_in: ParamsIn::Query,
+            has_more_pointer: None,
+        })
+        .build();
+        let first = p.first(None);
+        let out = PageOutcome {
+            records: 5,
+            values: vec![Some("abc".into())],
+            ..PageOutcome::default()
+        };
+        let Next::Continue(second) = p.next(&first, &out).unwrap() else {
+            panic!()
+        };
+        assert_eq!(second.query, [("cursor".to_string(), "abc".to_string())]);
+        assert!(
+            p.next(&second, &out)
+                .unwrap_err()
+                .0
+                .contains("`abc` a second time")
+        );
     }
 }

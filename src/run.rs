@@ -9,6 +9,7 @@
 //! The output file is committed (fsync + rename) only when every stage finished cleanly;
 //! on any error it is dropped and its temporary file removed.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::config::{ConfigError, ConfigErrors, JobDefinition, check_base_url, jo
 use crate::decode::{PageDecoder, infer_schema};
 use crate::env::Env;
 use crate::fetch::{Fetcher, FetcherParts};
-use crate::paginate::{PageOutcome, Paginator, Position};
+use crate::paginate::{Next, PageRequest, Paginator, Position};
 use crate::sink::{BatchWriter, OutputConfig, WrittenFile};
 
 /// Pages buffered between the fetcher and the decoder.
@@ -39,6 +40,7 @@ pub struct Job {
     paginator: Paginator,
     output: OutputConfig,
     page_size: usize,
+    concurrency: usize,
 }
 
 impl JobDefinition {
@@ -87,17 +89,20 @@ impl JobDefinition {
             auth: Arc::new(auth),
             retry: provider.retry.clone(),
             records_pointer: endpoint.records_pointer.clone(),
-            total_pointer: self.job.pagination.total_pointer().cloned(),
+            pointers: self.job.pagination.pointers(),
+            allowed_hosts: provider.allowed_hosts.clone(),
+            limiter: provider
+                .rate_limit
+                .as_ref()
+                .and_then(|r| crate::ratelimit::shared(provider_name, r)),
         });
-        let page_size = match &self.job.pagination {
-            crate::paginate::PaginationConfig::Offset(c) => c.page_size as usize,
-        };
         Ok(Job {
             name: self.name.clone(),
             fetcher: Arc::new(fetcher),
             paginator: self.job.pagination.build(),
             output: self.job.output.clone(),
-            page_size,
+            page_size: self.job.pagination.page_size().unwrap_or(1024) as usize,
+            concurrency: self.job.concurrency,
         })
     }
 }
@@ -230,7 +235,7 @@ impl Job {
         let request = self.paginator.first(None);
         let page = self.fetcher.fetch(&request).await?;
         let slice = &page.body[page.records.clone()];
-        let fields = if page.count == 0 {
+        let fields = if page.outcome.records == 0 {
             Vec::new()
         } else {
             infer_schema(slice)
@@ -244,33 +249,85 @@ impl Job {
                 .map(|f| (f.name().clone(), f.data_type().to_string()))
                 .collect()
         };
+        let mut paginator = self.paginator.clone();
+        let _ = paginator.next(&request, &page.outcome);
+        let total = paginator.total();
         Ok(CheckReport {
             job: self.name.clone(),
             request: self.fetcher.describe(&request),
             status: page.status.as_u16(),
             bytes: page.body.len(),
-            records: page.count,
-            total: page.total,
+            records: page.outcome.records,
+            total,
             fields,
             logins: self.fetcher.auth().logins(),
         })
     }
 
-    /// Requests pages in order until the paginator says stop. Returns the number of pages.
+    /// Requests pages until the paginator says stop, keeping up to `concurrency` requests in
+    /// flight where the next request is known in advance, and hands them on in page order.
+    /// Returns the number of pages.
     async fn fetch_stage(&self, pages: mpsc::Sender<FetchedPage>) -> Result<u64, Error> {
-        let mut request = Some(self.paginator.first(None));
+        let mut paginator = self.paginator.clone();
+        let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
+        let mut expected = Some(paginator.first(None));
+        let mut previous: Option<(Position, Bytes, std::ops::Range<usize>)> = None;
         let mut count = 0;
-        while let Some(current) = request.take() {
-            let page = self.fetcher.fetch(&current).await?;
-            tracing::debug!(job = %self.name, position = %current.position, records = page.count, "page");
-            request = self.paginator.next(
-                &current,
-                PageOutcome {
-                    records: page.count,
-                    total: page.total,
-                },
-            );
+        let spawn = |request: &PageRequest| {
+            let fetcher = self.fetcher.clone();
+            let request = request.clone();
+            AbortOnDrop(tokio::spawn(async move { fetcher.fetch(&request).await }))
+        };
+        loop {
+            if in_flight.is_empty() {
+                match expected.take() {
+                    Some(r) => {
+                        let handle = spawn(&r);
+                        in_flight.push_back((r, handle));
+                    }
+                    None => break,
+                }
+            }
+            while in_flight.len() < self.concurrency {
+                let last = &in_flight.back().expect("not empty").0;
+                match paginator.speculate(last) {
+                    Some(r) => {
+                        let handle = spawn(&r);
+                        in_flight.push_back((r, handle));
+                    }
+                    None => break,
+                }
+            }
+            let (current, mut handle) = in_flight.pop_front().expect("not empty");
+            let page = (&mut handle.0).await.map_err(|e| Error::Internal {
+                job: self.name.clone(),
+                message: format!("a request task stopped: {e}"),
+            })??;
+            let paginate_error = |message: String| Error::Paginate {
+                job: self.name.clone(),
+                position: current.position.to_string(),
+                message,
+            };
+            let next = paginator
+                .next(&current, &page.outcome)
+                .map_err(|e| paginate_error(e.0))?;
+            let records = &page.body[page.records.clone()];
+            if let Some((at, body, range)) = &previous
+                && page.outcome.records > 0
+                && body[range.clone()] == *records
+            {
+                return Err(paginate_error(format!(
+                    "the server returned the same records as at {at}: it seems to ignore the \
+                     pagination parameters; stopping instead of looping"
+                )));
+            }
+            tracing::debug!(job = %self.name, position = %current.position, records = page.outcome.records, "page");
             count += 1;
+            previous = Some((
+                current.position.clone(),
+                page.body.clone(),
+                page.records.clone(),
+            ));
             let fetched = FetchedPage {
                 position: current.position,
                 body: page.body,
@@ -280,8 +337,28 @@ impl Job {
                 // The decoder stopped; its error is the one to report.
                 break;
             }
+            match next {
+                Next::Done => break,
+                // The speculation in flight is the right next request: keep it.
+                Next::Continue(n) if in_flight.front().is_some_and(|(r, _)| *r == n) => {}
+                Next::Continue(n) => {
+                    // A short page (or the end) proved the speculation wrong: drop it.
+                    in_flight.clear();
+                    expected = Some(n);
+                }
+            }
         }
         Ok(count)
+    }
+}
+
+/// A spawned request that is cancelled when dropped: speculative requests past the end, or
+/// past a short page, are abandoned without output.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<crate::fetch::Page, crate::fetch::FetchError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

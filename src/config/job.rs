@@ -27,6 +27,10 @@ pub struct JobConfig {
     pub endpoint: EndpointConfig,
     /// How to walk the pages.
     pub pagination: PaginationConfig,
+    /// Requests in flight at once, for strategies whose next request is known in advance
+    /// (`offset`, `page`, `range_header`); the others go one at a time.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
     /// Where and how to write the snapshot.
     #[serde(default)]
     pub output: OutputConfig,
@@ -60,6 +64,10 @@ pub struct EndpointConfig {
     /// the body is the array.
     #[serde(default = "default_records_pointer")]
     pub records_pointer: JsonPointer,
+}
+
+fn default_concurrency() -> usize {
+    4
 }
 
 fn default_records_pointer() -> JsonPointer {
@@ -106,6 +114,12 @@ impl JobConfig {
         for (name, value) in &e.headers {
             check_header(name, value, "endpoint.headers", &mut errors);
         }
+        if e.body.as_ref().is_some_and(|b| !b.is_object()) && self.pagination.params_in_body() {
+            errors.push(ConfigError::field(
+                "endpoint.body",
+                "pagination fields go into the body: expected a table",
+            ));
+        }
         if e.body.is_some() && e.method == HttpMethod::Get {
             errors.push(ConfigError::field(
                 "endpoint.body",
@@ -113,6 +127,18 @@ impl JobConfig {
             ));
         }
         self.pagination.validate(&mut errors);
+        if !(1..=64).contains(&self.concurrency) {
+            errors.push(ConfigError::field(
+                "concurrency",
+                format!("{} is out of range: expected 1-64", self.concurrency),
+            ));
+        }
+        if self.pagination.params_in_body() && e.method == HttpMethod::Get {
+            errors.push(ConfigError::field(
+                "pagination.params_in",
+                "`body` needs a request with a body: set `endpoint.method = \"POST\"`",
+            ));
+        }
         self.output.validate(&mut errors);
         if let Some(s) = &self.schedule {
             s.validate(&mut errors);

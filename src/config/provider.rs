@@ -36,6 +36,13 @@ pub struct ProviderConfig {
     /// Retries of failed requests.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Requests per second (and burst) for all jobs of this provider in one process.
+    #[serde(default)]
+    pub rate_limit: Option<crate::ratelimit::RateLimitConfig>,
+    /// Other hosts that may receive credentials when the server's next-page URL or `Link`
+    /// header points there. By default only `base_url`'s host does.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Seconds a whole request (connect, send, read the body) may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -86,6 +93,9 @@ impl ProviderConfig {
             ));
         }
         self.retry.validate(&mut errors);
+        if let Some(r) = &self.rate_limit {
+            r.validate(&mut errors);
+        }
         errors
     }
 }
