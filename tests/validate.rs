@@ -132,7 +132,7 @@ fn cases() -> Vec<Case> {
             &[
                 "field `pagination.type`",
                 "unknown variant `pages`",
-                "expected `offset`",
+                "expected one of `offset`, `page`, `cursor`",
             ],
         ),
         case(
