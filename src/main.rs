@@ -71,6 +71,27 @@ enum Command {
         /// The most records one page returns.
         #[arg(long, default_value_t = 10_000)]
         max_page_size: u64,
+        /// Milliseconds added to every data request.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// The share of data requests that fail (0.0-1.0).
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Which faults: 500, 502, 503, 429, 429-date, close, slow, malformed (default: all).
+        #[arg(long, value_delimiter = ',')]
+        faults: Vec<String>,
+        /// Seed of the fault injector.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds a token lives.
+        #[arg(long, default_value_t = 3600)]
+        token_ttl_secs: u64,
+        /// Revoke the token after every K data requests.
+        #[arg(long)]
+        revoke_every: Option<u64>,
+        /// Compress answers when the client accepts it.
+        #[arg(long)]
+        compress: bool,
     },
     /// JSON Schemas of the job and provider files.
     #[command(subcommand)]
@@ -131,7 +152,46 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             port,
             records,
             max_page_size,
-        } => sandbox(port, records, max_page_size),
+            latency_ms,
+            fault_rate,
+            faults,
+            seed,
+            token_ttl_secs,
+            revoke_every,
+            compress,
+        } => {
+            let kinds = if faults.is_empty() {
+                apisnap::sandbox::Fault::all(std::time::Duration::from_secs(5))
+            } else {
+                faults
+                    .iter()
+                    .map(|f| {
+                        apisnap::sandbox::Fault::parse(f).ok_or_else(|| {
+                            Error::Config(ConfigErrors::from(apisnap::config::ConfigError::field(
+                                "--faults",
+                                format!("unknown fault `{f}`: expected 500, 502, 503, 429, 429-date, close, slow or malformed"),
+                            )))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            sandbox(
+                apisnap::sandbox::SandboxConfig {
+                    records,
+                    max_page_size,
+                    token_ttl: std::time::Duration::from_secs(token_ttl_secs),
+                    revoke_every,
+                    latency: std::time::Duration::from_millis(latency_ms),
+                    faults: apisnap::sandbox::FaultConfig {
+                        rate: fault_rate,
+                        seed,
+                        kinds,
+                    },
+                    compress,
+                },
+                port,
+            )
+        }
         Command::Schema(SchemaCommand::Export { out }) => export_schemas(&out),
         Command::Demo {
             jobs_dir,
@@ -260,14 +320,9 @@ fn validate(paths: Vec<PathBuf>, secrets: bool, env: &Env) -> u8 {
 }
 
 /// `apisnap sandbox`: serve until Ctrl-C.
-fn sandbox(port: u16, records: u64, max_page_size: u64) -> Result<u8, Error> {
+fn sandbox(config: apisnap::sandbox::SandboxConfig, port: u16) -> Result<u8, Error> {
     let rt = runtime()?;
     rt.block_on(async {
-        let config = apisnap::sandbox::SandboxConfig {
-            records,
-            max_page_size,
-            ..Default::default()
-        };
         let sandbox = apisnap::sandbox::Sandbox::start(config, port)
             .await
             .map_err(|e| Error::Internal {

@@ -6,12 +6,15 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Shape, Shared, SkipLimit, authorize, credentials, json_error, records_page, tokens};
+use super::{
+    Shape, Shared, SkipLimit, authorize, credentials, json_error, page_body, records_page, serve,
+    tokens,
+};
 
 const NAME: &str = "armor";
 const SCHEME: &str = "FH-AUTH";
@@ -134,6 +137,14 @@ async fn me(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     axum::Json(serde_json::json!({"id": 1, "accounts": accounts})).into_response()
 }
 
+/// `entities=<start>-<end>[; max=<n>]`.
+fn range(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = value.split(';').next()?.trim().strip_prefix("entities=")?;
+    let (a, b) = spec.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
 async fn events(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -156,9 +167,33 @@ async fn events(
             StatusCode::FORBIDDEN,
             serde_json::json!({"message": format!("Account {id} is not available to this user")}),
         ),
-        Some(_) => {
-            let (skip, limit) = page.get();
-            records_page(&shared, NAME, &token, Shape::Bare, skip, limit)
-        }
+        Some(_) => match range(&headers) {
+            // `Range: entities=0-99; max=100` -> `Content-Range: entities 0-99/1234`.
+            Some((start, end)) => {
+                let total = shared.config.records;
+                let limit = (end + 1)
+                    .saturating_sub(start)
+                    .min(shared.config.max_page_size);
+                let last = (start + limit).min(total);
+                let body = page_body(&shared, Shape::Bare, start, limit, &[]);
+                let content_range = if last > start {
+                    format!("entities {start}-{}/{total}", last - 1)
+                } else {
+                    format!("entities */{total}")
+                };
+                serve(
+                    &shared,
+                    NAME,
+                    &token,
+                    body,
+                    vec![(header::CONTENT_RANGE, content_range)],
+                )
+                .await
+            }
+            None => {
+                let (skip, limit) = page.get();
+                records_page(&shared, NAME, &token, Shape::Bare, skip, limit).await
+            }
+        },
     }
 }

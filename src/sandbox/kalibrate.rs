@@ -162,5 +162,5 @@ async fn prices(
         Err(r) => return r,
     };
     let (skip, limit) = page.get();
-    records_page(&shared, NAME, &token, Shape::Value, skip, limit)
+    records_page(&shared, NAME, &token, Shape::Value, skip, limit).await
 }

@@ -14,9 +14,10 @@ use serde::Serialize;
 use super::Shared;
 
 /// Request headers kept in the log. Never `Authorization`.
-const KEPT_HEADERS: [&str; 5] = [
+const KEPT_HEADERS: [&str; 6] = [
     "user-agent",
     "accept",
+    "accept-encoding",
     "range",
     "x-account-context",
     "x-report",
@@ -35,6 +36,8 @@ pub struct RequestRecord {
     /// Requests in flight when this one arrived, itself included.
     pub in_flight: u64,
     pub headers: Vec<(String, String)>,
+    /// The answer's `Content-Encoding`, if it was compressed.
+    pub content_encoding: Option<String>,
 }
 
 #[derive(Default)]
@@ -93,6 +96,11 @@ pub(crate) async fn record(
         status: response.status().as_u16(),
         in_flight,
         headers,
+        content_encoding: response
+            .headers()
+            .get(axum::http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     log.records.lock().expect("not poisoned").push(entry);
     response

@@ -7,9 +7,11 @@
 
 mod armor;
 pub mod data;
+mod faults;
 mod kalibrate;
 mod log;
 mod netography;
+mod paging;
 mod seal;
 mod spreetail;
 mod tokens;
@@ -26,6 +28,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub use faults::{Fault, FaultConfig};
 pub use log::RequestRecord;
 pub use tokens::Tokens;
 
@@ -65,6 +68,10 @@ pub struct SandboxConfig {
     pub revoke_every: Option<u64>,
     /// Added to every data request.
     pub latency: Duration,
+    /// Failures injected into data requests.
+    pub faults: FaultConfig,
+    /// Compress answers (gzip, brotli, zstd, deflate) when the client accepts it.
+    pub compress: bool,
 }
 
 impl Default for SandboxConfig {
@@ -75,6 +82,8 @@ impl Default for SandboxConfig {
             token_ttl: Duration::from_secs(3600),
             revoke_every: None,
             latency: Duration::ZERO,
+            faults: FaultConfig::default(),
+            compress: false,
         }
     }
 }
@@ -123,6 +132,10 @@ pub(crate) struct Shared {
     /// Netography's request token ids seen so far (a replay is rejected).
     pub jtis: std::sync::Mutex<std::collections::HashSet<String>>,
     pub log: log::RequestLog,
+    /// Where the sandbox listens, for absolute URLs in answers.
+    pub addr: std::sync::OnceLock<SocketAddr>,
+    /// Data requests so far, for the fault injector.
+    data_requests: AtomicU64,
 }
 
 impl Shared {
@@ -171,10 +184,13 @@ impl Sandbox {
             codes: Default::default(),
             jtis: Default::default(),
             log: Default::default(),
+            addr: Default::default(),
+            data_requests: AtomicU64::new(0),
         });
         shared.log.start();
+        let compress = shared.config.compress;
         let app = Router::new()
-            .nest("/seal", seal::routes())
+            .nest("/seal", seal::routes().merge(paging::routes()))
             .nest("/armor", armor::routes())
             .nest("/netography", netography::routes())
             .nest("/spreetail", spreetail::routes())
@@ -182,13 +198,20 @@ impl Sandbox {
             // Azure AD, on "another host": tests and the demo reach it as `localhost`.
             .nest("/aad", kalibrate::token_routes())
             .route("/_sandbox/stats", axum::routing::get(stats_handler))
-            .layer(axum::middleware::from_fn_with_state(
-                shared.clone(),
-                log::record,
-            ))
             .with_state(shared.clone());
+        let app = if compress {
+            app.layer(tower_http::compression::CompressionLayer::new())
+        } else {
+            app
+        };
+        // Outermost, so that it sees the answer as sent (compressed or not).
+        let app = app.layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            log::record,
+        ));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
+        let _ = shared.addr.set(addr);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -303,8 +326,9 @@ pub(crate) async fn authorize(
     }
 }
 
-/// Serves records `[skip, skip + limit)` in `shape`, then applies `revoke_every` to `token`.
-pub(crate) fn records_page(
+/// Serves records `[skip, skip + limit)` in `shape` (or an injected fault), then applies
+/// `revoke_every` to `token`.
+pub(crate) async fn records_page(
     shared: &Shared,
     provider: &'static str,
     token: &str,
@@ -312,6 +336,18 @@ pub(crate) fn records_page(
     skip: u64,
     limit: u64,
 ) -> axum::response::Response {
+    let body = page_body(shared, shape, skip, limit, &[]);
+    serve(shared, provider, token, body, Vec::new()).await
+}
+
+/// The body of a page: `extra` fields are added to the wrapping object.
+pub(crate) fn page_body(
+    shared: &Shared,
+    shape: Shape,
+    skip: u64,
+    limit: u64,
+    extra: &[(&str, serde_json::Value)],
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(64 + limit.min(shared.config.max_page_size) as usize * 320);
     let total = shared.config.records;
     let head: &[u8] = match shape {
@@ -323,13 +359,84 @@ pub(crate) fn records_page(
     };
     body.extend_from_slice(head);
     shared.records_array(skip, limit, &mut body);
+    let mut more = String::new();
+    for (k, v) in extra {
+        more.push_str(&format!(
+            ",{}:{v}",
+            serde_json::Value::String(k.to_string())
+        ));
+    }
     let tail = match shape {
-        Shape::Data | Shape::Envelope => format!(",\"total\":{total}}}"),
+        Shape::Data | Shape::Envelope => format!(",\"total\":{total}{more}}}"),
         Shape::Bare => String::new(),
-        Shape::Nested => format!(",\"total\":{total}}}}}"),
-        Shape::Value => format!(",\"@odata.count\":{total}}}"),
+        Shape::Nested => format!(",\"total\":{total}}}{more}}}"),
+        Shape::Value => format!(",\"@odata.count\":{total}{more}}}"),
     };
     body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+/// Sends a data answer, or the fault the injector picks for it; applies `revoke_every`.
+pub(crate) async fn serve(
+    shared: &Shared,
+    provider: &'static str,
+    token: &str,
+    body: Vec<u8>,
+    headers: Vec<(axum::http::HeaderName, String)>,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    let n = shared.data_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(fault) = shared.config.faults.pick(n) {
+        match fault {
+            Fault::Status500 | Fault::Status502 | Fault::Status503 => {
+                let status = match fault {
+                    Fault::Status500 => StatusCode::INTERNAL_SERVER_ERROR,
+                    Fault::Status502 => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                return (status, "<html><body>upstream trouble</body></html>").into_response();
+            }
+            Fault::RetryAfterSeconds(secs) => {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, secs.to_string())],
+                    "slow down",
+                )
+                    .into_response();
+            }
+            Fault::RetryAfterDate(secs) => {
+                // An HTTP date has whole seconds: round up so the wait is at least `secs`.
+                let at = chrono::Utc::now() + chrono::Duration::seconds(secs as i64 + 1);
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(
+                        header::RETRY_AFTER,
+                        at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                    )],
+                    "slow down",
+                )
+                    .into_response();
+            }
+            Fault::CloseMidBody => {
+                let half = body.len() / 2;
+                let first = bytes::Bytes::copy_from_slice(&body[..half]);
+                let stream = futures_util::stream::iter(vec![
+                    Ok::<_, std::io::Error>(first),
+                    Err(std::io::Error::other("connection dropped")),
+                ]);
+                return (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    axum::body::Body::from_stream(stream),
+                )
+                    .into_response();
+            }
+            Fault::Slow(wait) => tokio::time::sleep(wait).await,
+            Fault::MalformedJson => {
+                let cut = body[..body.len() / 2].to_vec();
+                return ([(header::CONTENT_TYPE, "application/json")], cut).into_response();
+            }
+        }
+    }
     let served = shared
         .counters(provider)
         .served
@@ -342,11 +449,13 @@ pub(crate) fn records_page(
     {
         shared.tokens.revoke(token);
     }
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    for (name, value) in headers {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, v);
+        }
+    }
+    response
 }
 
 /// `skip`/`limit` query parameters.

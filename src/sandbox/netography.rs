@@ -104,5 +104,5 @@ async fn alerts(
         Err(r) => return r,
     };
     let (skip, limit) = page.get();
-    records_page(&shared, NAME, &token, Shape::Nested, skip, limit)
+    records_page(&shared, NAME, &token, Shape::Nested, skip, limit).await
 }

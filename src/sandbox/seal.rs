@@ -62,5 +62,5 @@ async fn events(
         Err(r) => return r,
     };
     let (skip, limit) = page.get();
-    records_page(&shared, NAME, &token, Shape::Data, skip, limit)
+    records_page(&shared, NAME, &token, Shape::Data, skip, limit).await
 }

@@ -71,5 +71,5 @@ async fn orders(
         Err(r) => return r,
     };
     let (skip, limit) = page.get();
-    records_page(&shared, NAME, &token, Shape::Envelope, skip, limit)
+    records_page(&shared, NAME, &token, Shape::Envelope, skip, limit).await
 }
