@@ -823,6 +823,79 @@ mod tests {
     }
 
     #[test]
+    fn stop_conditions() {
+        // A has-more flag.
+        let mut p = PaginationConfig::Offset(OffsetConfig {
+            offset_param: "skip".into(),
+            limit_param: "limit".into(),
+            page_size: 10,
+            start_offset: 0,
+            params_in: ParamsIn::Query,
+            total_pointer: None,
+            has_more_pointer: Some("/more".parse().unwrap()),
+        })
+        .build();
+        let first = p.first(None);
+        let page = |more: bool| PageOutcome {
+            records: 10,
+            values: vec![Some(more.into())],
+            ..PageOutcome::default()
+        };
+        assert!(matches!(p.next(&first, &page(true)).unwrap(), Next::Continue(_)));
+        assert_eq!(p.next(&first, &page(false)).unwrap(), Next::Done);
+
+        // A page count, 0-based pages, parameters in the body.
+        let mut p = PaginationConfig::Page(PageConfig {
+            page_param: "p".into(),
+            size_param: "n".into(),
+            page_size: 10,
+            first_page: 0,
+            params_in: ParamsIn::Body,
+            total_pointer: None,
+            total_pages_pointer: Some("/pages".parse().unwrap()),
+            has_more_pointer: None,
+        })
+        .build();
+        let first = p.first(None);
+        assert_eq!(
+            first.body,
+            [("p".to_string(), 0.into()), ("n".to_string(), 10.into())]
+        );
+        let pages = |n: u64| PageOutcome {
+            records: 10,
+            values: vec![Some(n.into())],
+            ..PageOutcome::default()
+        };
+        let Next::Continue(second) = p.next(&first, &pages(2)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(second.position, Position::Page { page: 1 });
+        assert_eq!(p.speculate(&second), None, "no page 2 of 2");
+        assert_eq!(p.next(&second, &pages(2)).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn records_past_the_total_are_an_error() {
+        let mut p = PaginationConfig::Offset(OffsetConfig {
+            offset_param: "skip".into(),
+            limit_param: "limit".into(),
+            page_size: 10,
+            start_offset: 20,
+            params_in: ParamsIn::Query,
+            total_pointer: Some("/total".parse().unwrap()),
+            has_more_pointer: None,
+        })
+        .build();
+        let first = p.first(None);
+        let out = PageOutcome {
+            records: 10,
+            values: vec![Some(15.into())],
+            ..PageOutcome::default()
+        };
+        assert!(p.next(&first, &out).unwrap_err().0.contains("past its own total of 15"));
+    }
+
+    #[test]
     fn a_repeated_cursor_is_an_error() {
         let mut p = PaginationConfig::Cursor(CursorConfig {
             cursor_param: "cursor".into(),
