@@ -119,7 +119,7 @@ pub async fn run_demo(options: &DemoOptions, env: Env) -> Result<Vec<RunSummary>
     for file in demo_jobs(&options.jobs_dir, &env, &providers)? {
         let def = load_job(&file, &env)?;
         let job = def.build(&env)?;
-        summaries.push(job.run().await?);
+        summaries.push(job.run(&crate::run::RunOptions::default()).await?);
     }
     sandbox.stop().await;
     Ok(summaries)

@@ -37,6 +37,14 @@ pub enum Error {
         #[source]
         source: SinkError,
     },
+    /// The job's state (checkpoint, lock) could not be read or written, or another run of
+    /// the job holds the lock.
+    #[error("job `{job}`: {source}")]
+    State {
+        job: String,
+        #[source]
+        source: crate::checkpoint::StateError,
+    },
     /// Anything else that stopped a run (a panicked stage, a runtime failure).
     #[error("job `{job}`: {message}")]
     Internal { job: String, message: String },
@@ -53,6 +61,8 @@ pub mod exit {
     pub const AUTH: u8 = 3;
     /// The API kept failing after all retries, or answered with a non-retryable error.
     pub const UPSTREAM: u8 = 4;
+    /// Another run of the same job holds its lock; this one did nothing.
+    pub const LOCKED: u8 = 5;
 }
 
 impl Error {
@@ -61,7 +71,14 @@ impl Error {
             Error::Config(_) => exit::CONFIG,
             Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
             Error::Fetch(_) | Error::Paginate { .. } => exit::UPSTREAM,
-            Error::Decode { .. } | Error::Sink { .. } | Error::Internal { .. } => exit::FAILED,
+            Error::State {
+                source: crate::checkpoint::StateError::Locked { .. },
+                ..
+            } => exit::LOCKED,
+            Error::Decode { .. }
+            | Error::Sink { .. }
+            | Error::State { .. }
+            | Error::Internal { .. } => exit::FAILED,
         }
     }
 }

@@ -292,6 +292,11 @@ impl Fetcher {
         &self.auth
     }
 
+    /// The endpoint, e.g. `GET https://api.example.com/v1/events` (for manifests).
+    pub fn endpoint(&self) -> String {
+        format!("{} {}", self.method, self.url)
+    }
+
     /// A page request as shown in logs and errors: method and URL, without credentials.
     pub fn describe(&self, page: &PageRequest) -> String {
         let mut text = format!("{} {}", self.method, self.page_url(page));

@@ -23,6 +23,7 @@
 //! code.
 
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod demo;

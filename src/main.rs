@@ -43,6 +43,9 @@ enum Command {
         /// The jobs directory.
         #[arg(long, default_value = "jobs")]
         jobs_dir: PathBuf,
+        /// Discard the checkpoint of an interrupted run and start over.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Authenticate and fetch one page; show what came back. Writes nothing.
     Check {
@@ -145,7 +148,11 @@ fn report(e: &Error) {
 fn try_main(cli: Cli) -> Result<u8, Error> {
     let env = Env::from_process();
     match cli.command {
-        Command::Run { jobs, jobs_dir } => run(&jobs, &jobs_dir, &env),
+        Command::Run {
+            jobs,
+            jobs_dir,
+            fresh,
+        } => run(&jobs, &jobs_dir, fresh, &env),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
         Command::Sandbox {
@@ -213,14 +220,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// `apisnap run`: every job named, one after another. A failed job does not stop the next;
 /// the exit code is the first failure's.
-fn run(jobs: &[String], jobs_dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
+fn run(jobs: &[String], jobs_dir: &std::path::Path, fresh: bool, env: &Env) -> Result<u8, Error> {
     let rt = runtime()?;
+    let options = apisnap::run::RunOptions { fresh };
     let mut code = exit::OK;
     for name in jobs {
         let result = find_job(name, jobs_dir)
             .map_err(|e| Error::Config(ConfigErrors::from(e)))
             .and_then(|file| Ok(load_job(&file, env)?.build(env)?))
-            .and_then(|job| rt.block_on(job.run()));
+            .and_then(|job| rt.block_on(job.run(&options)));
         match result {
             Ok(summary) => print_summary(&summary),
             Err(e) => {
@@ -274,18 +282,20 @@ fn check(name: &str, jobs_dir: &std::path::Path, env: &Env) -> Result<u8, Error>
 }
 
 fn print_summary(s: &RunSummary) {
-    for f in &s.files {
-        println!(
-            "{}: wrote {} records ({} bytes) to {} in {:.2}s ({} pages, {} retries)",
-            s.job,
-            f.records,
-            f.bytes,
-            f.path.display(),
-            s.duration_secs,
-            s.pages,
-            s.retries
-        );
-    }
+    let bytes: u64 = s.parts.iter().map(|p| p.bytes).sum();
+    println!(
+        "{}: wrote {} records ({} bytes, {} part{}) to {} in {:.2}s ({} pages, {} retries{})",
+        s.job,
+        s.records,
+        bytes,
+        s.parts.len(),
+        if s.parts.len() == 1 { "" } else { "s" },
+        s.snapshot_dir.display(),
+        s.duration_secs,
+        s.pages,
+        s.retries,
+        if s.resumed { ", resumed" } else { "" }
+    );
 }
 
 /// `apisnap validate`: exit 2 when any file has a mistake.
@@ -352,10 +362,11 @@ fn demo(jobs_dir: PathBuf, out: PathBuf, records: u64, env: Env) -> Result<u8, E
     let summaries = rt.block_on(apisnap::demo::run_demo(&options, env))?;
     for s in &summaries {
         print_summary(s);
-        for f in &s.files {
-            match apisnap::demo::preview(&f.path, 5) {
+        if let Some(part) = s.parts.first() {
+            let path = s.snapshot_dir.join(&part.file);
+            match apisnap::demo::preview(&path, 5) {
                 Ok(table) => println!("{table}\n"),
-                Err(e) => eprintln!("warning: cannot preview {}: {e}", f.path.display()),
+                Err(e) => eprintln!("warning: cannot preview {}: {e}", path.display()),
             }
         }
     }

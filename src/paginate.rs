@@ -841,7 +841,10 @@ mod tests {
             values: vec![Some(more.into())],
             ..PageOutcome::default()
         };
-        assert!(matches!(p.next(&first, &page(true)).unwrap(), Next::Continue(_)));
+        assert!(matches!(
+            p.next(&first, &page(true)).unwrap(),
+            Next::Continue(_)
+        ));
         assert_eq!(p.next(&first, &page(false)).unwrap(), Next::Done);
 
         // A page count, 0-based pages, parameters in the body.
@@ -892,7 +895,12 @@ mod tests {
             values: vec![Some(15.into())],
             ..PageOutcome::default()
         };
-        assert!(p.next(&first, &out).unwrap_err().0.contains("past its own total of 15"));
+        assert!(
+            p.next(&first, &out)
+                .unwrap_err()
+                .0
+                .contains("past its own total of 15")
+        );
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //!
 //! Both channels are bounded, so a slow writer slows the fetcher instead of filling memory:
 //! memory depends on the page size and the channel depths, never on the number of records.
-//! The output file is committed (fsync + rename) only when every stage finished cleanly;
-//! on any error it is dropped and its temporary file removed.
+//!
+//! The writer closes a part file at a page boundary once it is full; the part is made durable
+//! under its final name, and only then does the checkpoint move past it. A killed run
+//! resumes from the checkpoint: leftovers of the kill are removed, and the pages after the
+//! last committed part are fetched again, so every record lands in the snapshot exactly once.
+//! The snapshot becomes complete (`_manifest.json`, then `_SUCCESS`) only after its last part.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,12 +25,14 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::Error;
+use crate::checkpoint::{Checkpoint, JobState, PartInfo, RunRecord, StateStore};
 use crate::config::{ConfigError, ConfigErrors, JobDefinition, check_base_url, join_url};
 use crate::decode::{PageDecoder, infer_schema};
 use crate::env::Env;
 use crate::fetch::{Fetcher, FetcherParts};
 use crate::paginate::{Next, PageRequest, Paginator, Position};
-use crate::sink::{BatchWriter, OutputConfig, WrittenFile};
+use crate::sink::OutputConfig;
+use crate::sink::snapshot::{ColumnInfo, Manifest, SnapshotWriter, finalize, prepare_resume};
 
 /// Pages buffered between the fetcher and the decoder.
 const PAGE_CHANNEL: usize = 2;
@@ -41,6 +47,14 @@ pub struct Job {
     output: OutputConfig,
     page_size: usize,
     concurrency: usize,
+    state_dir: std::path::PathBuf,
+}
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Discard a checkpoint and start over.
+    pub fresh: bool,
 }
 
 impl JobDefinition {
@@ -103,6 +117,7 @@ impl JobDefinition {
             output: self.job.output.clone(),
             page_size: self.job.pagination.page_size().unwrap_or(1024) as usize,
             concurrency: self.job.concurrency,
+            state_dir: std::path::PathBuf::from(&self.job.state_dir),
         })
     }
 }
@@ -113,8 +128,10 @@ pub struct RunSummary {
     pub job: String,
     pub run_id: String,
     pub snapshot_dir: std::path::PathBuf,
-    pub files: Vec<WrittenFile>,
+    pub parts: Vec<PartInfo>,
     pub records: u64,
+    /// Whether this run continued a checkpoint.
+    pub resumed: bool,
     pub pages: u64,
     pub requests: u64,
     pub retries: u64,
@@ -144,6 +161,8 @@ pub fn new_run_id() -> String {
 /// A fetched page on its way to the decoder.
 struct FetchedPage {
     position: Position,
+    /// The request after this page; `None` when it is the last.
+    next: Option<Position>,
     body: Bytes,
     records: std::ops::Range<usize>,
 }
@@ -151,68 +170,152 @@ struct FetchedPage {
 enum ToWriter {
     Open(SchemaRef),
     Batch(RecordBatch),
+    /// Every batch of a page has been sent; `next` is the request after it.
+    PageEnd {
+        next: Option<Position>,
+    },
+}
+
+/// What the writer reports when its input ends.
+struct WriteOutcome {
+    state: JobState,
+    /// The last page arrived and the last part is durable.
+    complete: bool,
+    schema: Option<SchemaRef>,
+}
+
+fn fingerprint(schema: &arrow_schema::Schema) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_vec(schema).expect("schemas serialize");
+    format!("{:x}", Sha256::digest(&text))
 }
 
 impl Job {
-    /// Runs the job to completion and returns what it wrote.
-    pub async fn run(&self) -> Result<RunSummary, Error> {
+    /// Runs the job to completion (resuming its checkpoint, if any) and returns what it
+    /// wrote.
+    pub async fn run(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started = Instant::now();
-        let run_id = new_run_id();
-        let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let snapshot_dir = self.output.render_dir(&self.name, &date, &run_id);
-        let path = snapshot_dir.join(format!("part-00000.{}", self.output.format.extension()));
-        tracing::info!(job = %self.name, run_id = %run_id, output = %path.display(), "run started");
-
-        let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
-        let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
-
-        let decoder = {
-            let job = self.name.clone();
-            let page_size = self.page_size;
-            tokio::task::spawn_blocking(move || decode_stage(&job, page_size, page_rx, batch_tx))
+        let store = StateStore::new(&self.state_dir, &self.name);
+        let state_error = |e| Error::State {
+            job: self.name.clone(),
+            source: e,
         };
-        let writer = {
-            let job = self.name.clone();
-            let output = self.output.clone();
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || write_stage(&job, &output, &path, batch_rx))
+        let sink_error = |source| Error::Sink {
+            job: self.name.clone(),
+            source,
         };
-        let fetched = self.fetch_stage(page_tx).await;
-        let decoded = join(&self.name, decoder).await;
-        let written = join(&self.name, writer).await;
-
-        // The first failure in pipeline order is the cause; later ones are its echoes.
-        let outcome = (|| Ok((fetched?, decoded?, written?)))();
-        let (pages, records, open) = match outcome {
-            Ok(done) => done,
-            Err(e) => {
-                // The temporary file is gone with its writer; a directory this run created
-                // and left empty goes too (it fails harmlessly when not empty).
-                let _ = std::fs::remove_dir(&snapshot_dir);
-                return Err(e);
+        // Two runs of one job at once would write the same snapshot: cron and systemd
+        // overlap when a run is slow, so the second one stops here.
+        let _lock = store.lock().map_err(state_error)?;
+        let mut state = store.load().map_err(state_error)?;
+        if options.fresh
+            && let Some(old) = state.in_progress.take()
+        {
+            tracing::info!(job = %self.name, run_id = %old.run_id, "--fresh: discarding the checkpoint");
+            prepare_resume(&old.snapshot_dir, &[]).map_err(sink_error)?;
+            let _ = std::fs::remove_dir(&old.snapshot_dir);
+            store.save(&state).map_err(state_error)?;
+        }
+        let (checkpoint, resumed) = match state.in_progress.clone() {
+            Some(cp) => {
+                let removed = prepare_resume(&cp.snapshot_dir, &cp.parts).map_err(sink_error)?;
+                tracing::info!(
+                    job = %self.name,
+                    run_id = %cp.run_id,
+                    position = %cp.position.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "the end".into()),
+                    records = cp.records,
+                    parts = cp.parts.len(),
+                    removed = removed.len(),
+                    "resuming the interrupted run"
+                );
+                (cp, true)
+            }
+            None => {
+                let run_id = new_run_id();
+                let now = chrono::Utc::now();
+                let snapshot_dir = self.output.render_dir(&self.name, now, &run_id);
+                // A snapshot of the same name (a second run on one date) is replaced: its
+                // _SUCCESS goes first, so no reader takes it for complete meanwhile.
+                let _ = std::fs::remove_file(snapshot_dir.join("_SUCCESS"));
+                prepare_resume(&snapshot_dir, &[]).map_err(sink_error)?;
+                let cp = Checkpoint {
+                    run_id,
+                    started_at: now,
+                    snapshot_dir,
+                    position: Some(self.paginator.first(None).position),
+                    parts: Vec::new(),
+                    records: 0,
+                    schema: None,
+                    schema_fingerprint: None,
+                };
+                state.in_progress = Some(cp.clone());
+                store.save(&state).map_err(state_error)?;
+                (cp, false)
             }
         };
-        let open = open.ok_or_else(|| Error::Internal {
+        tracing::info!(
+            job = %self.name,
+            run_id = %checkpoint.run_id,
+            snapshot = %checkpoint.snapshot_dir.display(),
+            "run started"
+        );
+
+        let (outcome, pages) = match checkpoint.position.clone() {
+            // Killed after the last part, before the manifest: nothing left to fetch.
+            None => (
+                WriteOutcome {
+                    state,
+                    complete: true,
+                    schema: checkpoint.schema.clone().map(Arc::new),
+                },
+                0,
+            ),
+            Some(position) => self.pipeline(&store, state, &checkpoint, position).await?,
+        };
+        let WriteOutcome {
+            mut state,
+            complete,
+            schema,
+        } = outcome;
+        let done = state.in_progress.clone().expect("the run's checkpoint");
+        if !complete {
+            return Err(Error::Internal {
+                job: self.name.clone(),
+                message: "the pages ended before the last one; the checkpoint is kept".into(),
+            });
+        }
+        let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+        let finished_at = chrono::Utc::now();
+        let manifest = Manifest {
             job: self.name.clone(),
-            message: "the run ended without a page".into(),
-        })?;
-        let file = tokio::task::spawn_blocking(move || open.finish())
-            .await
-            .map_err(|e| Error::Internal {
-                job: self.name.clone(),
-                message: format!("the writer stopped: {e}"),
-            })?
-            .map_err(|source| Error::Sink {
-                job: self.name.clone(),
-                source,
-            })?;
-        debug_assert_eq!(file.records, records);
+            run_id: done.run_id.clone(),
+            started_at: done.started_at,
+            finished_at,
+            endpoint: self.fetcher.endpoint(),
+            format: self.output.format.extension().to_string(),
+            records: done.records,
+            parts: done.parts.clone(),
+            schema: ColumnInfo::of(&schema),
+        };
+        finalize(&done.snapshot_dir, &manifest, self.output.retain).map_err(sink_error)?;
+        store
+            .finish(
+                &mut state,
+                RunRecord {
+                    run_id: done.run_id.clone(),
+                    finished_at,
+                    snapshot_dir: done.snapshot_dir.clone(),
+                    records: done.records,
+                },
+            )
+            .map_err(state_error)?;
         let summary = RunSummary {
             job: self.name.clone(),
-            run_id,
-            snapshot_dir,
-            records: file.records,
-            files: vec![file],
+            run_id: done.run_id,
+            snapshot_dir: done.snapshot_dir,
+            records: done.records,
+            parts: done.parts,
+            resumed,
             pages,
             requests: self.fetcher.requests(),
             retries: self.fetcher.retries(),
@@ -222,12 +325,48 @@ impl Job {
         tracing::info!(
             job = %summary.job,
             records = summary.records,
+            parts = summary.parts.len(),
             pages = summary.pages,
             retries = summary.retries,
             seconds = format!("{:.2}", summary.duration_secs),
             "run finished"
         );
         Ok(summary)
+    }
+
+    /// Fetches from `position` on, decodes, and writes parts, checkpointing after each.
+    async fn pipeline(
+        &self,
+        store: &StateStore,
+        state: JobState,
+        checkpoint: &Checkpoint,
+        position: Position,
+    ) -> Result<(WriteOutcome, u64), Error> {
+        let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
+        let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
+        let schema = checkpoint.schema.clone().map(Arc::new);
+        let decoder = {
+            let job = self.name.clone();
+            let page_size = self.page_size;
+            let schema = schema.clone();
+            tokio::task::spawn_blocking(move || {
+                decode_stage(&job, page_size, schema, page_rx, batch_tx)
+            })
+        };
+        let writer = {
+            let job = self.name.clone();
+            let output = self.output.clone();
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || write_stage(&job, &output, &store, state, batch_rx))
+        };
+        let fetched = self.fetch_stage(position, page_tx).await;
+        let decoded = join(&self.name, decoder).await;
+        let written = join(&self.name, writer).await;
+        // The first failure in pipeline order is the cause; later ones are its echoes. The
+        // parts committed so far stay, and so does the checkpoint that names them.
+        let pages = fetched?;
+        decoded?;
+        Ok((written?, pages))
     }
 
     /// Authenticates and fetches the first page only; writes nothing.
@@ -267,10 +406,14 @@ impl Job {
     /// Requests pages until the paginator says stop, keeping up to `concurrency` requests in
     /// flight where the next request is known in advance, and hands them on in page order.
     /// Returns the number of pages.
-    async fn fetch_stage(&self, pages: mpsc::Sender<FetchedPage>) -> Result<u64, Error> {
+    async fn fetch_stage(
+        &self,
+        start: Position,
+        pages: mpsc::Sender<FetchedPage>,
+    ) -> Result<u64, Error> {
         let mut paginator = self.paginator.clone();
         let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
-        let mut expected = Some(paginator.first(None));
+        let mut expected = Some(paginator.request(start));
         let mut previous: Option<(Position, Bytes, std::ops::Range<usize>)> = None;
         let mut count = 0;
         let spawn = |request: &PageRequest| {
@@ -330,6 +473,10 @@ impl Job {
             ));
             let fetched = FetchedPage {
                 position: current.position,
+                next: match &next {
+                    Next::Continue(n) => Some(n.position.clone()),
+                    Next::Done => None,
+                },
                 body: page.body,
                 records: page.records,
             };
@@ -369,15 +516,33 @@ async fn join<T>(job: &str, handle: tokio::task::JoinHandle<Result<T, Error>>) -
     })?
 }
 
-/// Infers the schema from the first page, then decodes every page into batches.
+/// Infers the schema from the first page (unless a resumed run brings it), then decodes
+/// every page into batches, each page followed by its end marker.
 fn decode_stage(
     job: &str,
     page_size: usize,
+    schema: Option<SchemaRef>,
     mut pages: mpsc::Receiver<FetchedPage>,
     batches: mpsc::Sender<ToWriter>,
-) -> Result<u64, Error> {
-    let mut decoder: Option<PageDecoder> = None;
-    let mut records = 0u64;
+) -> Result<(), Error> {
+    let make = |schema: SchemaRef| {
+        PageDecoder::new(schema, page_size).map_err(|e| Error::Internal {
+            job: job.to_string(),
+            message: format!("cannot build the decoder: {e}"),
+        })
+    };
+    let mut decoder = match schema {
+        Some(schema) => {
+            if batches
+                .blocking_send(ToWriter::Open(schema.clone()))
+                .is_err()
+            {
+                return Ok(());
+            }
+            Some(make(schema)?)
+        }
+        None => None,
+    };
     while let Some(page) = pages.blocking_recv() {
         let fail = |message: String| Error::Decode {
             job: job.to_string(),
@@ -392,52 +557,109 @@ fn decode_stage(
                 fields = schema.fields().len(),
                 "schema inferred from the first page"
             );
-            decoder =
-                Some(PageDecoder::new(schema.clone(), page_size).map_err(|e| fail(e.to_string()))?);
+            decoder = Some(make(schema.clone())?);
             if batches.blocking_send(ToWriter::Open(schema)).is_err() {
-                return Ok(records);
+                return Ok(());
             }
         }
         let decoder = decoder.as_mut().expect("set above");
         let mut stopped = false;
         decoder
             .decode(slice, |batch| {
-                records += batch.num_rows() as u64;
                 if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
                     stopped = true;
                 }
                 Ok(())
             })
             .map_err(|e| fail(e.to_string()))?;
-        if stopped {
+        if stopped
+            || batches
+                .blocking_send(ToWriter::PageEnd { next: page.next })
+                .is_err()
+        {
             break;
         }
     }
-    Ok(records)
+    Ok(())
 }
 
-/// Appends batches to the output file; returns it open, to be committed by the caller only
-/// if every stage succeeded. `None` when no page arrived (the run failed before one did).
+/// Appends batches to part files; at a page end, closes a full part (or the last one),
+/// then moves the checkpoint past it. Without the final page end, the part being written is
+/// dropped with its temporary file and the checkpoint stays at the last durable part.
 fn write_stage(
     job: &str,
     output: &OutputConfig,
-    path: &std::path::Path,
+    store: &StateStore,
+    mut state: JobState,
     mut batches: mpsc::Receiver<ToWriter>,
-) -> Result<Option<Box<dyn BatchWriter>>, Error> {
+) -> Result<WriteOutcome, Error> {
     let sink_error = |source| Error::Sink {
         job: job.to_string(),
         source,
     };
-    let mut writer: Option<Box<dyn BatchWriter>> = None;
+    let mut checkpoint = state.in_progress.clone().expect("a run in progress");
+    let mut snapshot: Option<SnapshotWriter> = None;
+    let mut schema: Option<SchemaRef> = None;
+    let mut pending = 0u64;
     while let Some(message) = batches.blocking_recv() {
         match message {
-            ToWriter::Open(schema) => writer = Some(output.open(path, schema).map_err(sink_error)?),
-            ToWriter::Batch(batch) => writer
-                .as_mut()
-                .expect("Open comes first")
-                .write(&batch)
-                .map_err(sink_error)?,
+            ToWriter::Open(s) => {
+                snapshot = Some(SnapshotWriter::new(
+                    &checkpoint.snapshot_dir,
+                    output,
+                    s.clone(),
+                    checkpoint.parts.clone(),
+                ));
+                checkpoint.schema_fingerprint = Some(fingerprint(&s));
+                checkpoint.schema = Some(s.as_ref().clone());
+                schema = Some(s);
+            }
+            ToWriter::Batch(batch) => {
+                pending += batch.num_rows() as u64;
+                snapshot
+                    .as_mut()
+                    .expect("Open comes first")
+                    .write(&batch)
+                    .map_err(sink_error)?;
+            }
+            ToWriter::PageEnd { next } => {
+                let writer = snapshot.as_mut().expect("Open comes first");
+                let closed = if next.is_none() {
+                    writer.close_part()
+                } else {
+                    writer.end_of_page()
+                }
+                .map_err(sink_error)?;
+                if closed.is_some() || next.is_none() {
+                    checkpoint.parts = writer.parts().to_vec();
+                    checkpoint.records += pending;
+                    pending = 0;
+                    checkpoint.position = next.clone();
+                    state.in_progress = Some(checkpoint.clone());
+                    store.save(&state).map_err(|source| Error::State {
+                        job: job.to_string(),
+                        source,
+                    })?;
+                    tracing::debug!(
+                        job,
+                        records = checkpoint.records,
+                        parts = checkpoint.parts.len(),
+                        "checkpoint"
+                    );
+                }
+                if next.is_none() {
+                    return Ok(WriteOutcome {
+                        state,
+                        complete: true,
+                        schema,
+                    });
+                }
+            }
         }
     }
-    Ok(writer)
+    Ok(WriteOutcome {
+        state,
+        complete: false,
+        schema,
+    })
 }

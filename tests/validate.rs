@@ -221,7 +221,7 @@ fn cases() -> Vec<Case> {
             &[
                 "field `output.dir`",
                 "unknown placeholder `{day}`",
-                "{job}, {date} or {run_id}",
+                "{job}, {date}, {timestamp} or {run_id}",
             ],
         ),
         case(

@@ -34,6 +34,9 @@ pub struct JobConfig {
     /// Where and how to write the snapshot.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Where the job's checkpoint, lock and run history live (not in the snapshot).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
     /// When `apisnap schedule` and the generated deployments run this job.
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
@@ -64,6 +67,10 @@ pub struct EndpointConfig {
     /// the body is the array.
     #[serde(default = "default_records_pointer")]
     pub records_pointer: JsonPointer,
+}
+
+fn default_state_dir() -> String {
+    "state".into()
 }
 
 fn default_concurrency() -> usize {

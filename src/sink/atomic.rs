@@ -1,7 +1,10 @@
 //! Files that appear under their final name only when complete.
 
 use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use tempfile::TempPath;
 
@@ -63,6 +66,43 @@ fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// A writer that counts and hashes what goes through it, so a part's size and sha256 are
+/// known when it closes without reading it back.
+pub struct HashingWriter {
+    inner: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl HashingWriter {
+    pub fn new(file: File) -> Self {
+        HashingWriter {
+            inner: BufWriter::with_capacity(256 * 1024, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The file (flushed), the sha256 in hex, and the size.
+    pub fn finish(self) -> std::io::Result<(File, String, u64)> {
+        let file = self.inner.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, format!("{:x}", self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

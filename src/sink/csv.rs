@@ -1,7 +1,6 @@
 //! CSV files: RFC 4180 quoting, UTF-8, a header row; lists and structs as JSON text.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,11 +9,11 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_json::writer::{EncoderOptions, make_encoder};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::{AtomicFile, BatchWriter, SinkError, WrittenFile};
+use super::{AtomicFile, BatchWriter, HashingWriter, SinkError, WrittenFile};
 
 pub struct CsvWriter {
     file: AtomicFile,
-    writer: arrow_csv::Writer<BufWriter<File>>,
+    writer: arrow_csv::Writer<HashingWriter>,
     /// The schema as written: nested columns become text.
     schema: SchemaRef,
     records: u64,
@@ -50,7 +49,7 @@ impl CsvWriter {
         let (atomic, file) = AtomicFile::create(path)?;
         let writer = arrow_csv::WriterBuilder::new()
             .with_header(true)
-            .build(BufWriter::with_capacity(256 * 1024, file));
+            .build(HashingWriter::new(file));
         Ok(CsvWriter {
             file: atomic,
             writer,
@@ -114,15 +113,16 @@ impl BatchWriter for CsvWriter {
             writeln!(buffered, "{}", header.join(","))
                 .map_err(|e| SinkError::io(file.path(), e))?;
         }
-        let inner = buffered
-            .into_inner()
-            .map_err(|e| SinkError::io(file.path(), e.into_error()))?;
+        let (inner, sha256, _) = buffered
+            .finish()
+            .map_err(|e| SinkError::io(file.path(), e))?;
         let path = file.path().to_path_buf();
         let bytes = file.commit(inner)?;
         Ok(WrittenFile {
             path,
             records,
             bytes,
+            sha256,
         })
     }
 }

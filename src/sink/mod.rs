@@ -7,6 +7,7 @@
 mod atomic;
 mod csv;
 mod parquet;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, ConfigErrors};
 
-pub use atomic::AtomicFile;
+pub use atomic::{AtomicFile, HashingWriter, sync_dir};
 
 /// Where and how a job writes its snapshot.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -27,8 +28,9 @@ pub struct OutputConfig {
     #[serde(default)]
     pub format: Format,
     /// The snapshot directory. Placeholders: `{job}` (the job's name), `{date}` (the run's
-    /// start date, UTC, `YYYY-MM-DD`), `{run_id}` (unique per run, sortable by time).
-    /// Relative paths are relative to the working directory.
+    /// start date, UTC, `YYYY-MM-DD`), `{timestamp}` (its start time, UTC,
+    /// `YYYYMMDDTHHMMSSZ`), `{run_id}` (unique per run, sortable by time). `latest.json` goes
+    /// in the directory above it. Relative paths are relative to the working directory.
     #[serde(default = "default_dir")]
     #[schemars(example = &"/srv/data/{job}/{date}")]
     pub dir: String,
@@ -41,6 +43,17 @@ pub struct OutputConfig {
     /// Rows per Parquet row group; bounds the writer's memory.
     #[serde(default = "default_row_group_records")]
     pub row_group_records: usize,
+    /// Records per part file. A part closes at the first page boundary past this; each closed
+    /// part is durable and checkpointed, so a killed run resumes after the last one.
+    #[serde(default = "default_part_records")]
+    pub part_records: usize,
+    /// Complete snapshots of the job to keep (the oldest are removed); all when unset.
+    #[serde(default)]
+    pub retain: Option<usize>,
+}
+
+fn default_part_records() -> usize {
+    250_000
 }
 
 fn default_dir() -> String {
@@ -59,6 +72,8 @@ impl Default for OutputConfig {
             compression: None,
             compression_level: None,
             row_group_records: default_row_group_records(),
+            part_records: default_part_records(),
+            retain: None,
         }
     }
 }
@@ -93,7 +108,7 @@ pub enum Compression {
     None,
 }
 
-const PLACEHOLDERS: [&str; 3] = ["job", "date", "run_id"];
+const PLACEHOLDERS: [&str; 4] = ["job", "date", "timestamp", "run_id"];
 
 impl OutputConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
@@ -126,6 +141,18 @@ impl OutputConfig {
                 ));
             }
         }
+        if self.part_records == 0 {
+            errors.push(ConfigError::field(
+                "output.part_records",
+                "expected at least 1",
+            ));
+        }
+        if self.retain == Some(0) {
+            errors.push(ConfigError::field(
+                "output.retain",
+                "0 would delete the snapshot just written: expected 1 or more",
+            ));
+        }
         if self.row_group_records == 0 {
             errors.push(ConfigError::field(
                 "output.row_group_records",
@@ -134,12 +161,18 @@ impl OutputConfig {
         }
     }
 
-    /// The snapshot directory for one run.
-    pub fn render_dir(&self, job: &str, date: &str, run_id: &str) -> PathBuf {
+    /// The snapshot directory for a run started at `at`.
+    pub fn render_dir(
+        &self,
+        job: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        run_id: &str,
+    ) -> PathBuf {
         PathBuf::from(
             self.dir
                 .replace("{job}", job)
-                .replace("{date}", date)
+                .replace("{date}", &at.format("%Y-%m-%d").to_string())
+                .replace("{timestamp}", &at.format("%Y%m%dT%H%M%SZ").to_string())
                 .replace("{run_id}", run_id),
         )
     }
@@ -168,7 +201,7 @@ fn check_template(template: &str) -> Result<(), String> {
         let name = &after[..close];
         if !PLACEHOLDERS.contains(&name) {
             return Err(format!(
-                "unknown placeholder `{{{name}}}` in `{template}`: expected {{job}}, {{date}} or {{run_id}}"
+                "unknown placeholder `{{{name}}}` in `{template}`: expected {{job}}, {{date}}, {{timestamp}} or {{run_id}}"
             ));
         }
         rest = &after[close + 1..];
@@ -192,6 +225,7 @@ pub struct WrittenFile {
     pub path: PathBuf,
     pub records: u64,
     pub bytes: u64,
+    pub sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +271,13 @@ mod tests {
         assert!(check_template("out/job}").is_err());
         let c = OutputConfig::default();
         assert_eq!(
-            c.render_dir("e", "2026-01-02", "r"),
+            c.render_dir(
+                "e",
+                chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+                    .unwrap()
+                    .with_timezone(&chrono::Utc),
+                "r"
+            ),
             PathBuf::from("out/e/2026-01-02")
         );
     }

@@ -1,6 +1,5 @@
 //! Parquet files (zstd by default) via `parquet`'s `ArrowWriter`.
 
-use std::fs::File;
 use std::path::Path;
 
 use arrow_array::RecordBatch;
@@ -9,11 +8,13 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{AtomicFile, BatchWriter, Compression, OutputConfig, SinkError, WrittenFile};
+use super::{
+    AtomicFile, BatchWriter, Compression, HashingWriter, OutputConfig, SinkError, WrittenFile,
+};
 
 pub struct ParquetWriter {
     file: AtomicFile,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<HashingWriter>,
     records: u64,
 }
 
@@ -37,7 +38,7 @@ impl ParquetWriter {
             .set_created_by(crate::USER_AGENT.to_string())
             .build();
         let (atomic, file) = AtomicFile::create(path)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(props))
+        let writer = ArrowWriter::try_new(HashingWriter::new(file), schema, Some(props))
             .map_err(|e| SinkError::encode(path, e))?;
         Ok(ParquetWriter {
             file: atomic,
@@ -61,15 +62,18 @@ impl BatchWriter for ParquetWriter {
             writer,
             records,
         } = *self;
-        let inner = writer
+        let (inner, sha256, _) = writer
             .into_inner()
-            .map_err(|e| SinkError::encode(file.path(), e))?;
+            .map_err(|e| SinkError::encode(file.path(), e))?
+            .finish()
+            .map_err(|e| SinkError::io(file.path(), e))?;
         let path = file.path().to_path_buf();
         let bytes = file.commit(inner)?;
         Ok(WrittenFile {
             path,
             records,
             bytes,
+            sha256,
         })
     }
 }

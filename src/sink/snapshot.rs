@@ -1,0 +1,248 @@
+//! A snapshot: a directory of part files that becomes complete all at once.
+//!
+//! ```text
+//! <output dir>/<job>/<snapshot>/part-00000.parquet   durable, renamed when closed
+//!                               part-00001.parquet
+//!                               _manifest.json        written after the last part
+//!                               _SUCCESS              written last: the snapshot is complete
+//! <output dir>/<job>/latest.json                      names the newest complete snapshot
+//! ```
+//!
+//! Parts close at page boundaries once they hold `part_records` records, so that a
+//! checkpoint can say exactly which request follows the last committed record.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{BatchWriter, OutputConfig, SinkError, sync_dir};
+use crate::checkpoint::PartInfo;
+
+/// Writes the parts of one snapshot.
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    output: OutputConfig,
+    schema: SchemaRef,
+    current: Option<Box<dyn BatchWriter>>,
+    current_records: u64,
+    parts: Vec<PartInfo>,
+}
+
+impl SnapshotWriter {
+    /// Continues after `parts` (empty for a new snapshot).
+    pub fn new(dir: &Path, output: &OutputConfig, schema: SchemaRef, parts: Vec<PartInfo>) -> Self {
+        SnapshotWriter {
+            dir: dir.to_path_buf(),
+            output: output.clone(),
+            schema,
+            current: None,
+            current_records: 0,
+            parts,
+        }
+    }
+
+    pub fn parts(&self) -> &[PartInfo] {
+        &self.parts
+    }
+
+    fn part_name(&self, index: usize) -> String {
+        format!("part-{index:05}.{}", self.output.format.extension())
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        if self.current.is_none() {
+            let path = self.dir.join(self.part_name(self.parts.len()));
+            self.current = Some(self.output.open(&path, self.schema.clone())?);
+            self.current_records = 0;
+        }
+        self.current_records += batch.num_rows() as u64;
+        self.current.as_mut().expect("opened above").write(batch)
+    }
+
+    /// At the end of a page: closes the part if it is full. Returns the part closed, if any.
+    pub fn end_of_page(&mut self) -> Result<Option<PartInfo>, SinkError> {
+        if self.current_records >= self.output.part_records as u64 {
+            self.close_part()
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Closes the current part: durable under its final name. A snapshot with no record at
+    /// all still gets one (empty) part, so that readers find its columns.
+    pub fn close_part(&mut self) -> Result<Option<PartInfo>, SinkError> {
+        if self.current.is_none() && self.parts.is_empty() {
+            let path = self.dir.join(self.part_name(0));
+            self.current = Some(self.output.open(&path, self.schema.clone())?);
+        }
+        let Some(writer) = self.current.take() else {
+            return Ok(None);
+        };
+        let written = writer.finish()?;
+        let part = PartInfo {
+            file: self.part_name(self.parts.len()),
+            records: written.records,
+            bytes: written.bytes,
+            sha256: written.sha256,
+        };
+        self.parts.push(part.clone());
+        self.current_records = 0;
+        Ok(Some(part))
+    }
+}
+
+/// Prepares a snapshot directory for a resumed run: temporary files of the killed run go, and
+/// so do parts renamed after the last checkpoint (they will be written again from the
+/// checkpoint's position, never duplicated).
+pub fn prepare_resume(dir: &Path, committed: &[PartInfo]) -> Result<Vec<PathBuf>, SinkError> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(SinkError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| SinkError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale_temp = name.starts_with(".part-") && name.ends_with(".tmp");
+        let uncommitted_part =
+            name.starts_with("part-") && !committed.iter().any(|p| p.file == name);
+        let early_marker = name == "_manifest.json" || name == "_SUCCESS";
+        if stale_temp || uncommitted_part || early_marker {
+            std::fs::remove_file(entry.path()).map_err(|e| SinkError::io(&entry.path(), e))?;
+            removed.push(entry.path());
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// `_manifest.json`: what a complete snapshot holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    pub job: String,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// The first request, e.g. `GET https://api.example.com/v1/events`.
+    pub endpoint: String,
+    pub format: String,
+    pub records: u64,
+    pub parts: Vec<PartInfo>,
+    pub schema: Vec<ColumnInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+impl ColumnInfo {
+    pub fn of(schema: &arrow_schema::Schema) -> Vec<ColumnInfo> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| ColumnInfo {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+            })
+            .collect()
+    }
+}
+
+/// `latest.json`, beside the snapshots: the newest complete one.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Latest {
+    pub job: String,
+    pub run_id: String,
+    pub snapshot: PathBuf,
+    pub finished_at: DateTime<Utc>,
+    pub records: u64,
+}
+
+/// Writes `_manifest.json`, then `_SUCCESS` (each durable), then `latest.json` one level up,
+/// then prunes old complete snapshots of the job beyond `retain`.
+pub fn finalize(dir: &Path, manifest: &Manifest, retain: Option<usize>) -> Result<(), SinkError> {
+    write_atomic(
+        &dir.join("_manifest.json"),
+        &serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
+    )?;
+    write_atomic(&dir.join("_SUCCESS"), b"")?;
+    let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let latest = Latest {
+        job: manifest.job.clone(),
+        run_id: manifest.run_id.clone(),
+        snapshot: dir.to_path_buf(),
+        finished_at: manifest.finished_at,
+        records: manifest.records,
+    };
+    write_atomic(
+        &parent.join("latest.json"),
+        &serde_json::to_vec_pretty(&latest).expect("serializes"),
+    )?;
+    if let Some(keep) = retain {
+        prune(parent, dir, &manifest.job, keep)?;
+    }
+    Ok(())
+}
+
+/// Removes the oldest complete snapshots of `job` in `parent` so that `keep` remain. Only
+/// directories with a `_SUCCESS` and a manifest naming the job are touched; the current one
+/// always stays.
+fn prune(parent: &Path, current: &Path, job: &str, keep: usize) -> Result<(), SinkError> {
+    let mut complete: Vec<(DateTime<Utc>, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(parent).map_err(|e| SinkError::io(parent, e))? {
+        let path = entry.map_err(|e| SinkError::io(parent, e))?.path();
+        if !path.join("_SUCCESS").is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read(path.join("_manifest.json")) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if m["job"] != job {
+            continue;
+        }
+        let finished = m["finished_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        complete.push((finished, path));
+    }
+    complete.sort();
+    let excess = complete.len().saturating_sub(keep.max(1));
+    for (_, path) in complete.into_iter().take(excess) {
+        if path == current {
+            continue;
+        }
+        // _SUCCESS first: a reader never sees a half-deleted snapshot as complete.
+        std::fs::remove_file(path.join("_SUCCESS")).map_err(|e| SinkError::io(&path, e))?;
+        std::fs::remove_dir_all(&path).map_err(|e| SinkError::io(&path, e))?;
+        tracing::info!(snapshot = %path.display(), "pruned an old snapshot (retain)");
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
+    let (file, mut handle) = super::AtomicFile::create(path)?;
+    handle
+        .write_all(bytes)
+        .map_err(|e| SinkError::io(path, e))?;
+    file.commit(handle)?;
+    Ok(())
+}
