@@ -151,12 +151,18 @@ pub mod check {
 
     /// Reads a Parquet file and checks it holds records `0..count` exactly, in order.
     pub fn parquet(path: &Path, count: u64) {
+        assert_eq!(parquet_from(path, 0), count, "record count");
+    }
+
+    /// Reads a Parquet file whose first record is `first`; checks every value and returns
+    /// the number of records.
+    pub fn parquet_from(path: &Path, first: u64) -> u64 {
         let file = std::fs::File::open(path).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
             .build()
             .unwrap();
-        let mut i = 0u64;
+        let mut i = first;
         for batch in reader {
             let batch = batch.unwrap();
             let names: Vec<_> = batch
@@ -171,7 +177,7 @@ pub mod check {
                 i += 1;
             }
         }
-        assert_eq!(i, count, "record count");
+        i - first
     }
 
     fn check_row(batch: &RecordBatch, row: usize, i: u64) {
@@ -288,4 +294,48 @@ pub fn check_output(ws: &Workspace, format: &str, count: u64) {
         "csv" => check::csv(&file, count),
         _ => check::parquet(&file, count),
     }
+}
+
+/// The snapshot directories (those holding part files) under `root`, sorted.
+pub fn snapshot_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if root.exists() {
+        walk(root, &mut files);
+    }
+    let mut dirs: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// The part files of a snapshot directory, in order.
+pub fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
+        .collect();
+    parts.sort();
+    parts
+}
+
+/// Reads every part of a Parquet snapshot in order; checks they hold records `0..count`
+/// exactly once, in order.
+pub fn check_parquet_snapshot(dir: &Path, count: u64) {
+    let mut next = 0u64;
+    for part in parts(dir) {
+        let n = check::parquet_from(&part, next);
+        next += n;
+    }
+    assert_eq!(next, count, "records in {}", dir.display());
 }

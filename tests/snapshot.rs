@@ -1,0 +1,355 @@
+//! Crash-safe snapshots: parts, checkpoints, resume after SIGKILL with every record exactly
+//! once, the job lock, manifests, `latest.json`, `retain`, `--fresh`.
+
+mod common;
+
+use std::time::Duration;
+
+use apisnap::sandbox::{Sandbox, SandboxConfig};
+use common::{
+    Workspace, assert_exit, check_parquet_snapshot, parts, provider_env, snapshot_dirs, text,
+};
+
+const JOB: &str = "seal_metrics_events";
+
+fn env_for(sandbox: &Sandbox, ws: &Workspace, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = provider_env(sandbox, ws, "seal_metrics");
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+fn spawn(ws: &Workspace, env: &[(String, String)], args: &[&str]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(common::bin());
+    cmd.args(args)
+        .current_dir(ws.path())
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Every part under a final name opens and holds whole, consecutive records.
+fn parts_are_whole(ws: &Workspace) {
+    for dir in snapshot_dirs(&ws.path().join("out")) {
+        let mut next = None;
+        for part in parts(&dir) {
+            let file = std::fs::File::open(&part).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap_or_else(|e| panic!("{} does not open: {e}", part.display()))
+                    .build()
+                    .unwrap();
+            let mut first = None;
+            let mut rows = 0u64;
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ids = batch
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap()
+                    .clone();
+                first.get_or_insert(ids.value(0) as u64);
+                rows += batch.num_rows() as u64;
+            }
+            if let (Some(expected), Some(first)) = (next, first) {
+                assert_eq!(
+                    first,
+                    expected,
+                    "{} continues the previous part",
+                    part.display()
+                );
+            }
+            next = first.map(|f| f + rows);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twenty_times_the_snapshot_still_holds_every_record_once() {
+    let records = 200_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            latency: Duration::from_millis(8),
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
+                "7000",
+            ),
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
+                "1000",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "2"),
+        ],
+    );
+    let mut rng = fastrand::Rng::with_seed(20261122);
+    let mut kills = 0;
+    let mut finished_early = 0;
+    while kills < 20 {
+        let mut child = spawn(&ws, &env, &["run", JOB]);
+        tokio::time::sleep(Duration::from_millis(rng.u64(30..250))).await;
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                // It finished before the kill: start over so there is something to kill.
+                assert!(status.success());
+                finished_early += 1;
+                assert!(finished_early < 5, "runs finish too fast to be killed");
+                let out = ws.apisnap(&["run", JOB, "--fresh"], &env).await;
+                assert_exit(&out, 0);
+                std::fs::remove_dir_all(ws.path().join("out")).unwrap();
+                std::fs::remove_dir_all(ws.path().join("state")).unwrap();
+                continue;
+            }
+            None => {
+                child.start_kill().unwrap(); // SIGKILL
+                child.wait().await.unwrap();
+                kills += 1;
+            }
+        }
+        // At any moment, whatever is under a final name is whole.
+        parts_are_whole(&ws);
+        let dirs = snapshot_dirs(&ws.path().join("out"));
+        for d in &dirs {
+            assert!(!d.join("_SUCCESS").exists(), "a killed run left _SUCCESS");
+        }
+    }
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("resumed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let dirs = snapshot_dirs(&ws.path().join("out"));
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let dir = &dirs[0];
+    assert!(dir.join("_SUCCESS").exists());
+    check_parquet_snapshot(dir, records);
+    // No leftovers of the kills.
+    let leftovers: Vec<_> = ws
+        .files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_of_the_same_job_is_refused_while_the_first_runs() {
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records: 4_000,
+            latency: Duration::from_millis(100),
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
+                "500",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+        ],
+    );
+    let first = spawn(&ws, &env, &["run", JOB]);
+    // Wait until the first run holds the lock (its state file appears).
+    for _ in 0..100 {
+        if ws.path().join("state/seal_metrics_events.json").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&second, 5);
+    let err = text(&second.stderr);
+    assert!(
+        err.contains("job `seal_metrics_events` is already running"),
+        "{err}"
+    );
+    let status = first.wait_with_output().await.unwrap().status;
+    assert!(status.success());
+    check_parquet_snapshot(&snapshot_dirs(&ws.path().join("out"))[0], 4_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_snapshot_has_a_manifest_success_marker_and_latest_pointer() {
+    let records = 25_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
+                "10000",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__RETAIN", "2"),
+        ],
+    );
+    for _ in 0..3 {
+        let out = ws.apisnap(&["run", JOB], &env).await;
+        assert_exit(&out, 0);
+    }
+    let job_dir = ws.path().join("out/seal_metrics_events");
+    let dirs = snapshot_dirs(&job_dir);
+    assert_eq!(dirs.len(), 2, "retain = 2 keeps two snapshots: {dirs:?}");
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(job_dir.join("latest.json")).unwrap()).unwrap();
+    let newest = std::path::PathBuf::from(latest["snapshot"].as_str().unwrap());
+    assert!(dirs.contains(&newest), "{newest:?} in {dirs:?}");
+    assert_eq!(latest["records"], records);
+    for dir in &dirs {
+        assert!(dir.join("_SUCCESS").is_file());
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["job"], JOB);
+        assert_eq!(manifest["records"], records);
+        assert_eq!(manifest["format"], "parquet");
+        assert!(
+            manifest["endpoint"]
+                .as_str()
+                .unwrap()
+                .starts_with("GET http://127.0.0.1:")
+        );
+        let parts_listed = manifest["parts"].as_array().unwrap();
+        // 10,000 records per part, closed at page boundaries (1,000 per page): 3 parts.
+        assert_eq!(parts_listed.len(), 3);
+        let mut sum = 0;
+        for p in parts_listed {
+            let path = dir.join(p["file"].as_str().unwrap());
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(p["bytes"], bytes.len() as u64);
+            use sha2::Digest;
+            assert_eq!(p["sha256"], format!("{:x}", sha2::Sha256::digest(&bytes)));
+            sum += p["records"].as_u64().unwrap();
+        }
+        assert_eq!(sum, records);
+        let columns: Vec<_> = manifest["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(columns, apisnap::sandbox::data::COLUMNS);
+        check_parquet_snapshot(dir, records);
+    }
+    // The state keeps the runs, and no checkpoint.
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join("state/seal_metrics_events.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(state["in_progress"].is_null());
+    assert_eq!(state["history"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_leftovers_are_removed_on_resume_and_fresh_starts_over() {
+    let records = 30_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            latency: Duration::from_millis(30),
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
+                "3000",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+        ],
+    );
+    // Kill once at least two parts are durable.
+    let mut child = spawn(&ws, &env, &["run", JOB]);
+    let state_path = ws.path().join("state/seal_metrics_events.json");
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Ok(bytes) = std::fs::read(&state_path) else {
+            continue;
+        };
+        let state: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if state["in_progress"]["parts"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 2)
+        {
+            break;
+        }
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+    // A part renamed after the checkpoint, and a temporary file, as a crash can leave them.
+    std::fs::copy(parts(&dir)[0].clone(), dir.join("part-00042.parquet")).unwrap();
+    std::fs::write(dir.join(".part-00043.parquet.abc.tmp"), b"partial").unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    assert!(!dir.join("part-00042.parquet").exists());
+    assert!(!dir.join(".part-00043.parquet.abc.tmp").exists());
+    check_parquet_snapshot(&dir, records);
+
+    // --fresh after another kill: the partial run is discarded, a new one completes.
+    let first_run = std::fs::read_to_string(dir.join("_manifest.json")).unwrap();
+    let mut child = spawn(&ws, &env, &["run", JOB]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let killed = std::path::PathBuf::from(state["in_progress"]["snapshot_dir"].as_str().unwrap());
+    let out = ws.apisnap(&["run", JOB, "--fresh"], &env).await;
+    assert_exit(&out, 0);
+    assert!(!text(&out.stdout).contains("resumed"));
+    assert!(!killed.exists(), "the discarded run's directory is gone");
+    // The first complete snapshot and the fresh one (each run has its own `{run_id}`).
+    let dirs = snapshot_dirs(&ws.path().join("out"));
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    assert!(dirs.contains(&dir));
+    let fresh = dirs.iter().find(|d| **d != dir).unwrap();
+    check_parquet_snapshot(fresh, records);
+    let second_run = std::fs::read_to_string(fresh.join("_manifest.json")).unwrap();
+    assert_ne!(first_run, second_run, "a new run id");
+}
