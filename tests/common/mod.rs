@@ -339,3 +339,39 @@ pub fn check_parquet_snapshot(dir: &Path, count: u64) {
     }
     assert_eq!(next, count, "records in {}", dir.display());
 }
+
+/// A Python with pyarrow and DuckDB (tests/analysts/requirements.txt), in
+/// `target/analyst-venv`. `.ci/run` creates it before the tests; on a developer's machine
+/// the first test that needs it does (pip, from PyPI).
+pub fn analyst_python() -> PathBuf {
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let venv = root.join("target/analyst-venv");
+            let python = venv.join("bin/python");
+            let ready = || {
+                std::process::Command::new(&python)
+                    .args(["-c", "import pyarrow, duckdb"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if !ready() {
+                let status = std::process::Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .expect("python3 is needed for the analysts' readers");
+                assert!(status.success(), "python3 -m venv failed");
+                let status = std::process::Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet", "-r"])
+                    .arg(root.join("tests/analysts/requirements.txt"))
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "pip install of pyarrow and duckdb failed");
+                assert!(ready(), "pyarrow and duckdb still do not import");
+            }
+            python
+        })
+        .clone()
+}
