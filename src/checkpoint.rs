@@ -29,6 +29,12 @@ pub struct Checkpoint {
     /// The frozen column schema (Arrow's JSON form) and its fingerprint.
     pub schema: Option<arrow_schema::Schema>,
     pub schema_fingerprint: Option<String>,
+    /// The incremental value this run sends (kept, so a resumed run sends the same).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The highest cursor-field value among the committed records.
+    #[serde(default)]
+    pub high_water: Option<serde_json::Value>,
 }
 
 /// One part file of a snapshot.
@@ -48,6 +54,9 @@ pub struct RunRecord {
     pub finished_at: DateTime<Utc>,
     pub snapshot_dir: PathBuf,
     pub records: u64,
+    /// The run's high-water mark, for incremental jobs.
+    #[serde(default)]
+    pub high_water: Option<serde_json::Value>,
 }
 
 /// Everything apisnap keeps about one job.
@@ -205,6 +214,8 @@ mod tests {
             records: 7,
             schema: Some(arrow_schema::Schema::empty()),
             schema_fingerprint: None,
+            since: None,
+            high_water: None,
         });
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);

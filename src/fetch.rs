@@ -230,6 +230,8 @@ pub struct Fetcher {
     /// Hosts that may receive credentials: the provider's and those it allows.
     hosts: Vec<String>,
     limiter: Option<Arc<Limiter>>,
+    /// Query parameters of this run only (an incremental sync's mark).
+    run_query: std::sync::RwLock<Vec<(String, String)>>,
     requests: AtomicU64,
     retries: AtomicU64,
 }
@@ -275,6 +277,7 @@ impl Fetcher {
             pointers: parts.pointers,
             hosts,
             limiter: parts.limiter,
+            run_query: Default::default(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -290,6 +293,11 @@ impl Fetcher {
 
     pub fn auth(&self) -> &Authenticator {
         &self.auth
+    }
+
+    /// Sets query parameters for the pages of this run (added to the endpoint's own).
+    pub fn set_run_query(&self, query: Vec<(String, String)>) {
+        *self.run_query.write().expect("not poisoned") = query;
     }
 
     /// The endpoint, e.g. `GET https://api.example.com/v1/events` (for manifests).
@@ -313,7 +321,8 @@ impl Fetcher {
         let mut url = self.url.clone();
         {
             let mut pairs = url.query_pairs_mut();
-            for (k, v) in self.query.iter().chain(&page.query) {
+            let run_query = self.run_query.read().expect("not poisoned");
+            for (k, v) in self.query.iter().chain(run_query.iter()).chain(&page.query) {
                 pairs.append_pair(k, v);
             }
         }

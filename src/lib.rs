@@ -11,6 +11,7 @@
 //! - [`fetch`]: the HTTP client: one request, retried with backoff, errors that name the request.
 //! - [`paginate`]: which page comes next and when to stop.
 //! - [`ratelimit`]: requests per second per provider, shared by its jobs.
+//! - [`incremental`]: high-water marks, so a run fetches only what is new.
 //! - [`decode`]: page bodies to Arrow record batches, schema inferred from the first page.
 //! - [`sink`]: Arrow batches to Parquet or CSV files that appear under their final name only
 //!   when complete.
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod env;
 pub mod error;
 pub mod fetch;
+pub mod incremental;
 pub mod paginate;
 pub mod ratelimit;
 pub mod run;

@@ -48,6 +48,7 @@ pub struct Job {
     page_size: usize,
     concurrency: usize,
     state_dir: std::path::PathBuf,
+    incremental: Option<crate::incremental::IncrementalConfig>,
 }
 
 /// How to run.
@@ -118,6 +119,7 @@ impl JobDefinition {
             page_size: self.job.pagination.page_size().unwrap_or(1024) as usize,
             concurrency: self.job.concurrency,
             state_dir: std::path::PathBuf::from(&self.job.state_dir),
+            incremental: self.job.incremental.clone(),
         })
     }
 }
@@ -238,6 +240,15 @@ impl Job {
                 // _SUCCESS goes first, so no reader takes it for complete meanwhile.
                 let _ = std::fs::remove_file(snapshot_dir.join("_SUCCESS"));
                 prepare_resume(&snapshot_dir, &[]).map_err(sink_error)?;
+                let since = match &self.incremental {
+                    Some(inc) => inc
+                        .value(&state.history)
+                        .map_err(|message| Error::Internal {
+                            job: self.name.clone(),
+                            message,
+                        })?,
+                    None => None,
+                };
                 let cp = Checkpoint {
                     run_id,
                     started_at: now,
@@ -247,12 +258,20 @@ impl Job {
                     records: 0,
                     schema: None,
                     schema_fingerprint: None,
+                    since,
+                    // Carried over: a run that finds nothing new keeps the old mark.
+                    high_water: state.history.iter().find_map(|r| r.high_water.clone()),
                 };
                 state.in_progress = Some(cp.clone());
                 store.save(&state).map_err(state_error)?;
                 (cp, false)
             }
         };
+        if let (Some(inc), Some(since)) = (&self.incremental, &checkpoint.since) {
+            tracing::info!(job = %self.name, param = %inc.param, value = %since, "incremental: fetching what is new");
+            self.fetcher
+                .set_run_query(vec![(inc.param.clone(), since.clone())]);
+        }
         tracing::info!(
             job = %self.name,
             run_id = %checkpoint.run_id,
@@ -306,6 +325,7 @@ impl Job {
                     finished_at,
                     snapshot_dir: done.snapshot_dir.clone(),
                     records: done.records,
+                    high_water: done.high_water.clone(),
                 },
             )
             .map_err(state_error)?;
@@ -357,7 +377,10 @@ impl Job {
             let job = self.name.clone();
             let output = self.output.clone();
             let store = store.clone();
-            tokio::task::spawn_blocking(move || write_stage(&job, &output, &store, state, batch_rx))
+            let cursor = self.incremental.as_ref().map(|i| i.cursor_field.clone());
+            tokio::task::spawn_blocking(move || {
+                write_stage(&job, &output, &store, cursor.as_deref(), state, batch_rx)
+            })
         };
         let fetched = self.fetch_stage(position, page_tx).await;
         let decoded = join(&self.name, decoder).await;
@@ -590,6 +613,7 @@ fn write_stage(
     job: &str,
     output: &OutputConfig,
     store: &StateStore,
+    cursor_field: Option<&str>,
     mut state: JobState,
     mut batches: mpsc::Receiver<ToWriter>,
 ) -> Result<WriteOutcome, Error> {
@@ -601,6 +625,8 @@ fn write_stage(
     let mut snapshot: Option<SnapshotWriter> = None;
     let mut schema: Option<SchemaRef> = None;
     let mut pending = 0u64;
+    // The mark of records not yet in a durable part; it joins the checkpoint with them.
+    let mut pending_mark = None;
     while let Some(message) = batches.blocking_recv() {
         match message {
             ToWriter::Open(s) => {
@@ -616,6 +642,12 @@ fn write_stage(
             }
             ToWriter::Batch(batch) => {
                 pending += batch.num_rows() as u64;
+                if let Some(field) = cursor_field {
+                    pending_mark = crate::incremental::higher(
+                        pending_mark,
+                        crate::incremental::column_max(&batch, field),
+                    );
+                }
                 snapshot
                     .as_mut()
                     .expect("Open comes first")
@@ -634,6 +666,10 @@ fn write_stage(
                     checkpoint.parts = writer.parts().to_vec();
                     checkpoint.records += pending;
                     pending = 0;
+                    checkpoint.high_water = crate::incremental::higher(
+                        checkpoint.high_water.take(),
+                        pending_mark.take(),
+                    );
                     checkpoint.position = next.clone();
                     state.in_progress = Some(checkpoint.clone());
                     store.save(&state).map_err(|source| Error::State {

@@ -34,6 +34,9 @@ pub struct JobConfig {
     /// Where and how to write the snapshot.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Fetch only what is new since the last successful run.
+    #[serde(default)]
+    pub incremental: Option<crate::incremental::IncrementalConfig>,
     /// Where the job's checkpoint, lock and run history live (not in the snapshot).
     #[serde(default = "default_state_dir")]
     pub state_dir: String,
@@ -147,6 +150,9 @@ impl JobConfig {
             ));
         }
         self.output.validate(&mut errors);
+        if let Some(i) = &self.incremental {
+            i.validate(&mut errors);
+        }
         if let Some(s) = &self.schedule {
             s.validate(&mut errors);
         }

@@ -170,7 +170,7 @@ async fn events(
         Some(_) => match range(&headers) {
             // `Range: entities=0-99; max=100` -> `Content-Range: entities 0-99/1234`.
             Some((start, end)) => {
-                let total = shared.config.records;
+                let total = shared.records();
                 let limit = (end + 1)
                     .saturating_sub(start)
                     .min(shared.config.max_page_size);

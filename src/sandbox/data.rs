@@ -80,6 +80,15 @@ pub fn record(i: u64) -> Record {
     }
 }
 
+/// The index of the first record created after `unix_secs`.
+pub fn first_created_after(unix_secs: i64) -> u64 {
+    if unix_secs < BASE_TIME {
+        0
+    } else {
+        ((unix_secs - BASE_TIME) / 37 + 1) as u64
+    }
+}
+
 /// Appends record `i` as JSON.
 pub fn write_record(i: u64, out: &mut Vec<u8>) {
     serde_json::to_writer(out, &record(i)).expect("records serialize");

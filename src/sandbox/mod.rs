@@ -136,9 +136,16 @@ pub(crate) struct Shared {
     pub addr: std::sync::OnceLock<SocketAddr>,
     /// Data requests so far, for the fault injector.
     data_requests: AtomicU64,
+    /// Records in the data set now (it can grow between runs).
+    records: AtomicU64,
 }
 
 impl Shared {
+    /// Records in the data set now.
+    pub(crate) fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn counters(&self, provider: &str) -> &Counters {
         &self.counters[provider]
     }
@@ -148,7 +155,7 @@ impl Shared {
     pub(crate) fn records_array(&self, start: u64, limit: u64, out: &mut Vec<u8>) {
         let end = start
             .saturating_add(limit.min(self.config.max_page_size))
-            .min(self.config.records);
+            .min(self.records());
         out.push(b'[');
         for i in start..end.max(start) {
             if i > start {
@@ -174,6 +181,7 @@ pub const PROVIDERS: [&str; 5] = ["seal", "armor", "netography", "spreetail", "k
 impl Sandbox {
     /// Starts on 127.0.0.1 (`port` 0 picks a free one).
     pub async fn start(config: SandboxConfig, port: u16) -> std::io::Result<Sandbox> {
+        let records = config.records;
         let shared = Arc::new(Shared {
             config,
             tokens: Tokens::default(),
@@ -186,6 +194,7 @@ impl Sandbox {
             log: Default::default(),
             addr: Default::default(),
             data_requests: AtomicU64::new(0),
+            records: AtomicU64::new(records),
         });
         shared.log.start();
         let compress = shared.config.compress;
@@ -246,6 +255,12 @@ impl Sandbox {
     /// The counters of one provider.
     pub fn stats(&self, provider: &str) -> CounterSnapshot {
         self.shared.counters(provider).snapshot()
+    }
+
+    /// Grows (or shrinks) the data set: new records appear after the existing ones, as
+    /// new events do in a real API.
+    pub fn set_records(&self, records: u64) {
+        self.shared.records.store(records, Ordering::Relaxed);
     }
 
     /// Every request served so far, in the order they finished.
@@ -348,8 +363,22 @@ pub(crate) fn page_body(
     limit: u64,
     extra: &[(&str, serde_json::Value)],
 ) -> Vec<u8> {
+    page_body_from(shared, shape, 0, skip, limit, extra)
+}
+
+/// A page of the records from `first` on (a filtered query): `skip` counts from `first`, and
+/// the total is of the filtered records.
+pub(crate) fn page_body_from(
+    shared: &Shared,
+    shape: Shape,
+    first: u64,
+    skip: u64,
+    limit: u64,
+    extra: &[(&str, serde_json::Value)],
+) -> Vec<u8> {
     let mut body = Vec::with_capacity(64 + limit.min(shared.config.max_page_size) as usize * 320);
-    let total = shared.config.records;
+    let total = shared.records().saturating_sub(first);
+    let skip = first + skip;
     let head: &[u8] = match shape {
         Shape::Data => b"{\"data\":",
         Shape::Bare => b"",

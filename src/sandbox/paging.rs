@@ -52,7 +52,7 @@ async fn pages(
         .unwrap_or(100)
         .clamp(1, shared.config.max_page_size);
     let page = q.page.unwrap_or(1).max(1);
-    let pages = shared.config.records.div_ceil(size);
+    let pages = shared.records().div_ceil(size);
     let body = page_body(
         &shared,
         Shape::Data,
@@ -86,8 +86,8 @@ async fn cursor(
         .and_then(|c| u64::from_str_radix(c, 16).ok())
         .unwrap_or(0);
     let limit = q.limit.unwrap_or(100).min(shared.config.max_page_size);
-    let end = (start + limit).min(shared.config.records);
-    let next = if end < shared.config.records {
+    let end = (start + limit).min(shared.records());
+    let next = if end < shared.records() {
         serde_json::Value::String(format!("c-{end:x}"))
     } else {
         serde_json::Value::Null
@@ -142,8 +142,8 @@ async fn next_page(
         Err(r) => return r,
     };
     let (skip, limit) = q.get();
-    let end = (skip + limit.min(shared.config.max_page_size)).min(shared.config.records);
-    let next = if end < shared.config.records {
+    let end = (skip + limit.min(shared.config.max_page_size)).min(shared.records());
+    let next = if end < shared.records() {
         let path = format!("/seal/v2/events/next?skip={end}&limit={limit}");
         match (foreign, shared.addr.get()) {
             (true, Some(addr)) => format!("http://localhost:{}{path}", addr.port()).into(),
@@ -174,7 +174,7 @@ async fn link(
     let mut links = vec![format!(
         "</seal/v2/events/link?page=1&per_page={size}>; rel=\"first\""
     )];
-    if page * size < shared.config.records {
+    if page * size < shared.records() {
         links.push(format!(
             "</seal/v2/events/link?page={}&per_page={size}>; rel=\"next\"",
             page + 1
@@ -238,7 +238,7 @@ async fn all(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response 
     };
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"data\":");
-    let n = shared.config.records;
+    let n = shared.records();
     body.push(b'[');
     for i in 0..n {
         if i > 0 {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Shape, Shared, SkipLimit, authorize, credentials, json_error, records_page};
+use super::{Shape, Shared, authorize, credentials, data, json_error, page_body_from, serve};
 
 const NAME: &str = "seal";
 
@@ -52,15 +52,42 @@ async fn login(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     .into_response()
 }
 
+#[derive(Deserialize)]
+struct EventsQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    /// Only records with a greater `id` (incremental syncs).
+    since_id: Option<i64>,
+    /// Only records created after this ISO-8601 time (incremental syncs).
+    created_after: Option<String>,
+}
+
 async fn events(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Query(page): Query<SkipLimit>,
+    Query(q): Query<EventsQuery>,
 ) -> Response {
     let token = match authorize(&shared, NAME, &headers, "Bearer").await {
         Ok(t) => t,
         Err(r) => return r,
     };
-    let (skip, limit) = page.get();
-    records_page(&shared, NAME, &token, Shape::Data, skip, limit).await
+    let mut first = q.since_id.map(|id| (id + 1).max(0) as u64).unwrap_or(0);
+    if let Some(after) = &q.created_after {
+        let Ok(t) = chrono::DateTime::parse_from_rfc3339(after) else {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("created_after `{after}` is not ISO-8601")}),
+            );
+        };
+        first = first.max(data::first_created_after(t.timestamp()));
+    }
+    let body = page_body_from(
+        &shared,
+        Shape::Data,
+        first,
+        q.skip.unwrap_or(0),
+        q.limit.unwrap_or(100),
+        &[],
+    );
+    serve(&shared, NAME, &token, body, Vec::new()).await
 }
