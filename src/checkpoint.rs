@@ -35,6 +35,9 @@ pub struct Checkpoint {
     /// The highest cursor-field value among the committed records.
     #[serde(default)]
     pub high_water: Option<serde_json::Value>,
+    /// Columns added by schema evolution, with the first part that has them.
+    #[serde(default)]
+    pub columns_added: Vec<(String, usize)>,
 }
 
 /// One part file of a snapshot.
@@ -216,6 +219,7 @@ mod tests {
             schema_fingerprint: None,
             since: None,
             high_water: None,
+            columns_added: Vec::new(),
         });
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);

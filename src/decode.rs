@@ -207,6 +207,17 @@ pub fn infer_schema(records: &[u8]) -> Result<Schema, String> {
     ))
 }
 
+/// Fields of the records array that `schema` does not have, in order of appearance.
+pub fn new_fields(schema: &Schema, records: &[u8]) -> Result<Vec<Field>, String> {
+    let page = infer_schema(records)?;
+    Ok(page
+        .fields()
+        .iter()
+        .filter(|f| schema.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone())
+        .collect())
+}
+
 fn nulls_to_strings(field: &Field) -> Field {
     let data_type = match field.data_type() {
         DataType::Null => DataType::Utf8,
@@ -228,15 +239,32 @@ pub struct PageDecoder {
 }
 
 impl PageDecoder {
-    pub fn new(schema: SchemaRef, batch_size: usize) -> Result<Self, ArrowError> {
+    /// `strict`: a field outside the schema is an error (rather than dropped).
+    pub fn new(schema: SchemaRef, batch_size: usize, strict: bool) -> Result<Self, ArrowError> {
         let decoder = ReaderBuilder::new(schema)
             .with_batch_size(batch_size.max(1))
+            .with_strict_mode(strict)
             // Each element of the records array is a row.
             .with_flatten(true)
             // A column inferred as text still takes numbers and booleans.
             .with_coerce_primitive(true)
             .build_decoder()?;
         Ok(PageDecoder { decoder })
+    }
+
+    /// Decodes a whole records array; nothing of it is returned unless all of it decoded.
+    pub fn decode_all(&mut self, records: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+        let mut out = Vec::new();
+        let result = self.decode(records, |b| {
+            out.push(b);
+            Ok(())
+        });
+        if let Err(e) = result {
+            // Drop what the failed page left in the decoder.
+            let _ = self.decoder.flush();
+            return Err(e);
+        }
+        Ok(out)
     }
 
     /// Decodes one records array; `emit` receives each batch (one per `batch_size` rows).
@@ -300,7 +328,7 @@ mod tests {
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["z", "a", "n", "l"]);
         assert_eq!(schema.field(2).data_type(), &DataType::Utf8);
-        let mut dec = PageDecoder::new(Arc::new(schema), 1).unwrap();
+        let mut dec = PageDecoder::new(Arc::new(schema), 1, true).unwrap();
         let mut rows = 0;
         dec.decode(records, |b| {
             rows += b.num_rows();

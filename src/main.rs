@@ -195,6 +195,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
                         kinds,
                     },
                     compress,
+                    new_field_from: None,
                 },
                 port,
             )

@@ -49,6 +49,7 @@ pub struct Job {
     concurrency: usize,
     state_dir: std::path::PathBuf,
     incremental: Option<crate::incremental::IncrementalConfig>,
+    drift: crate::config::Drift,
 }
 
 /// How to run.
@@ -120,6 +121,7 @@ impl JobDefinition {
             concurrency: self.job.concurrency,
             state_dir: std::path::PathBuf::from(&self.job.state_dir),
             incremental: self.job.incremental.clone(),
+            drift: self.job.schema.drift,
         })
     }
 }
@@ -261,6 +263,7 @@ impl Job {
                     since,
                     // Carried over: a run that finds nothing new keeps the old mark.
                     high_water: state.history.iter().find_map(|r| r.high_water.clone()),
+                    columns_added: Vec::new(),
                 };
                 state.in_progress = Some(cp.clone());
                 store.save(&state).map_err(state_error)?;
@@ -314,7 +317,7 @@ impl Job {
             format: self.output.format.extension().to_string(),
             records: done.records,
             parts: done.parts.clone(),
-            schema: ColumnInfo::of(&schema),
+            schema: ColumnInfo::of(&schema, &done.columns_added),
         };
         finalize(&done.snapshot_dir, &manifest, self.output.retain).map_err(sink_error)?;
         store
@@ -369,8 +372,9 @@ impl Job {
             let job = self.name.clone();
             let page_size = self.page_size;
             let schema = schema.clone();
+            let drift = self.drift;
             tokio::task::spawn_blocking(move || {
-                decode_stage(&job, page_size, schema, page_rx, batch_tx)
+                decode_stage(&job, page_size, drift, schema, page_rx, batch_tx)
             })
         };
         let writer = {
@@ -540,32 +544,34 @@ async fn join<T>(job: &str, handle: tokio::task::JoinHandle<Result<T, Error>>) -
 }
 
 /// Infers the schema from the first page (unless a resumed run brings it), then decodes
-/// every page into batches, each page followed by its end marker.
+/// every page into batches, each page followed by its end marker. A field that the schema
+/// lacks is handled by the drift policy.
 fn decode_stage(
     job: &str,
     page_size: usize,
+    drift: crate::config::Drift,
     schema: Option<SchemaRef>,
     mut pages: mpsc::Receiver<FetchedPage>,
     batches: mpsc::Sender<ToWriter>,
 ) -> Result<(), Error> {
+    use crate::config::Drift;
+    let strict = drift != Drift::Ignore;
     let make = |schema: SchemaRef| {
-        PageDecoder::new(schema, page_size).map_err(|e| Error::Internal {
+        PageDecoder::new(schema, page_size, strict).map_err(|e| Error::Internal {
             job: job.to_string(),
             message: format!("cannot build the decoder: {e}"),
         })
     };
-    let mut decoder = match schema {
-        Some(schema) => {
-            if batches
-                .blocking_send(ToWriter::Open(schema.clone()))
-                .is_err()
-            {
-                return Ok(());
-            }
-            Some(make(schema)?)
+    let mut current: Option<(SchemaRef, PageDecoder)> = None;
+    if let Some(schema) = schema {
+        if batches
+            .blocking_send(ToWriter::Open(schema.clone()))
+            .is_err()
+        {
+            return Ok(());
         }
-        None => None,
-    };
+        current = Some((schema.clone(), make(schema)?));
+    }
     while let Some(page) = pages.blocking_recv() {
         let fail = |message: String| Error::Decode {
             job: job.to_string(),
@@ -573,32 +579,61 @@ fn decode_stage(
             message,
         };
         let slice = &page.body[page.records.clone()];
-        if decoder.is_none() {
+        // The first page with records sets the columns (an empty first page has none).
+        let undecided = current.as_ref().is_none_or(|(s, _)| s.fields().is_empty());
+        if undecided && (current.is_none() || !slice.starts_with(b"[]")) {
             let schema = Arc::new(infer_schema(slice).map_err(fail)?);
-            tracing::debug!(
-                job,
-                fields = schema.fields().len(),
-                "schema inferred from the first page"
-            );
-            decoder = Some(make(schema.clone())?);
-            if batches.blocking_send(ToWriter::Open(schema)).is_err() {
+            tracing::debug!(job, fields = schema.fields().len(), "schema inferred");
+            if batches
+                .blocking_send(ToWriter::Open(schema.clone()))
+                .is_err()
+            {
+                return Ok(());
+            }
+            current = Some((schema.clone(), make(schema)?));
+        }
+        let (schema, decoder) = current.as_mut().expect("set above");
+        let decoded = match decoder.decode_all(slice) {
+            Ok(b) => b,
+            Err(e) => {
+                let added = crate::decode::new_fields(schema, slice).unwrap_or_default();
+                if added.is_empty() {
+                    return Err(fail(e.to_string()));
+                }
+                let names: Vec<String> = added.iter().map(|f| format!("`{}`", f.name())).collect();
+                if drift == Drift::Fail {
+                    return Err(fail(format!(
+                        "the records have field(s) {} that the first page did not; the \
+                         snapshot's columns are fixed by the first page. Set \
+                         `schema.drift = \"evolve\"` to add new fields as columns, or \
+                         `\"ignore\"` to drop them",
+                        names.join(", ")
+                    )));
+                }
+                tracing::warn!(job, position = %page.position, fields = %names.join(", "), "new fields: adding columns (schema.drift = evolve)");
+                let mut fields: Vec<arrow_schema::FieldRef> =
+                    schema.fields().iter().cloned().collect();
+                fields.extend(added.into_iter().map(Arc::new));
+                let evolved = Arc::new(arrow_schema::Schema::new(fields));
+                if batches
+                    .blocking_send(ToWriter::Open(evolved.clone()))
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                *decoder = make(evolved.clone())?;
+                *schema = evolved;
+                decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
+            }
+        };
+        for batch in decoded {
+            if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
                 return Ok(());
             }
         }
-        let decoder = decoder.as_mut().expect("set above");
-        let mut stopped = false;
-        decoder
-            .decode(slice, |batch| {
-                if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
-                    stopped = true;
-                }
-                Ok(())
-            })
-            .map_err(|e| fail(e.to_string()))?;
-        if stopped
-            || batches
-                .blocking_send(ToWriter::PageEnd { next: page.next })
-                .is_err()
+        if batches
+            .blocking_send(ToWriter::PageEnd { next: page.next })
+            .is_err()
         {
             break;
         }
@@ -627,9 +662,41 @@ fn write_stage(
     let mut pending = 0u64;
     // The mark of records not yet in a durable part; it joins the checkpoint with them.
     let mut pending_mark = None;
+    // The request after the last page received: where a part closed now would resume.
+    let mut resume_at = checkpoint.position.clone();
     while let Some(message) = batches.blocking_recv() {
         match message {
             ToWriter::Open(s) => {
+                // A new schema mid-run (evolution): the part being written closes at this
+                // page boundary, under the old schema, and the checkpoint moves past it.
+                if let Some(previous) = snapshot.as_mut()
+                    && previous.has_open_part()
+                {
+                    previous.close_part().map_err(sink_error)?;
+                    checkpoint.parts = previous.parts().to_vec();
+                    checkpoint.records += pending;
+                    pending = 0;
+                    checkpoint.high_water = crate::incremental::higher(
+                        checkpoint.high_water.take(),
+                        pending_mark.take(),
+                    );
+                    checkpoint.position = resume_at.clone();
+                    state.in_progress = Some(checkpoint.clone());
+                    store.save(&state).map_err(|source| Error::State {
+                        job: job.to_string(),
+                        source,
+                    })?;
+                }
+                if let Some(old) = &schema {
+                    let first_part = checkpoint.parts.len();
+                    for f in s.fields() {
+                        if old.field_with_name(f.name()).is_err() && !old.fields().is_empty() {
+                            checkpoint
+                                .columns_added
+                                .push((f.name().clone(), first_part));
+                        }
+                    }
+                }
                 snapshot = Some(SnapshotWriter::new(
                     &checkpoint.snapshot_dir,
                     output,
@@ -655,6 +722,7 @@ fn write_stage(
                     .map_err(sink_error)?;
             }
             ToWriter::PageEnd { next } => {
+                resume_at = next.clone();
                 let writer = snapshot.as_mut().expect("Open comes first");
                 let closed = if next.is_none() {
                     writer.close_part()

@@ -455,3 +455,108 @@ async fn incremental_runs_fetch_only_new_records_and_leave_no_gaps() {
         assert_eq!(marks[0], marks[1], "{field}: an empty run keeps the mark");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
+    let records = 5_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            new_field_from: Some(2_500),
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let small_parts = [
+        (
+            "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
+            "1000",
+        ),
+        ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+    ];
+
+    // fail (the default): the run stops naming the field; what was committed stays.
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(&sandbox, &ws, &small_parts);
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 1);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the page at offset 2000 could not be decoded"),
+        "{err}"
+    );
+    assert!(
+        err.contains("field(s) `channel` that the first page did not"),
+        "{err}"
+    );
+    assert!(err.contains("schema.drift = \"evolve\""), "{err}");
+    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+    assert_eq!(
+        parts(&dir).len(),
+        2,
+        "the parts before the new field are committed"
+    );
+
+    // ignore: the resumed run drops the field and completes.
+    let mut env = env;
+    env.push((
+        "APISNAP_JOB_SEAL_METRICS_EVENTS__SCHEMA__DRIFT".into(),
+        "ignore".into(),
+    ));
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    check_parquet_snapshot(&dir, records);
+
+    // evolve: the column is added from the part that first has it.
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = env_for(&sandbox, &ws, &small_parts);
+    env.push((
+        "APISNAP_JOB_SEAL_METRICS_EVENTS__SCHEMA__DRIFT".into(),
+        "evolve".into(),
+    ));
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    let channel = manifest["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "channel")
+        .expect("the column was added");
+    assert_eq!(channel["first_part"], 2, "{manifest}");
+    let all = parts(&dir);
+    assert_eq!(all.len(), 5);
+    let mut seen = 0u64;
+    for (k, part) in all.iter().enumerate() {
+        let file = std::fs::File::open(part).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let channel = batch.column_by_name("channel");
+            assert_eq!(channel.is_some(), k >= 2, "part {k}");
+            if let Some(col) = channel {
+                let col = col
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .unwrap();
+                for row in 0..batch.num_rows() {
+                    let id = seen + row as u64;
+                    assert_eq!(
+                        arrow_array::Array::is_valid(col, row),
+                        id >= 2_500,
+                        "record {id}"
+                    );
+                }
+            }
+            seen += batch.num_rows() as u64;
+        }
+    }
+    assert_eq!(seen, records);
+}

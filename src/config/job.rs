@@ -34,6 +34,9 @@ pub struct JobConfig {
     /// Where and how to write the snapshot.
     #[serde(default)]
     pub output: OutputConfig,
+    /// The snapshot's columns.
+    #[serde(default)]
+    pub schema: SchemaConfig,
     /// Fetch only what is new since the last successful run.
     #[serde(default)]
     pub incremental: Option<crate::incremental::IncrementalConfig>,
@@ -43,6 +46,30 @@ pub struct JobConfig {
     /// When `apisnap schedule` and the generated deployments run this job.
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
+}
+
+/// The columns of a snapshot: inferred from the first page and frozen, with a policy for
+/// fields that appear later.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// What to do with a field that the first page did not have.
+    #[serde(default)]
+    pub drift: Drift,
+}
+
+/// The policy for fields that appear after the first page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Drift {
+    /// Stop the run, naming the new fields (committed parts stay, the run can resume).
+    #[default]
+    Fail,
+    /// Drop the new fields.
+    Ignore,
+    /// Add them as columns from the next part on; earlier parts lack them, and the manifest
+    /// says from which part each column exists.
+    Evolve,
 }
 
 /// The request a job makes (pagination adds its own parameters).

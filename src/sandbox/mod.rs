@@ -72,6 +72,9 @@ pub struct SandboxConfig {
     pub faults: FaultConfig,
     /// Compress answers (gzip, brotli, zstd, deflate) when the client accepts it.
     pub compress: bool,
+    /// From this record on, records carry a field the earlier ones lack (`channel`), as an
+    /// API does after adding one.
+    pub new_field_from: Option<u64>,
 }
 
 impl Default for SandboxConfig {
@@ -84,6 +87,7 @@ impl Default for SandboxConfig {
             latency: Duration::ZERO,
             faults: FaultConfig::default(),
             compress: false,
+            new_field_from: None,
         }
     }
 }
@@ -162,6 +166,10 @@ impl Shared {
                 out.push(b',');
             }
             data::write_record(i, out);
+            if self.config.new_field_from.is_some_and(|from| i >= from) {
+                out.pop(); // the closing brace
+                out.extend_from_slice(b",\"channel\":\"web\"}");
+            }
         }
         out.push(b']');
     }

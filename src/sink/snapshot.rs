@@ -45,6 +45,11 @@ impl SnapshotWriter {
         }
     }
 
+    /// Whether a part is being written.
+    pub fn has_open_part(&self) -> bool {
+        self.current.is_some()
+    }
+
     pub fn parts(&self) -> &[PartInfo] {
         &self.parts
     }
@@ -144,10 +149,14 @@ pub struct ColumnInfo {
     #[serde(rename = "type")]
     pub data_type: String,
     pub nullable: bool,
+    /// For a column added by schema evolution: the first part that has it (earlier parts
+    /// lack it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_part: Option<usize>,
 }
 
 impl ColumnInfo {
-    pub fn of(schema: &arrow_schema::Schema) -> Vec<ColumnInfo> {
+    pub fn of(schema: &arrow_schema::Schema, added: &[(String, usize)]) -> Vec<ColumnInfo> {
         schema
             .fields()
             .iter()
@@ -155,6 +164,7 @@ impl ColumnInfo {
                 name: f.name().clone(),
                 data_type: f.data_type().to_string(),
                 nullable: f.is_nullable(),
+                first_part: added.iter().find(|(n, _)| n == f.name()).map(|(_, p)| *p),
             })
             .collect()
     }
