@@ -38,6 +38,10 @@ pub struct Checkpoint {
     /// Columns added by schema evolution, with the first part that has them.
     #[serde(default)]
     pub columns_added: Vec<(String, usize)>,
+    /// Values written as null because they could not be read (`on_invalid = "null"`), per
+    /// column.
+    #[serde(default)]
+    pub nulled: std::collections::BTreeMap<String, u64>,
 }
 
 /// One part file of a snapshot.
@@ -220,6 +224,7 @@ mod tests {
             since: None,
             high_water: None,
             columns_added: Vec::new(),
+            nulled: Default::default(),
         });
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);

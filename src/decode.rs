@@ -244,6 +244,8 @@ impl PageDecoder {
         let decoder = ReaderBuilder::new(schema)
             .with_batch_size(batch_size.max(1))
             .with_strict_mode(strict)
+            // Columns declared `json` keep any value as its JSON text.
+            .with_decoder_factory(Arc::new(crate::columns::JsonTextFactory))
             // Each element of the records array is a row.
             .with_flatten(true)
             // A column inferred as text still takes numbers and booleans.
@@ -337,4 +339,144 @@ mod tests {
         .unwrap();
         assert_eq!(rows, 2);
     }
+}
+
+/// The first value of a records array that the schema cannot take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The record's index in the page.
+    pub index: usize,
+    pub field: String,
+    /// The value as JSON text (shortened).
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {} of the page: field `{}`: the value {} cannot be read: {}",
+            self.index, self.field, self.value, self.reason
+        )
+    }
+}
+
+fn decodes(schema: &SchemaRef, records: &[u8], strict: bool) -> Result<(), ArrowError> {
+    PageDecoder::new(schema.clone(), 16, strict)?
+        .decode_all(records)
+        .map(|_| ())
+}
+
+fn shorten(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// The fields of one record (a JSON object) that `schema` cannot take, with the reasons.
+fn invalid_fields(
+    schema: &SchemaRef,
+    record: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for field in schema.fields() {
+        match record.get(field.name()) {
+            None | Some(serde_json::Value::Null) if !field.is_nullable() => out.push((
+                field.name().clone(),
+                "the column is declared not nullable".to_string(),
+            )),
+            None | Some(serde_json::Value::Null) => {}
+            Some(value) => {
+                let single = Arc::new(Schema::new(vec![field.as_ref().clone()]));
+                let one =
+                    serde_json::Value::Array(vec![serde_json::json!({ field.name(): value })]);
+                if let Err(e) = decodes(&single, one.to_string().as_bytes(), false) {
+                    out.push((field.name().clone(), e.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Finds the first record and field of a records array that `schema` cannot take. Used
+/// only after the array failed to decode, so its cost does not matter.
+pub fn find_invalid(schema: &SchemaRef, records: &[u8], strict: bool) -> Option<Invalid> {
+    let items: Vec<&RawValue> = serde_json::from_slice(records).ok()?;
+    for (index, item) in items.iter().enumerate() {
+        let alone = format!("[{}]", item.get());
+        if decodes(schema, alone.as_bytes(), strict).is_ok() {
+            continue;
+        }
+        let record: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(item.get()).ok()?;
+        let (field, reason) = invalid_fields(schema, &record).into_iter().next()?;
+        let value = record
+            .get(&field)
+            .map(shorten)
+            .unwrap_or_else(|| "(absent)".into());
+        return Some(Invalid {
+            index,
+            field,
+            value,
+            reason,
+        });
+    }
+    None
+}
+
+/// Values written as null, per column.
+pub type NullCounts = Vec<(String, u64)>;
+
+/// The records array with every value that `schema` cannot take replaced by null, and how
+/// many were replaced per field. Fails when a replaced value is in a non-nullable column.
+pub fn null_invalid(
+    schema: &SchemaRef,
+    records: &[u8],
+    strict: bool,
+) -> Result<(Vec<u8>, NullCounts), String> {
+    let items: Vec<&RawValue> = serde_json::from_slice(records)
+        .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    let mut out = Vec::with_capacity(records.len());
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        let alone = format!("[{}]", item.get());
+        if decodes(schema, alone.as_bytes(), strict).is_ok() {
+            out.extend_from_slice(item.get().as_bytes());
+            continue;
+        }
+        let mut record: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(item.get()).map_err(|e| format!("record {index}: {e}"))?;
+        for (field, reason) in invalid_fields(schema, &record) {
+            if schema
+                .field_with_name(&field)
+                .is_ok_and(|f| !f.is_nullable())
+            {
+                return Err(format!(
+                    "record {index} of the page: field `{field}`: {reason}, and null is not \
+                     allowed there"
+                ));
+            }
+            record.insert(field.clone(), serde_json::Value::Null);
+            match counts.iter_mut().find(|(f, _)| *f == field) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((field, 1)),
+            }
+        }
+        out.extend_from_slice(
+            serde_json::to_string(&record)
+                .expect("serializes")
+                .as_bytes(),
+        );
+    }
+    out.push(b']');
+    Ok((out, counts))
 }

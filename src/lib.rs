@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod checkpoint;
+pub mod columns;
 pub mod config;
 pub mod decode;
 pub mod demo;

@@ -122,6 +122,18 @@ enum SchemaCommand {
         #[arg(long, default_value = "schemas")]
         out: PathBuf,
     },
+    /// Fetch a job's first page and print a column file (types as inferred) to review,
+    /// commit, and name in the job's `schema.file`.
+    Infer {
+        /// Job name (looked up in --jobs-dir) or job file path.
+        job: String,
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+        /// Write it to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -196,11 +208,15 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
                     },
                     compress,
                     new_field_from: None,
+                    bad_value_every: None,
                 },
                 port,
             )
         }
         Command::Schema(SchemaCommand::Export { out }) => export_schemas(&out),
+        Command::Schema(SchemaCommand::Infer { job, jobs_dir, out }) => {
+            infer_columns(&job, &jobs_dir, out.as_deref(), &env)
+        }
         Command::Demo {
             jobs_dir,
             out,
@@ -370,6 +386,35 @@ fn demo(jobs_dir: PathBuf, out: PathBuf, records: u64, env: Env) -> Result<u8, E
                 Err(e) => eprintln!("warning: cannot preview {}: {e}", path.display()),
             }
         }
+    }
+    Ok(exit::OK)
+}
+
+/// `apisnap schema infer`.
+fn infer_columns(
+    name: &str,
+    jobs_dir: &std::path::Path,
+    out: Option<&std::path::Path>,
+    env: &Env,
+) -> Result<u8, Error> {
+    let file = find_job(name, jobs_dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+    let job = load_job(&file, env)?.build(env)?;
+    let schema = runtime()?.block_on(job.infer_columns())?;
+    let text = format!(
+        "# Columns of job `{}`, inferred from its first page. Review the types (timestamp,\n\
+         # decimal, json...), then name this file in the job: [schema] file = \"...\".\n\n{}",
+        job.name,
+        apisnap::columns::to_toml(&apisnap::columns::ColumnsFile::from_schema(&schema))
+    );
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| Error::Internal {
+                job: job.name.clone(),
+                message: format!("cannot write {}: {e}", path.display()),
+            })?;
+            println!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
     }
     Ok(exit::OK)
 }

@@ -50,6 +50,9 @@ pub struct Job {
     state_dir: std::path::PathBuf,
     incremental: Option<crate::incremental::IncrementalConfig>,
     drift: crate::config::Drift,
+    on_invalid: crate::config::OnInvalid,
+    /// The declared columns, if the job has a column file.
+    declared: Option<SchemaRef>,
 }
 
 /// How to run.
@@ -112,6 +115,33 @@ impl JobDefinition {
                 .as_ref()
                 .and_then(|r| crate::ratelimit::shared(provider_name, r)),
         });
+        let declared = match &self.job.schema.file {
+            Some(file) => Some(Arc::new(
+                crate::columns::ColumnsFile::load(std::path::Path::new(file)).map_err(
+                    |mut e| {
+                        for err in &mut e.0 {
+                            // Say which job named the file.
+                            err.message = format!(
+                                "{} (the column file of {})",
+                                err.message,
+                                self.file.display()
+                            );
+                        }
+                        e
+                    },
+                )?,
+            )),
+            None => None,
+        };
+        if let (Some(schema), Some(file)) = (&declared, &self.job.schema.file) {
+            // The decoder checks what the types need (a known time zone, ...).
+            PageDecoder::new(schema.clone(), 1, true).map_err(|e| {
+                ConfigErrors::from(ConfigError::file(
+                    file,
+                    format!("the columns cannot be decoded: {e}"),
+                ))
+            })?;
+        }
         Ok(Job {
             name: self.name.clone(),
             fetcher: Arc::new(fetcher),
@@ -122,6 +152,8 @@ impl JobDefinition {
             state_dir: std::path::PathBuf::from(&self.job.state_dir),
             incremental: self.job.incremental.clone(),
             drift: self.job.schema.drift,
+            on_invalid: self.job.schema.on_invalid,
+            declared,
         })
     }
 }
@@ -174,9 +206,11 @@ struct FetchedPage {
 enum ToWriter {
     Open(SchemaRef),
     Batch(RecordBatch),
-    /// Every batch of a page has been sent; `next` is the request after it.
+    /// Every batch of a page has been sent; `next` is the request after it. `nulled`
+    /// counts values of the page written as null (`on_invalid = "null"`).
     PageEnd {
         next: Option<Position>,
+        nulled: Vec<(String, u64)>,
     },
 }
 
@@ -264,6 +298,7 @@ impl Job {
                     // Carried over: a run that finds nothing new keeps the old mark.
                     high_water: state.history.iter().find_map(|r| r.high_water.clone()),
                     columns_added: Vec::new(),
+                    nulled: Default::default(),
                 };
                 state.in_progress = Some(cp.clone());
                 store.save(&state).map_err(state_error)?;
@@ -318,6 +353,7 @@ impl Job {
             records: done.records,
             parts: done.parts.clone(),
             schema: ColumnInfo::of(&schema, &done.columns_added),
+            invalid_values_nulled: done.nulled.clone(),
         };
         finalize(&done.snapshot_dir, &manifest, self.output.retain).map_err(sink_error)?;
         store
@@ -367,14 +403,19 @@ impl Job {
     ) -> Result<(WriteOutcome, u64), Error> {
         let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
         let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
-        let schema = checkpoint.schema.clone().map(Arc::new);
+        // A resumed run keeps its frozen columns; otherwise the declared ones, if any.
+        let schema = checkpoint
+            .schema
+            .clone()
+            .map(Arc::new)
+            .or_else(|| self.declared.clone());
         let decoder = {
             let job = self.name.clone();
             let page_size = self.page_size;
             let schema = schema.clone();
-            let drift = self.drift;
+            let policy = (self.drift, self.on_invalid);
             tokio::task::spawn_blocking(move || {
-                decode_stage(&job, page_size, drift, schema, page_rx, batch_tx)
+                decode_stage(&job, page_size, policy, schema, page_rx, batch_tx)
             })
         };
         let writer = {
@@ -394,6 +435,17 @@ impl Job {
         let pages = fetched?;
         decoded?;
         Ok((written?, pages))
+    }
+
+    /// The columns of the first page, as `apisnap schema infer` proposes them.
+    pub async fn infer_columns(&self) -> Result<arrow_schema::Schema, Error> {
+        let request = self.paginator.first(None);
+        let page = self.fetcher.fetch(&request).await?;
+        infer_schema(&page.body[page.records.clone()]).map_err(|message| Error::Decode {
+            job: self.name.clone(),
+            position: request.position.to_string(),
+            message,
+        })
     }
 
     /// Authenticates and fetches the first page only; writes nothing.
@@ -549,7 +601,7 @@ async fn join<T>(job: &str, handle: tokio::task::JoinHandle<Result<T, Error>>) -
 fn decode_stage(
     job: &str,
     page_size: usize,
-    drift: crate::config::Drift,
+    (drift, on_invalid): (crate::config::Drift, crate::config::OnInvalid),
     schema: Option<SchemaRef>,
     mut pages: mpsc::Receiver<FetchedPage>,
     batches: mpsc::Sender<ToWriter>,
@@ -593,37 +645,63 @@ fn decode_stage(
             current = Some((schema.clone(), make(schema)?));
         }
         let (schema, decoder) = current.as_mut().expect("set above");
+        let mut nulled = Vec::new();
         let decoded = match decoder.decode_all(slice) {
             Ok(b) => b,
             Err(e) => {
-                let added = crate::decode::new_fields(schema, slice).unwrap_or_default();
+                let added = if strict {
+                    crate::decode::new_fields(schema, slice).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 if added.is_empty() {
-                    return Err(fail(e.to_string()));
-                }
-                let names: Vec<String> = added.iter().map(|f| format!("`{}`", f.name())).collect();
-                if drift == Drift::Fail {
-                    return Err(fail(format!(
-                        "the records have field(s) {} that the first page did not; the \
+                    // Not a new field: a value the column's type cannot take.
+                    if on_invalid == crate::config::OnInvalid::Null {
+                        let (repaired, counts) =
+                            crate::decode::null_invalid(schema, slice, strict).map_err(fail)?;
+                        tracing::warn!(job, position = %page.position, values = ?counts, "values that cannot be read written as null (schema.on_invalid = null)");
+                        nulled = counts;
+                        // A failed decode leaves the decoder mid-batch: start a clean one.
+                        *decoder = make(schema.clone())?;
+                        decoder
+                            .decode_all(&repaired)
+                            .map_err(|e| fail(e.to_string()))?
+                    } else {
+                        let why = crate::decode::find_invalid(schema, slice, strict)
+                            .map(|i| i.to_string())
+                            .unwrap_or_else(|| e.to_string());
+                        return Err(fail(format!(
+                            "{why}. Fix the column file or set `schema.on_invalid = \"null\"` \
+                             to write null instead (counted in the manifest)"
+                        )));
+                    }
+                } else {
+                    let names: Vec<String> =
+                        added.iter().map(|f| format!("`{}`", f.name())).collect();
+                    if drift == Drift::Fail {
+                        return Err(fail(format!(
+                            "the records have field(s) {} that the first page did not; the \
                          snapshot's columns are fixed by the first page. Set \
                          `schema.drift = \"evolve\"` to add new fields as columns, or \
                          `\"ignore\"` to drop them",
-                        names.join(", ")
-                    )));
+                            names.join(", ")
+                        )));
+                    }
+                    tracing::warn!(job, position = %page.position, fields = %names.join(", "), "new fields: adding columns (schema.drift = evolve)");
+                    let mut fields: Vec<arrow_schema::FieldRef> =
+                        schema.fields().iter().cloned().collect();
+                    fields.extend(added.into_iter().map(Arc::new));
+                    let evolved = Arc::new(arrow_schema::Schema::new(fields));
+                    if batches
+                        .blocking_send(ToWriter::Open(evolved.clone()))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                    *decoder = make(evolved.clone())?;
+                    *schema = evolved;
+                    decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
                 }
-                tracing::warn!(job, position = %page.position, fields = %names.join(", "), "new fields: adding columns (schema.drift = evolve)");
-                let mut fields: Vec<arrow_schema::FieldRef> =
-                    schema.fields().iter().cloned().collect();
-                fields.extend(added.into_iter().map(Arc::new));
-                let evolved = Arc::new(arrow_schema::Schema::new(fields));
-                if batches
-                    .blocking_send(ToWriter::Open(evolved.clone()))
-                    .is_err()
-                {
-                    return Ok(());
-                }
-                *decoder = make(evolved.clone())?;
-                *schema = evolved;
-                decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
             }
         };
         for batch in decoded {
@@ -632,7 +710,10 @@ fn decode_stage(
             }
         }
         if batches
-            .blocking_send(ToWriter::PageEnd { next: page.next })
+            .blocking_send(ToWriter::PageEnd {
+                next: page.next,
+                nulled,
+            })
             .is_err()
         {
             break;
@@ -664,6 +745,7 @@ fn write_stage(
     let mut pending_mark = None;
     // The request after the last page received: where a part closed now would resume.
     let mut resume_at = checkpoint.position.clone();
+    let mut pending_nulled: std::collections::BTreeMap<String, u64> = Default::default();
     while let Some(message) = batches.blocking_recv() {
         match message {
             ToWriter::Open(s) => {
@@ -680,6 +762,9 @@ fn write_stage(
                         checkpoint.high_water.take(),
                         pending_mark.take(),
                     );
+                    for (field, n) in std::mem::take(&mut pending_nulled) {
+                        *checkpoint.nulled.entry(field).or_insert(0) += n;
+                    }
                     checkpoint.position = resume_at.clone();
                     state.in_progress = Some(checkpoint.clone());
                     store.save(&state).map_err(|source| Error::State {
@@ -721,8 +806,11 @@ fn write_stage(
                     .write(&batch)
                     .map_err(sink_error)?;
             }
-            ToWriter::PageEnd { next } => {
+            ToWriter::PageEnd { next, nulled } => {
                 resume_at = next.clone();
+                for (field, n) in nulled {
+                    *pending_nulled.entry(field).or_insert(0) += n;
+                }
                 let writer = snapshot.as_mut().expect("Open comes first");
                 let closed = if next.is_none() {
                     writer.close_part()
@@ -738,6 +826,9 @@ fn write_stage(
                         checkpoint.high_water.take(),
                         pending_mark.take(),
                     );
+                    for (field, n) in std::mem::take(&mut pending_nulled) {
+                        *checkpoint.nulled.entry(field).or_insert(0) += n;
+                    }
                     checkpoint.position = next.clone();
                     state.in_progress = Some(checkpoint.clone());
                     store.save(&state).map_err(|source| Error::State {

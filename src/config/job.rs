@@ -53,9 +53,28 @@ pub struct JobConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
-    /// What to do with a field that the first page did not have.
+    /// A column file declaring the columns and their types, e.g.
+    /// `schemas/events.columns.toml` (relative to the working directory). Without one, the
+    /// columns are inferred from the first page. `apisnap schema infer JOB` writes one.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// What to do with a field that the columns do not have.
     #[serde(default)]
     pub drift: Drift,
+    /// What to do with a value that cannot be read as its column's type.
+    #[serde(default)]
+    pub on_invalid: OnInvalid,
+}
+
+/// The policy for values that cannot be coerced to their column's type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInvalid {
+    /// Stop the run, naming the page, record, field and value.
+    #[default]
+    Fail,
+    /// Write null instead; the manifest counts them per column.
+    Null,
 }
 
 /// The policy for fields that appear after the first page.

@@ -19,7 +19,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use job::{Drift, EndpointConfig, HttpMethod, JobConfig, SchemaConfig};
+pub use job::{Drift, EndpointConfig, HttpMethod, JobConfig, OnInvalid, SchemaConfig};
 pub use load::{JobDefinition, find_job, job_files, load_job, load_provider};
 pub use pointer::JsonPointer;
 pub use provider::ProviderConfig;

@@ -75,6 +75,8 @@ pub struct SandboxConfig {
     /// From this record on, records carry a field the earlier ones lack (`channel`), as an
     /// API does after adding one.
     pub new_field_from: Option<u64>,
+    /// Every K-th record has `"amount": "n/a"`, a value a float column cannot take.
+    pub bad_value_every: Option<u64>,
 }
 
 impl Default for SandboxConfig {
@@ -88,6 +90,7 @@ impl Default for SandboxConfig {
             faults: FaultConfig::default(),
             compress: false,
             new_field_from: None,
+            bad_value_every: None,
         }
     }
 }
@@ -165,7 +168,17 @@ impl Shared {
             if i > start {
                 out.push(b',');
             }
-            data::write_record(i, out);
+            if self
+                .config
+                .bad_value_every
+                .is_some_and(|k| i.is_multiple_of(k))
+            {
+                let mut record = serde_json::to_value(data::record(i)).expect("serializes");
+                record["amount"] = "n/a".into();
+                serde_json::to_writer(&mut *out, &record).expect("serializes");
+            } else {
+                data::write_record(i, out);
+            }
             if self.config.new_field_from.is_some_and(|from| i >= from) {
                 out.pop(); // the closing brace
                 out.extend_from_slice(b",\"channel\":\"web\"}");

@@ -141,6 +141,9 @@ pub struct Manifest {
     pub records: u64,
     pub parts: Vec<PartInfo>,
     pub schema: Vec<ColumnInfo>,
+    /// Values written as null because they could not be read, per column.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub invalid_values_nulled: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
