@@ -218,7 +218,7 @@ async fn a_value_that_cannot_be_coerced_fails_naming_it_or_becomes_null() {
             .unwrap()
             .as_primitive::<Float64Type>();
         for row in 0..batch.num_rows() {
-            let want = if i % 1_000 == 0 {
+            let want = if i.is_multiple_of(1_000) {
                 None
             } else {
                 record(i).amount
