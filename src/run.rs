@@ -334,7 +334,7 @@ impl Job {
             complete,
             schema,
         } = outcome;
-        let done = state.in_progress.clone().expect("the run's checkpoint");
+        let mut done = state.in_progress.clone().expect("the run's checkpoint");
         if !complete {
             return Err(Error::Internal {
                 job: self.name.clone(),
@@ -342,6 +342,26 @@ impl Job {
             });
         }
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+        if self.output.compact && done.parts.len() > 1 {
+            // The merged file is durable, then named by the checkpoint, and only then do the
+            // parts go: a crash in between resumes into one or the other, never both.
+            let merged = crate::sink::snapshot::compact(
+                &done.snapshot_dir,
+                &self.output,
+                schema.clone(),
+                &done.parts,
+            )
+            .map_err(sink_error)?;
+            let old = std::mem::replace(&mut done.parts, vec![merged]);
+            state.in_progress = Some(done.clone());
+            store.save(&state).map_err(state_error)?;
+            for part in old {
+                let path = done.snapshot_dir.join(&part.file);
+                std::fs::remove_file(&path)
+                    .map_err(|e| sink_error(crate::sink::SinkError::Io { path, source: e }))?;
+            }
+            crate::sink::sync_dir(&done.snapshot_dir).map_err(sink_error)?;
+        }
         let finished_at = chrono::Utc::now();
         let manifest = Manifest {
             job: self.name.clone(),

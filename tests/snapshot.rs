@@ -560,3 +560,44 @@ async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
     }
     assert_eq!(seen, records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_merges_the_parts_into_one_file() {
+    let records = 12_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    for (provider, job, format) in [
+        ("seal_metrics", "seal_metrics_events", "parquet"),
+        ("spreetail", "spreetail_orders", "csv"),
+    ] {
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&sandbox, &ws, provider);
+        let prefix = apisnap::env::job_prefix(job);
+        env.push((format!("{prefix}__OUTPUT__PART_RECORDS"), "2500".into()));
+        env.push((format!("{prefix}__OUTPUT__COMPACT"), "true".into()));
+        let out = ws.apisnap(&["run", job], &env).await;
+        assert_exit(&out, 0);
+        let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+        let files = parts(&dir);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(
+            files[0].file_name().unwrap().to_string_lossy(),
+            format!("part-all.{format}")
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["parts"].as_array().unwrap().len(), 1);
+        assert_eq!(manifest["parts"][0]["records"], records);
+        match format {
+            "parquet" => common::check::parquet(&files[0], records),
+            _ => common::check::csv(&files[0], records),
+        }
+    }
+}

@@ -31,21 +31,39 @@ fn is_nested(t: &DataType) -> bool {
     )
 }
 
+/// The schema as written: nested columns become text.
+fn text_schema(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if is_nested(f.data_type()) {
+                    Arc::new(Field::new(f.name(), DataType::Utf8, true))
+                } else {
+                    f.clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The header line a part of `schema` starts with, exactly as written.
+pub fn header(schema: &Schema) -> Result<Vec<u8>, arrow_schema::ArrowError> {
+    let text = text_schema(schema);
+    let mut out = Vec::new();
+    {
+        let mut writer = arrow_csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut out);
+        writer.write(&RecordBatch::new_empty(text))?;
+    }
+    Ok(out)
+}
+
 impl CsvWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self, SinkError> {
-        let text_schema = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    if is_nested(f.data_type()) {
-                        Arc::new(Field::new(f.name(), DataType::Utf8, true))
-                    } else {
-                        f.clone()
-                    }
-                })
-                .collect::<Vec<_>>(),
-        ));
+        let text_schema = text_schema(&schema);
         let (atomic, file) = AtomicFile::create(path)?;
         let writer = arrow_csv::WriterBuilder::new()
             .with_header(true)
@@ -105,12 +123,9 @@ impl BatchWriter for CsvWriter {
         let mut buffered = writer.into_inner();
         if records == 0 {
             // arrow-csv writes the header with the first batch; an empty snapshot still gets one.
-            let header: Vec<String> = schema
-                .fields()
-                .iter()
-                .map(|f| csv_quote(f.name()))
-                .collect();
-            writeln!(buffered, "{}", header.join(","))
+            let header = header(&schema).map_err(|e| SinkError::encode(file.path(), e))?;
+            buffered
+                .write_all(&header)
                 .map_err(|e| SinkError::io(file.path(), e))?;
         }
         let (inner, sha256, _) = buffered
@@ -127,10 +142,16 @@ impl BatchWriter for CsvWriter {
     }
 }
 
-fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_written_even_without_rows() {
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b,c", DataType::Utf8, true),
+        ]);
+        assert_eq!(header(&schema).unwrap(), b"a,\"b,c\"\n");
     }
 }

@@ -5,7 +5,7 @@
 //! name, and a crash leaves at worst a `.tmp` file behind.
 
 mod atomic;
-mod csv;
+pub(crate) mod csv;
 mod parquet;
 pub mod snapshot;
 
@@ -50,6 +50,9 @@ pub struct OutputConfig {
     /// Complete snapshots of the job to keep (the oldest are removed); all when unset.
     #[serde(default)]
     pub retain: Option<usize>,
+    /// Merge the parts into one file (`part-all.<ext>`) when the run completes.
+    #[serde(default)]
+    pub compact: bool,
 }
 
 fn default_part_records() -> usize {
@@ -74,6 +77,7 @@ impl Default for OutputConfig {
             row_group_records: default_row_group_records(),
             part_records: default_part_records(),
             retain: None,
+            compact: false,
         }
     }
 }

@@ -128,6 +128,75 @@ pub fn prepare_resume(dir: &Path, committed: &[PartInfo]) -> Result<Vec<PathBuf>
     Ok(removed)
 }
 
+/// The name of a compacted snapshot's single file.
+pub fn compacted_name(output: &OutputConfig) -> String {
+    format!("part-all.{}", output.format.extension())
+}
+
+/// Merges `parts` into one durable file, `part-all.<ext>`, and returns it. The parts are
+/// left in place: the caller checkpoints the merged file first, then removes them, so a crash
+/// at any point leaves either the parts or the merged file named by the checkpoint.
+pub fn compact(
+    dir: &Path,
+    output: &OutputConfig,
+    schema: SchemaRef,
+    parts: &[PartInfo],
+) -> Result<PartInfo, SinkError> {
+    let name = compacted_name(output);
+    let path = dir.join(&name);
+    match output.format {
+        super::Format::Parquet => {
+            let mut writer = output.open(&path, schema)?;
+            for part in parts {
+                let part_path = dir.join(&part.file);
+                let reader = std::fs::File::open(&part_path)
+                    .map_err(|e| SinkError::io(&part_path, e))
+                    .and_then(|f| {
+                        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                            .and_then(|b| b.build())
+                            .map_err(|e| SinkError::encode(&part_path, e))
+                    })?;
+                for batch in reader {
+                    writer.write(&batch.map_err(|e| SinkError::encode(&part_path, e))?)?;
+                }
+            }
+            let written = writer.finish()?;
+            Ok(PartInfo {
+                file: name,
+                records: written.records,
+                bytes: written.bytes,
+                sha256: written.sha256,
+            })
+        }
+        super::Format::Csv => {
+            // Every part starts with the same header: keep the first one only.
+            let header = super::csv::header(&schema).map_err(|e| SinkError::encode(&path, e))?;
+            let (atomic, file) = super::AtomicFile::create(&path)?;
+            let mut out = super::HashingWriter::new(file);
+            for (i, part) in parts.iter().enumerate() {
+                let part_path = dir.join(&part.file);
+                let bytes = std::fs::read(&part_path).map_err(|e| SinkError::io(&part_path, e))?;
+                let body = if i == 0 {
+                    &bytes[..]
+                } else {
+                    bytes.strip_prefix(header.as_slice()).ok_or_else(|| {
+                        SinkError::encode(&part_path, "its header differs from the first part's")
+                    })?
+                };
+                out.write_all(body).map_err(|e| SinkError::io(&path, e))?;
+            }
+            let (file, sha256, _) = out.finish().map_err(|e| SinkError::io(&path, e))?;
+            let bytes = atomic.commit(file)?;
+            Ok(PartInfo {
+                file: name,
+                records: parts.iter().map(|p| p.records).sum(),
+                bytes,
+                sha256,
+            })
+        }
+    }
+}
+
 /// `_manifest.json`: what a complete snapshot holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
