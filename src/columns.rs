@@ -324,6 +324,26 @@ type = "json"
         let again = ColumnsFile::from_schema(&schema);
         assert_eq!(again.to_schema().unwrap().field(3), schema.field(3));
 
+        // Dates from ISO strings.
+        let dates = Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, true)]));
+        let mut dec = crate::decode::PageDecoder::new(dates, 4, true).unwrap();
+        let batch = dec
+            .decode_all(br#"[{"d":"2026-03-04"},{"d":null}]"#)
+            .unwrap()
+            .remove(0);
+        let days = chrono::NaiveDate::from_ymd_opt(2026, 3, 4)
+            .unwrap()
+            .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days() as i32;
+        use arrow_array::Array;
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Date32Array>()
+            .unwrap();
+        assert_eq!(col.value(0), days);
+        assert!(col.is_null(1));
+
         std::fs::write(&path, "[[columns]]\nname = \"x\"\ntype = \"varchar\"\n").unwrap();
         let e = ColumnsFile::load(&path).unwrap_err().to_string();
         assert!(

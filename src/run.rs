@@ -700,8 +700,8 @@ fn decode_stage(
                         added.iter().map(|f| format!("`{}`", f.name())).collect();
                     if drift == Drift::Fail {
                         return Err(fail(format!(
-                            "the records have field(s) {} that the first page did not; the \
-                         snapshot's columns are fixed by the first page. Set \
+                            "the records have field(s) {} that the snapshot's columns do not \
+                         (they are fixed by the column file, or else by the first page). Set \
                          `schema.drift = \"evolve\"` to add new fields as columns, or \
                          `\"ignore\"` to drop them",
                             names.join(", ")

@@ -285,3 +285,69 @@ async fn schema_infer_writes_a_column_file_the_job_can_use() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_structs_ints_and_not_nullable_columns() {
+    let sandbox = sandbox(SandboxConfig {
+        records: 1_000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let columns = r#"
+[[columns]]
+name = "id"
+type = "int64"
+nullable = false
+[[columns]]
+name = "address"
+type = "struct"
+fields = [{ name = "city", type = "string" }, { name = "zip", type = "string" }]
+"#;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write("schemas/events.columns.toml", columns);
+    // The other fields are not declared: by default that stops the run.
+    let out = ws.apisnap(&["run", JOB], &env(&sandbox, &ws, &[])).await;
+    assert_exit(&out, 1);
+    assert!(text(&out.stderr).contains("fixed by the column file"));
+    let ignore = [("APISNAP_JOB_SEAL_METRICS_EVENTS__SCHEMA__DRIFT", "ignore")];
+    let out = ws
+        .apisnap(&["run", JOB, "--fresh"], &env(&sandbox, &ws, &ignore))
+        .await;
+    assert_exit(&out, 0);
+    let dir = &snapshot_dirs(&ws.path().join("out"))[0];
+    let mut i = 0u64;
+    for batch in batches(dir) {
+        assert_eq!(batch.num_columns(), 2, "only the declared columns");
+        let address = batch.column_by_name("address").unwrap().as_struct();
+        let city = address.column_by_name("city").unwrap().as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            assert_eq!(city.value(row), record(i).address.city);
+            i += 1;
+        }
+    }
+    assert_eq!(i, 1_000);
+
+    // amount is null in every 7th record: a non-nullable column refuses it, naming it.
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        "schemas/events.columns.toml",
+        "[[columns]]\nname = \"amount\"\ntype = \"float64\"\nnullable = false\n",
+    );
+    let out = ws
+        .apisnap(
+            &["run", JOB],
+            &env(
+                &sandbox,
+                &ws,
+                &[("APISNAP_JOB_SEAL_METRICS_EVENTS__SCHEMA__DRIFT", "ignore")],
+            ),
+        )
+        .await;
+    assert_exit(&out, 1);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("record 3 of the page: field `amount`: the value (absent) cannot be read: the column is declared not nullable")
+            || err.contains("record 3 of the page: field `amount`: the value null cannot be read: the column is declared not nullable"),
+        "{err}"
+    );
+}

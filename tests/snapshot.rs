@@ -488,7 +488,7 @@ async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
         "{err}"
     );
     assert!(
-        err.contains("field(s) `channel` that the first page did not"),
+        err.contains("field(s) `channel` that the snapshot's columns do not"),
         "{err}"
     );
     assert!(err.contains("schema.drift = \"evolve\""), "{err}");
@@ -598,6 +598,56 @@ async fn compact_merges_the_parts_into_one_file() {
         match format {
             "parquet" => common::check::parquet(&files[0], records),
             _ => common::check::csv(&files[0], records),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_also_close_by_size() {
+    let records = 20_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    for (provider, job, limit) in [
+        ("seal_metrics", "seal_metrics_events", "150000"),
+        ("spreetail", "spreetail_orders", "600000"),
+    ] {
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&sandbox, &ws, provider);
+        let prefix = apisnap::env::job_prefix(job);
+        env.push((format!("{prefix}__OUTPUT__PART_BYTES"), limit.into()));
+        env.push((
+            format!("{prefix}__OUTPUT__ROW_GROUP_RECORDS"),
+            "1000".into(),
+        ));
+        let out = ws.apisnap(&["run", job], &env).await;
+        assert_exit(&out, 0);
+        let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+        let files = parts(&dir);
+        assert!(files.len() >= 3, "{job}: {files:?}");
+        let limit: u64 = limit.parse().unwrap();
+        for f in &files[..files.len() - 1] {
+            let size = std::fs::metadata(f).unwrap().len();
+            assert!(size >= limit / 2, "{job}: {} is {size} bytes", f.display());
+        }
+        if job == "seal_metrics_events" {
+            check_parquet_snapshot(&dir, records);
+        } else {
+            let mut next = 0;
+            for f in files {
+                let mut reader = csv::Reader::from_path(&f).unwrap();
+                for row in reader.records() {
+                    assert_eq!(row.unwrap()[0].parse::<u64>().unwrap(), next);
+                    next += 1;
+                }
+            }
+            assert_eq!(next, records);
         }
     }
 }

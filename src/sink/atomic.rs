@@ -75,6 +75,8 @@ pub struct HashingWriter {
     inner: BufWriter<File>,
     hasher: Sha256,
     bytes: u64,
+    /// `bytes`, readable while a format writer owns this one.
+    counter: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl HashingWriter {
@@ -83,7 +85,13 @@ impl HashingWriter {
             inner: BufWriter::with_capacity(256 * 1024, file),
             hasher: Sha256::new(),
             bytes: 0,
+            counter: Default::default(),
         }
+    }
+
+    /// A live count of the bytes written so far.
+    pub fn counter(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.counter.clone()
     }
 
     /// The file (flushed), the sha256 in hex, and the size.
@@ -98,6 +106,8 @@ impl Write for HashingWriter {
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
+        self.counter
+            .store(self.bytes, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 

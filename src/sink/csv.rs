@@ -17,6 +17,7 @@ pub struct CsvWriter {
     /// The schema as written: nested columns become text.
     schema: SchemaRef,
     records: u64,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Types CSV cannot hold as a value; written as JSON text instead.
@@ -65,14 +66,17 @@ impl CsvWriter {
     pub fn create(path: &Path, schema: SchemaRef) -> Result<Self, SinkError> {
         let text_schema = text_schema(&schema);
         let (atomic, file) = AtomicFile::create(path)?;
+        let hashing = HashingWriter::new(file);
+        let bytes = hashing.counter();
         let writer = arrow_csv::WriterBuilder::new()
             .with_header(true)
-            .build(HashingWriter::new(file));
+            .build(hashing);
         Ok(CsvWriter {
             file: atomic,
             writer,
             schema: text_schema,
             records: 0,
+            bytes,
         })
     }
 
@@ -113,12 +117,18 @@ impl BatchWriter for CsvWriter {
             .map_err(|e| SinkError::encode(self.file.path(), e))
     }
 
+    fn size(&self) -> u64 {
+        // What reached the file writer; arrow-csv itself buffers little.
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn finish(self: Box<Self>) -> Result<WrittenFile, SinkError> {
         let CsvWriter {
             file,
             writer,
             records,
             schema,
+            ..
         } = *self;
         let mut buffered = writer.into_inner();
         if records == 0 {

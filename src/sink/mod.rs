@@ -47,6 +47,9 @@ pub struct OutputConfig {
     /// part is durable and checkpointed, so a killed run resumes after the last one.
     #[serde(default = "default_part_records")]
     pub part_records: usize,
+    /// Also close a part once it holds about this many bytes.
+    #[serde(default)]
+    pub part_bytes: Option<u64>,
     /// Complete snapshots of the job to keep (the oldest are removed); all when unset.
     #[serde(default)]
     pub retain: Option<usize>,
@@ -76,6 +79,7 @@ impl Default for OutputConfig {
             compression_level: None,
             row_group_records: default_row_group_records(),
             part_records: default_part_records(),
+            part_bytes: None,
             retain: None,
             compact: false,
         }
@@ -151,6 +155,12 @@ impl OutputConfig {
                 "expected at least 1",
             ));
         }
+        if self.part_bytes == Some(0) {
+            errors.push(ConfigError::field(
+                "output.part_bytes",
+                "expected at least 1",
+            ));
+        }
         if self.retain == Some(0) {
             errors.push(ConfigError::field(
                 "output.retain",
@@ -219,6 +229,8 @@ fn check_template(template: &str) -> Result<(), String> {
 /// A file being written.
 pub trait BatchWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
+    /// About how large the file is so far, buffered data included.
+    fn size(&self) -> u64;
     /// Completes the file, makes it durable and moves it to its final name.
     fn finish(self: Box<Self>) -> Result<WrittenFile, SinkError>;
 }

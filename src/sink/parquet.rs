@@ -56,6 +56,10 @@ impl BatchWriter for ParquetWriter {
             .map_err(|e| SinkError::encode(self.file.path(), e))
     }
 
+    fn size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
     fn finish(self: Box<Self>) -> Result<WrittenFile, SinkError> {
         let ParquetWriter {
             file,

@@ -70,7 +70,11 @@ impl SnapshotWriter {
 
     /// At the end of a page: closes the part if it is full. Returns the part closed, if any.
     pub fn end_of_page(&mut self) -> Result<Option<PartInfo>, SinkError> {
-        if self.current_records >= self.output.part_records as u64 {
+        let big = match (&self.current, self.output.part_bytes) {
+            (Some(w), Some(limit)) => w.size() >= limit,
+            _ => false,
+        };
+        if big || self.current_records >= self.output.part_records as u64 {
             self.close_part()
         } else {
             Ok(None)
