@@ -45,6 +45,12 @@ pub enum Error {
         #[source]
         source: crate::checkpoint::StateError,
     },
+    /// A stop was requested (SIGTERM, Ctrl-C); whole pages are committed and the run resumes.
+    #[error(
+        "job `{job}`: interrupted; the pages received are committed and the next run resumes \
+         from there"
+    )]
+    Interrupted { job: String },
     /// Anything else that stopped a run (a panicked stage, a runtime failure).
     #[error("job `{job}`: {message}")]
     Internal { job: String, message: String },
@@ -63,6 +69,8 @@ pub mod exit {
     pub const UPSTREAM: u8 = 4;
     /// Another run of the same job holds its lock; this one did nothing.
     pub const LOCKED: u8 = 5;
+    /// Stopped by SIGTERM or Ctrl-C; the checkpoint is resumable.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 impl Error {
@@ -75,6 +83,7 @@ impl Error {
                 source: crate::checkpoint::StateError::Locked { .. },
                 ..
             } => exit::LOCKED,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Decode { .. }
             | Error::Sink { .. }
             | Error::State { .. }

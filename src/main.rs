@@ -239,7 +239,31 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// the exit code is the first failure's.
 fn run(jobs: &[String], jobs_dir: &std::path::Path, fresh: bool, env: &Env) -> Result<u8, Error> {
     let rt = runtime()?;
-    let options = apisnap::run::RunOptions { fresh };
+    // SIGTERM (Kubernetes, systemd) and Ctrl-C stop a run at the next page boundary, with
+    // its checkpoint resumable; a second signal is left to the default (immediate) action.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        tracing::warn!("stop requested: finishing the pages received, then stopping");
+        let _ = stop_tx.send(true);
+    });
+    let options = apisnap::run::RunOptions {
+        fresh,
+        stop: Some(stop_rx),
+    };
     let mut code = exit::OK;
     for name in jobs {
         let result = find_job(name, jobs_dir)

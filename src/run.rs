@@ -60,6 +60,8 @@ pub struct Job {
 pub struct RunOptions {
     /// Discard a checkpoint and start over.
     pub fresh: bool,
+    /// Becomes `true` when the run should stop at the next page boundary (SIGTERM, Ctrl-C).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl JobDefinition {
@@ -327,7 +329,10 @@ impl Job {
                 },
                 0,
             ),
-            Some(position) => self.pipeline(&store, state, &checkpoint, position).await?,
+            Some(position) => {
+                self.pipeline(&store, state, &checkpoint, position, options.stop.clone())
+                    .await?
+            }
         };
         let WriteOutcome {
             mut state,
@@ -420,6 +425,7 @@ impl Job {
         state: JobState,
         checkpoint: &Checkpoint,
         position: Position,
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<(WriteOutcome, u64), Error> {
         let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
         let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
@@ -447,7 +453,7 @@ impl Job {
                 write_stage(&job, &output, &store, cursor.as_deref(), state, batch_rx)
             })
         };
-        let fetched = self.fetch_stage(position, page_tx).await;
+        let fetched = self.fetch_stage(position, page_tx, stop).await;
         let decoded = join(&self.name, decoder).await;
         let written = join(&self.name, writer).await;
         // The first failure in pipeline order is the cause; later ones are its echoes. The
@@ -509,7 +515,11 @@ impl Job {
         &self,
         start: Position,
         pages: mpsc::Sender<FetchedPage>,
+        mut stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<u64, Error> {
+        let interrupted = || Error::Interrupted {
+            job: self.name.clone(),
+        };
         let mut paginator = self.paginator.clone();
         let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
         let mut expected = Some(paginator.request(start));
@@ -541,7 +551,17 @@ impl Job {
                 }
             }
             let (current, mut handle) = in_flight.pop_front().expect("not empty");
-            let page = (&mut handle.0).await.map_err(|e| Error::Internal {
+            let joined = match stop.as_mut() {
+                Some(stop) if *stop.borrow() => return Err(interrupted()),
+                Some(stop) => tokio::select! {
+                    joined = &mut handle.0 => joined,
+                    // Pages already handed on are finished and committed by the writer;
+                    // requests in flight are dropped.
+                    _ = stop.wait_for(|s| *s) => return Err(interrupted()),
+                },
+                None => (&mut handle.0).await,
+            };
+            let page = joined.map_err(|e| Error::Internal {
                 job: self.name.clone(),
                 message: format!("a request task stopped: {e}"),
             })??;
@@ -766,6 +786,8 @@ fn write_stage(
     // The request after the last page received: where a part closed now would resume.
     let mut resume_at = checkpoint.position.clone();
     let mut pending_nulled: std::collections::BTreeMap<String, u64> = Default::default();
+    // Whether everything received so far ends with a whole page.
+    let mut at_boundary = true;
     while let Some(message) = batches.blocking_recv() {
         match message {
             ToWriter::Open(s) => {
@@ -813,6 +835,7 @@ fn write_stage(
                 schema = Some(s);
             }
             ToWriter::Batch(batch) => {
+                at_boundary = false;
                 pending += batch.num_rows() as u64;
                 if let Some(field) = cursor_field {
                     pending_mark = crate::incremental::higher(
@@ -827,6 +850,7 @@ fn write_stage(
                     .map_err(sink_error)?;
             }
             ToWriter::PageEnd { next, nulled } => {
+                at_boundary = true;
                 resume_at = next.clone();
                 for (field, n) in nulled {
                     *pending_nulled.entry(field).or_insert(0) += n;
@@ -871,6 +895,33 @@ fn write_stage(
                 }
             }
         }
+    }
+    // The input ended early (an error upstream, or a stop request). If it ended at a page
+    // boundary, the part being written holds whole pages only: keep them, so that the next
+    // run resumes after them instead of fetching them again.
+    if let Some(writer) = snapshot.as_mut()
+        && writer.has_open_part()
+        && at_boundary
+    {
+        writer.close_part().map_err(sink_error)?;
+        checkpoint.parts = writer.parts().to_vec();
+        checkpoint.records += pending;
+        checkpoint.high_water =
+            crate::incremental::higher(checkpoint.high_water.take(), pending_mark.take());
+        for (field, n) in std::mem::take(&mut pending_nulled) {
+            *checkpoint.nulled.entry(field).or_insert(0) += n;
+        }
+        checkpoint.position = resume_at;
+        state.in_progress = Some(checkpoint.clone());
+        store.save(&state).map_err(|source| Error::State {
+            job: job.to_string(),
+            source,
+        })?;
+        tracing::info!(
+            job,
+            records = checkpoint.records,
+            "the interrupted run's whole pages are committed"
+        );
     }
     Ok(WriteOutcome {
         state,

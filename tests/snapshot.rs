@@ -651,3 +651,73 @@ async fn parts_also_close_by_size() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_whole_pages_and_the_next_run_resumes_after_them() {
+    let records = 20_000;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records,
+            latency: Duration::from_millis(40),
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
+                "500",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+        ],
+    );
+    let mut cmd = tokio::process::Command::new(common::bin());
+    cmd.args(["run", JOB])
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join("state/seal_metrics_events.json")).unwrap(),
+    )
+    .unwrap();
+    let committed = state["in_progress"]["records"].as_u64().unwrap();
+    assert!(
+        committed >= 1_000 && committed < records,
+        "{committed} records committed"
+    );
+    assert_eq!(committed % 500, 0, "whole pages only");
+    let before = sandbox.stats("seal").data_requests;
+
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    check_parquet_snapshot(&snapshot_dirs(&ws.path().join("out"))[0], records);
+    // The second run fetched only what the first had not committed.
+    let fetched_again = sandbox.stats("seal").data_requests - before;
+    assert!(
+        fetched_again <= (records - committed) / 500 + 2,
+        "{fetched_again} requests to resume after {committed} records"
+    );
+}
