@@ -67,7 +67,10 @@ impl TokenCache {
     pub fn load(&self) -> Result<Option<Token>, AuthError> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(path = %self.path.display(), "no cached token");
+                return Ok(None);
+            }
             Err(e) => return Err(self.error(e.to_string())),
         };
         let mode = meta.permissions().mode() & 0o777;

@@ -181,9 +181,14 @@ impl TokenSession {
         now: DateTime<Utc>,
     ) -> Result<Token, AuthError> {
         if !state.cache_checked {
+            // A refused cache (loose permissions) fails every caller, not only the first:
+            // `cache_checked` is set only once the cache has been read.
+            let cached = match &self.cache {
+                Some(cache) => cache.load()?,
+                None => None,
+            };
             state.cache_checked = true;
-            if let Some(cache) = &self.cache
-                && let Some(token) = cache.load()?
+            if let Some(token) = cached
                 && !self.is_stale(&token, now)
             {
                 tracing::debug!(provider = %self.provider, "using the cached token");
