@@ -202,6 +202,13 @@ async fn no_provider_leaks_a_secret_at_trace() {
         let mut env = provider_env(&sandbox, &ws, provider);
         env.push(page_size(job, 100));
         env.push(("RUST_LOG".into(), "trace".into()));
+        // One request at a time: with tokens revoked every 5 requests, a request renewed
+        // after a 401 could otherwise meet its fresh token already revoked by the others,
+        // which is a second 401 and, by design, a failed run.
+        env.push((
+            format!("{}__CONCURRENCY", apisnap::env::job_prefix(job)),
+            "1".into(),
+        ));
         env.push((
             "APISNAP_PROVIDER_ARMOR__AUTH__TOKEN__LIFETIME_SECS".into(),
             "1".into(),
