@@ -347,7 +347,13 @@ impl Job {
             });
         }
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
-        if self.output.compact && done.parts.len() > 1 {
+        let csv_columns_differ =
+            self.output.format == crate::sink::Format::Csv && !done.columns_added.is_empty();
+        if self.output.compact && csv_columns_differ {
+            // CSV parts with different headers cannot be concatenated.
+            tracing::warn!(job = %self.name, "columns were added during the run: the CSV parts are kept, not compacted");
+        }
+        if self.output.compact && done.parts.len() > 1 && !csv_columns_differ {
             // The merged file is durable, then named by the checkpoint, and only then do the
             // parts go: a crash in between resumes into one or the other, never both.
             let merged = crate::sink::snapshot::compact(

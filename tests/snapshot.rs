@@ -721,3 +721,54 @@ async fn sigterm_commits_whole_pages_and_the_next_run_resumes_after_them() {
         "{fetched_again} requests to resume after {committed} records"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacting_an_evolved_snapshot_fills_the_added_column_with_nulls() {
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            records: 3_000,
+            new_field_from: Some(1_500),
+            ..SandboxConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let ws = Workspace::with_shipped_jobs();
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
+                "1000",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__COMPACT", "true"),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__SCHEMA__DRIFT", "evolve"),
+        ],
+    );
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+    let files = parts(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = std::fs::File::open(&files[0]).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut i = 0u64;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let channel = batch.column_by_name("channel").expect("the added column");
+        for row in 0..batch.num_rows() {
+            assert_eq!(
+                arrow_array::Array::is_valid(channel, row),
+                i >= 1_500,
+                "record {i}"
+            );
+            i += 1;
+        }
+    }
+    assert_eq!(i, 3_000);
+}

@@ -150,7 +150,7 @@ pub fn compact(
     let path = dir.join(&name);
     match output.format {
         super::Format::Parquet => {
-            let mut writer = output.open(&path, schema)?;
+            let mut writer = output.open(&path, schema.clone())?;
             for part in parts {
                 let part_path = dir.join(&part.file);
                 let reader = std::fs::File::open(&part_path)
@@ -161,7 +161,10 @@ pub fn compact(
                             .map_err(|e| SinkError::encode(&part_path, e))
                     })?;
                 for batch in reader {
-                    writer.write(&batch.map_err(|e| SinkError::encode(&part_path, e))?)?;
+                    let batch = batch.map_err(|e| SinkError::encode(&part_path, e))?;
+                    writer.write(
+                        &widen(batch, &schema).map_err(|e| SinkError::encode(&part_path, e))?,
+                    )?;
                 }
             }
             let written = writer.finish()?;
@@ -199,6 +202,23 @@ pub fn compact(
             })
         }
     }
+}
+
+/// A batch of an earlier part, with null columns for the columns added after it (schema
+/// evolution), so that all parts fit the final schema.
+fn widen(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    if batch.schema().fields().len() == schema.fields().len() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// `_manifest.json`: what a complete snapshot holds.
