@@ -134,12 +134,30 @@ impl StateStore {
             .open(&path)
             .map_err(|e| self.io(&path, e))?;
         match file.try_lock() {
-            Ok(()) => Ok(JobLock { _file: file }),
+            Ok(()) => {
+                self.remove_stale_temporaries();
+                Ok(JobLock { _file: file })
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
                 job: self.job.clone(),
                 path,
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(self.io(&path, e)),
+        }
+    }
+
+    /// Temporary state files of a run killed while saving: with the lock held, no one else
+    /// is writing them.
+    fn remove_stale_temporaries(&self) {
+        let prefix = format!(".{}.", self.job);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 
@@ -204,6 +222,19 @@ mod tests {
         assert!(matches!(store.lock(), Err(StateError::Locked { .. })));
         drop(first);
         store.lock().unwrap();
+    }
+
+    #[test]
+    fn the_lock_removes_temporaries_of_a_killed_save() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".events.abc123.tmp"), b"{").unwrap();
+        std::fs::write(dir.path().join(".other.abc123.tmp"), b"{").unwrap();
+        let _lock = StateStore::new(dir.path(), "events").lock().unwrap();
+        assert!(!dir.path().join(".events.abc123.tmp").exists());
+        assert!(
+            dir.path().join(".other.abc123.tmp").exists(),
+            "another job's file stays"
+        );
     }
 
     #[test]

@@ -768,9 +768,52 @@ fn decode_stage(
     Ok(())
 }
 
+/// Records not yet in a durable part: they join the checkpoint when their part closes.
+#[derive(Default)]
+struct Pending {
+    records: u64,
+    /// The highest cursor-field value among them (incremental jobs).
+    mark: Option<serde_json::Value>,
+    /// Values written as null among them, per column.
+    nulled: std::collections::BTreeMap<String, u64>,
+}
+
+/// Moves the checkpoint past the parts now durable, with the pending records, and saves it.
+fn commit(
+    job: &str,
+    store: &StateStore,
+    state: &mut JobState,
+    checkpoint: &mut Checkpoint,
+    parts: &[PartInfo],
+    pending: &mut Pending,
+    position: Option<Position>,
+) -> Result<(), Error> {
+    let p = std::mem::take(pending);
+    checkpoint.parts = parts.to_vec();
+    checkpoint.records += p.records;
+    checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
+    for (field, n) in p.nulled {
+        *checkpoint.nulled.entry(field).or_insert(0) += n;
+    }
+    checkpoint.position = position;
+    state.in_progress = Some(checkpoint.clone());
+    store.save(state).map_err(|source| Error::State {
+        job: job.to_string(),
+        source,
+    })?;
+    tracing::debug!(
+        job,
+        records = checkpoint.records,
+        parts = checkpoint.parts.len(),
+        "checkpoint"
+    );
+    Ok(())
+}
+
 /// Appends batches to part files; at a page end, closes a full part (or the last one),
-/// then moves the checkpoint past it. Without the final page end, the part being written is
-/// dropped with its temporary file and the checkpoint stays at the last durable part.
+/// then moves the checkpoint past it. If the input ends early at a page boundary (an error
+/// upstream, a stop request), the part being written holds whole pages only and is kept too;
+/// otherwise it is dropped with its temporary file.
 fn write_stage(
     job: &str,
     output: &OutputConfig,
@@ -786,12 +829,9 @@ fn write_stage(
     let mut checkpoint = state.in_progress.clone().expect("a run in progress");
     let mut snapshot: Option<SnapshotWriter> = None;
     let mut schema: Option<SchemaRef> = None;
-    let mut pending = 0u64;
-    // The mark of records not yet in a durable part; it joins the checkpoint with them.
-    let mut pending_mark = None;
+    let mut pending = Pending::default();
     // The request after the last page received: where a part closed now would resume.
     let mut resume_at = checkpoint.position.clone();
-    let mut pending_nulled: std::collections::BTreeMap<String, u64> = Default::default();
     // Whether everything received so far ends with a whole page.
     let mut at_boundary = true;
     while let Some(message) = batches.blocking_recv() {
@@ -803,22 +843,16 @@ fn write_stage(
                     && previous.has_open_part()
                 {
                     previous.close_part().map_err(sink_error)?;
-                    checkpoint.parts = previous.parts().to_vec();
-                    checkpoint.records += pending;
-                    pending = 0;
-                    checkpoint.high_water = crate::incremental::higher(
-                        checkpoint.high_water.take(),
-                        pending_mark.take(),
-                    );
-                    for (field, n) in std::mem::take(&mut pending_nulled) {
-                        *checkpoint.nulled.entry(field).or_insert(0) += n;
-                    }
-                    checkpoint.position = resume_at.clone();
-                    state.in_progress = Some(checkpoint.clone());
-                    store.save(&state).map_err(|source| Error::State {
-                        job: job.to_string(),
-                        source,
-                    })?;
+                    let parts = previous.parts().to_vec();
+                    commit(
+                        job,
+                        store,
+                        &mut state,
+                        &mut checkpoint,
+                        &parts,
+                        &mut pending,
+                        resume_at.clone(),
+                    )?;
                 }
                 if let Some(old) = &schema {
                     let first_part = checkpoint.parts.len();
@@ -842,10 +876,10 @@ fn write_stage(
             }
             ToWriter::Batch(batch) => {
                 at_boundary = false;
-                pending += batch.num_rows() as u64;
+                pending.records += batch.num_rows() as u64;
                 if let Some(field) = cursor_field {
-                    pending_mark = crate::incremental::higher(
-                        pending_mark,
+                    pending.mark = crate::incremental::higher(
+                        pending.mark.take(),
                         crate::incremental::column_max(&batch, field),
                     );
                 }
@@ -859,7 +893,7 @@ fn write_stage(
                 at_boundary = true;
                 resume_at = next.clone();
                 for (field, n) in nulled {
-                    *pending_nulled.entry(field).or_insert(0) += n;
+                    *pending.nulled.entry(field).or_insert(0) += n;
                 }
                 let writer = snapshot.as_mut().expect("Open comes first");
                 let closed = if next.is_none() {
@@ -869,28 +903,16 @@ fn write_stage(
                 }
                 .map_err(sink_error)?;
                 if closed.is_some() || next.is_none() {
-                    checkpoint.parts = writer.parts().to_vec();
-                    checkpoint.records += pending;
-                    pending = 0;
-                    checkpoint.high_water = crate::incremental::higher(
-                        checkpoint.high_water.take(),
-                        pending_mark.take(),
-                    );
-                    for (field, n) in std::mem::take(&mut pending_nulled) {
-                        *checkpoint.nulled.entry(field).or_insert(0) += n;
-                    }
-                    checkpoint.position = next.clone();
-                    state.in_progress = Some(checkpoint.clone());
-                    store.save(&state).map_err(|source| Error::State {
-                        job: job.to_string(),
-                        source,
-                    })?;
-                    tracing::debug!(
+                    let parts = writer.parts().to_vec();
+                    commit(
                         job,
-                        records = checkpoint.records,
-                        parts = checkpoint.parts.len(),
-                        "checkpoint"
-                    );
+                        store,
+                        &mut state,
+                        &mut checkpoint,
+                        &parts,
+                        &mut pending,
+                        next.clone(),
+                    )?;
                 }
                 if next.is_none() {
                     return Ok(WriteOutcome {
@@ -902,27 +924,21 @@ fn write_stage(
             }
         }
     }
-    // The input ended early (an error upstream, or a stop request). If it ended at a page
-    // boundary, the part being written holds whole pages only: keep them, so that the next
-    // run resumes after them instead of fetching them again.
     if let Some(writer) = snapshot.as_mut()
         && writer.has_open_part()
         && at_boundary
     {
         writer.close_part().map_err(sink_error)?;
-        checkpoint.parts = writer.parts().to_vec();
-        checkpoint.records += pending;
-        checkpoint.high_water =
-            crate::incremental::higher(checkpoint.high_water.take(), pending_mark.take());
-        for (field, n) in std::mem::take(&mut pending_nulled) {
-            *checkpoint.nulled.entry(field).or_insert(0) += n;
-        }
-        checkpoint.position = resume_at;
-        state.in_progress = Some(checkpoint.clone());
-        store.save(&state).map_err(|source| Error::State {
-            job: job.to_string(),
-            source,
-        })?;
+        let parts = writer.parts().to_vec();
+        commit(
+            job,
+            store,
+            &mut state,
+            &mut checkpoint,
+            &parts,
+            &mut pending,
+            resume_at,
+        )?;
         tracing::info!(
             job,
             records = checkpoint.records,

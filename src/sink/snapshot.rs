@@ -117,7 +117,8 @@ pub fn prepare_resume(dir: &Path, committed: &[PartInfo]) -> Result<Vec<PathBuf>
     for entry in entries {
         let entry = entry.map_err(|e| SinkError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale_temp = name.starts_with(".part-") && name.ends_with(".tmp");
+        // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest, marker).
+        let stale_temp = name.starts_with('.') && name.ends_with(".tmp");
         let uncommitted_part =
             name.starts_with("part-") && !committed.iter().any(|p| p.file == name);
         let early_marker = name == "_manifest.json" || name == "_SUCCESS";
@@ -294,6 +295,15 @@ pub fn finalize(dir: &Path, manifest: &Manifest, retain: Option<usize>) -> Resul
         finished_at: manifest.finished_at,
         records: manifest.records,
     };
+    // A run killed while replacing latest.json left its temporary file.
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".latest.json.") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     write_atomic(
         &parent.join("latest.json"),
         &serde_json::to_vec_pretty(&latest).expect("serializes"),
