@@ -55,16 +55,8 @@ type = "json"             # an object kept as JSON text
 
 fn batches(dir: &std::path::Path) -> Vec<RecordBatch> {
     parts(dir)
-        .into_iter()
-        .flat_map(|p| {
-            let file = std::fs::File::open(p).unwrap();
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-                .map(Result::unwrap)
-                .collect::<Vec<_>>()
-        })
+        .iter()
+        .flat_map(|p| common::read_parquet(p))
         .collect()
 }
 

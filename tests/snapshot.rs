@@ -40,16 +40,9 @@ fn parts_are_whole(ws: &Workspace) {
     for dir in snapshot_dirs(&ws.path().join("out")) {
         let mut next = None;
         for part in parts(&dir) {
-            let file = std::fs::File::open(&part).unwrap();
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .unwrap_or_else(|e| panic!("{} does not open: {e}", part.display()))
-                    .build()
-                    .unwrap();
             let mut first = None;
             let mut rows = 0u64;
-            for batch in reader {
-                let batch = batch.unwrap();
+            for batch in common::read_parquet(&part) {
                 let ids = batch
                     .column_by_name("id")
                     .unwrap()
@@ -358,13 +351,7 @@ async fn uncommitted_leftovers_are_removed_on_resume_and_fresh_starts_over() {
 fn ids(dir: &std::path::Path) -> Vec<i64> {
     let mut out = Vec::new();
     for part in parts(dir) {
-        let file = std::fs::File::open(&part).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in common::read_parquet(&part) {
             let col = batch
                 .column_by_name("id")
                 .unwrap()
@@ -532,13 +519,7 @@ async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
     assert_eq!(all.len(), 5);
     let mut seen = 0u64;
     for (k, part) in all.iter().enumerate() {
-        let file = std::fs::File::open(part).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in common::read_parquet(part) {
             let channel = batch.column_by_name("channel");
             assert_eq!(channel.is_some(), k >= 2, "part {k}");
             if let Some(col) = channel {
@@ -752,14 +733,8 @@ async fn compacting_an_evolved_snapshot_fills_the_added_column_with_nulls() {
     let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
     let files = parts(&dir);
     assert_eq!(files.len(), 1, "{files:?}");
-    let file = std::fs::File::open(&files[0]).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
     let mut i = 0u64;
-    for batch in reader {
-        let batch = batch.unwrap();
+    for batch in common::read_parquet(&files[0]) {
         let channel = batch.column_by_name("channel").expect("the added column");
         for row in 0..batch.num_rows() {
             assert_eq!(

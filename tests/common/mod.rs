@@ -375,3 +375,14 @@ pub fn analyst_python() -> PathBuf {
         })
         .clone()
 }
+
+/// Every batch of a Parquet file; panics naming the file if it does not open.
+pub fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap_or_else(|e| panic!("{} does not open: {e}", path.display()))
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
