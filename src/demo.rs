@@ -144,6 +144,11 @@ pub fn sandbox_env(
             format!("{}__OUTPUT__DIR", job_prefix(&name)),
             dir.to_string_lossy(),
         );
+        // The demo's checkpoints and history stay with its output, apart from real runs'.
+        env.set(
+            format!("{}__STATE_DIR", job_prefix(&name)),
+            out_dir.join("state").to_string_lossy(),
+        );
     }
     Ok(env)
 }

@@ -63,6 +63,25 @@ enum Command {
         #[arg(long)]
         secrets: bool,
     },
+    /// Print each job's next scheduled runs, in its time zone.
+    Next {
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+        /// How many upcoming runs per job.
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+    /// Per job: the last successful run, the latest snapshot, an interrupted run that the
+    /// next `run` resumes, and the next scheduled time.
+    Status {
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+        /// Print JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the sandbox: a local server that emulates the reference providers.
     Sandbox {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -167,6 +186,8 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
         } => run(&jobs, &jobs_dir, fresh, &env),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
+        Command::Next { jobs_dir, count } => next(&jobs_dir, count, &env),
+        Command::Status { jobs_dir, json } => status(&jobs_dir, json, &env),
         Command::Sandbox {
             port,
             records,
@@ -281,6 +302,111 @@ fn run(jobs: &[String], jobs_dir: &std::path::Path, fresh: bool, env: &Env) -> R
         }
     }
     Ok(code)
+}
+
+/// The job definitions in `dir` (secrets are not needed).
+fn definitions(
+    dir: &std::path::Path,
+    env: &Env,
+) -> Result<Vec<apisnap::config::JobDefinition>, Error> {
+    let files =
+        apisnap::config::job_files(dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+    files
+        .iter()
+        .map(|f| load_job(f, env).map_err(Error::Config))
+        .collect()
+}
+
+/// `apisnap next`.
+fn next(dir: &std::path::Path, count: usize, env: &Env) -> Result<u8, Error> {
+    let now = chrono::Utc::now();
+    for def in definitions(dir, env)? {
+        match &def.job.schedule {
+            None => println!("{}: no schedule", def.name),
+            Some(s) => {
+                println!("{} ({} in {}):", def.name, s.cron, s.timezone);
+                // Validated at load time; an error here would be a bug, so say so plainly.
+                let times = s.upcoming(now, count).map_err(|message| Error::Internal {
+                    job: def.name.clone(),
+                    message,
+                })?;
+                for t in times {
+                    println!("  {}", t.to_rfc3339());
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `apisnap status`.
+fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for def in definitions(dir, env)? {
+        let store = apisnap::checkpoint::StateStore::new(&def.job.state_dir, &def.name);
+        let state = store.load().map_err(|source| Error::State {
+            job: def.name.clone(),
+            source,
+        })?;
+        let next = def
+            .job
+            .schedule
+            .as_ref()
+            .and_then(|s| s.upcoming(now, 1).ok())
+            .and_then(|t| t.into_iter().next())
+            .map(|t| t.to_rfc3339());
+        out.push(serde_json::json!({
+            "job": def.name,
+            "last_success": state.history.first().map(|r| serde_json::json!({
+                "run_id": r.run_id,
+                "finished_at": r.finished_at,
+                "records": r.records,
+                "snapshot": r.snapshot_dir,
+            })),
+            "resumable": state.in_progress.as_ref().map(|c| serde_json::json!({
+                "run_id": c.run_id,
+                "started_at": c.started_at,
+                "records": c.records,
+                "parts": c.parts.len(),
+                "position": c.position.as_ref().map(|p| p.to_string()),
+                "snapshot": c.snapshot_dir,
+            })),
+            "next_run": next,
+        }));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializes")
+        );
+        return Ok(exit::OK);
+    }
+    for s in &out {
+        println!("{}", s["job"].as_str().unwrap_or_default());
+        match s["last_success"].as_object() {
+            Some(l) => println!(
+                "  last success: {} ({} records) -> {}",
+                l["finished_at"].as_str().unwrap_or_default(),
+                l["records"],
+                l["snapshot"].as_str().unwrap_or_default()
+            ),
+            None => println!("  last success: never"),
+        }
+        if let Some(r) = s["resumable"].as_object() {
+            println!(
+                "  interrupted run {}: {} records in {} part(s), resumes at {}",
+                r["run_id"].as_str().unwrap_or_default(),
+                r["records"],
+                r["parts"],
+                r["position"].as_str().unwrap_or("the end")
+            );
+        }
+        if let Some(n) = s["next_run"].as_str() {
+            println!("  next run: {n}");
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// `apisnap check`: the first thing to run against a new API.

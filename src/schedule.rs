@@ -47,6 +47,18 @@ impl ScheduleConfig {
     }
 }
 
+impl ScheduleConfig {
+    /// The next `n` fire times after `after`, in the schedule's time zone.
+    pub fn upcoming(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+        n: usize,
+    ) -> Result<Vec<chrono::DateTime<Tz>>, String> {
+        let (schedule, tz) = self.build()?;
+        Ok(schedule.after(&after.with_timezone(&tz)).take(n).collect())
+    }
+}
+
 pub fn parse_timezone(name: &str) -> Result<Tz, String> {
     Tz::from_str(name).map_err(|_| {
         format!("`{name}` is not an IANA time zone: expected e.g. `UTC`, `Europe/Madrid`, `America/New_York`")
