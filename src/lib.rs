@@ -35,6 +35,7 @@ pub mod fetch;
 pub mod incremental;
 pub mod paginate;
 pub mod ratelimit;
+pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;

@@ -356,8 +356,10 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             .and_then(|s| s.upcoming(now, 1).ok())
             .and_then(|t| t.into_iter().next())
             .map(|t| t.to_rfc3339());
+        let last = apisnap::report::read(std::path::Path::new(&def.job.state_dir), &def.name);
         out.push(serde_json::json!({
             "job": def.name,
+            "last_run": last,
             "last_success": state.history.first().map(|r| serde_json::json!({
                 "run_id": r.run_id,
                 "finished_at": r.finished_at,
@@ -384,6 +386,17 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
     }
     for s in &out {
         println!("{}", s["job"].as_str().unwrap_or_default());
+        if let Some(l) = s["last_run"].as_object() {
+            println!(
+                "  last run: {} at {}{}",
+                l["outcome"].as_str().unwrap_or_default(),
+                l["finished_at"].as_str().unwrap_or_default(),
+                l["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
         match s["last_success"].as_object() {
             Some(l) => println!(
                 "  last success: {} ({} records) -> {}",

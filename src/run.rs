@@ -234,6 +234,78 @@ impl Job {
     /// Runs the job to completion (resuming its checkpoint, if any) and returns what it
     /// wrote.
     pub async fn run(&self, options: &RunOptions) -> Result<RunSummary, Error> {
+        let started_at = chrono::Utc::now();
+        let result = self.run_once(options).await;
+        self.report(started_at, &result);
+        result
+    }
+
+    /// Writes the run report beside the state. A run refused by the lock did nothing and
+    /// reports nothing: the report is the running one's to write.
+    fn report(
+        &self,
+        started_at: chrono::DateTime<chrono::Utc>,
+        result: &Result<RunSummary, Error>,
+    ) {
+        use crate::checkpoint::StateError;
+        if let Err(Error::State {
+            source: StateError::Locked { .. },
+            ..
+        }) = result
+        {
+            return;
+        }
+        let finished_at = chrono::Utc::now();
+        let store = StateStore::new(&self.state_dir, &self.name);
+        let progress = store.load().ok().and_then(|s| s.in_progress);
+        let report = match result {
+            Ok(s) => crate::report::RunReport {
+                job: self.name.clone(),
+                run_id: Some(s.run_id.clone()),
+                outcome: "success".into(),
+                exit_code: 0,
+                error: None,
+                started_at,
+                finished_at,
+                duration_secs: s.duration_secs,
+                records: s.records,
+                pages: s.pages,
+                bytes: s.parts.iter().map(|p| p.bytes).sum(),
+                requests: s.requests,
+                retries: s.retries,
+                logins: s.logins,
+                snapshot: Some(s.snapshot_dir.clone()),
+            },
+            Err(e) => crate::report::RunReport {
+                job: self.name.clone(),
+                run_id: progress.as_ref().map(|c| c.run_id.clone()),
+                outcome: if matches!(e, Error::Interrupted { .. }) {
+                    "interrupted".into()
+                } else {
+                    "failed".into()
+                },
+                exit_code: e.exit_code(),
+                error: Some(e.to_string()),
+                started_at,
+                finished_at,
+                duration_secs: (finished_at - started_at).num_milliseconds() as f64 / 1000.0,
+                records: progress.as_ref().map_or(0, |c| c.records),
+                pages: 0,
+                bytes: progress
+                    .as_ref()
+                    .map_or(0, |c| c.parts.iter().map(|p| p.bytes).sum()),
+                requests: self.fetcher.requests(),
+                retries: self.fetcher.retries(),
+                logins: self.fetcher.auth().logins(),
+                snapshot: progress.map(|c| c.snapshot_dir),
+            },
+        };
+        if let Err(e) = crate::report::write(&self.state_dir, &report) {
+            tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
+        }
+    }
+
+    async fn run_once(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started = Instant::now();
         let store = StateStore::new(&self.state_dir, &self.name);
         let state_error = |e| Error::State {

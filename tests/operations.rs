@@ -56,6 +56,20 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
     ));
     let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
     assert_exit(&out, 0);
+    let report_path = ws.path().join("state/seal_metrics_events.report.json");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["records"], 20_000);
+    assert_eq!(report["pages"], 5);
+    assert!(report["bytes"].as_u64().unwrap() > 0);
+    assert!(report["logins"].as_u64().unwrap() == 1);
+    assert!(
+        std::path::Path::new(report["snapshot"].as_str().unwrap())
+            .join("_SUCCESS")
+            .exists()
+    );
 
     // A second run, stopped with whole pages committed.
     env.retain(|(k, _)| !k.ends_with("__PAGE_SIZE"));
@@ -85,6 +99,12 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
         Some(130)
     );
 
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["outcome"], "interrupted");
+    assert_eq!(report["exit_code"], 130);
+    assert!(report["records"].as_u64().unwrap() > 0);
+
     let out = ws.apisnap(&["status", "--json"], &env).await;
     assert_exit(&out, 0);
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -105,6 +125,7 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
         "{seal}"
     );
     assert!(seal["next_run"].as_str().is_some());
+    assert_eq!(seal["last_run"]["outcome"], "interrupted");
 
     let out = ws.apisnap(&["status"], &env).await;
     assert_exit(&out, 0);
@@ -112,4 +133,5 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
     assert!(human.contains("last success: "), "{human}");
     assert!(human.contains("(20000 records)"), "{human}");
     assert!(human.contains("resumes at offset "), "{human}");
+    assert!(human.contains("last run: interrupted at "), "{human}");
 }
