@@ -850,36 +850,42 @@ struct Pending {
     nulled: std::collections::BTreeMap<String, u64>,
 }
 
-/// Moves the checkpoint past the parts now durable, with the pending records, and saves it.
-fn commit(
-    job: &str,
-    store: &StateStore,
-    state: &mut JobState,
-    checkpoint: &mut Checkpoint,
-    parts: &[PartInfo],
-    pending: &mut Pending,
-    position: Option<Position>,
-) -> Result<(), Error> {
-    let p = std::mem::take(pending);
-    checkpoint.parts = parts.to_vec();
-    checkpoint.records += p.records;
-    checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
-    for (field, n) in p.nulled {
-        *checkpoint.nulled.entry(field).or_insert(0) += n;
+/// The writer's bookkeeping: the job's state, its checkpoint, and what is not yet in it.
+struct Ledger<'a> {
+    job: &'a str,
+    store: &'a StateStore,
+    state: JobState,
+    checkpoint: Checkpoint,
+    pending: Pending,
+}
+
+impl Ledger<'_> {
+    /// Moves the checkpoint past the parts now durable, with the pending records, and saves it.
+    fn commit(&mut self, parts: &[PartInfo], position: Option<Position>) -> Result<(), Error> {
+        let p = std::mem::take(&mut self.pending);
+        let checkpoint = &mut self.checkpoint;
+        checkpoint.parts = parts.to_vec();
+        checkpoint.records += p.records;
+        checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
+        for (field, n) in p.nulled {
+            *checkpoint.nulled.entry(field).or_insert(0) += n;
+        }
+        checkpoint.position = position;
+        self.state.in_progress = Some(checkpoint.clone());
+        self.store
+            .save(&self.state)
+            .map_err(|source| Error::State {
+                job: self.job.to_string(),
+                source,
+            })?;
+        tracing::debug!(
+            job = self.job,
+            records = checkpoint.records,
+            parts = checkpoint.parts.len(),
+            "checkpoint"
+        );
+        Ok(())
     }
-    checkpoint.position = position;
-    state.in_progress = Some(checkpoint.clone());
-    store.save(state).map_err(|source| Error::State {
-        job: job.to_string(),
-        source,
-    })?;
-    tracing::debug!(
-        job,
-        records = checkpoint.records,
-        parts = checkpoint.parts.len(),
-        "checkpoint"
-    );
-    Ok(())
 }
 
 /// Appends batches to part files; at a page end, closes a full part (or the last one),
@@ -891,19 +897,25 @@ fn write_stage(
     output: &OutputConfig,
     store: &StateStore,
     cursor_field: Option<&str>,
-    mut state: JobState,
+    state: JobState,
     mut batches: mpsc::Receiver<ToWriter>,
 ) -> Result<WriteOutcome, Error> {
     let sink_error = |source| Error::Sink {
         job: job.to_string(),
         source,
     };
-    let mut checkpoint = state.in_progress.clone().expect("a run in progress");
+    let checkpoint = state.in_progress.clone().expect("a run in progress");
     let mut snapshot: Option<SnapshotWriter> = None;
     let mut schema: Option<SchemaRef> = None;
-    let mut pending = Pending::default();
     // The request after the last page received: where a part closed now would resume.
     let mut resume_at = checkpoint.position.clone();
+    let mut ledger = Ledger {
+        job,
+        store,
+        state,
+        checkpoint,
+        pending: Pending::default(),
+    };
     // Whether everything received so far ends with a whole page.
     let mut at_boundary = true;
     while let Some(message) = batches.blocking_recv() {
@@ -916,42 +928,35 @@ fn write_stage(
                 {
                     previous.close_part().map_err(sink_error)?;
                     let parts = previous.parts().to_vec();
-                    commit(
-                        job,
-                        store,
-                        &mut state,
-                        &mut checkpoint,
-                        &parts,
-                        &mut pending,
-                        resume_at.clone(),
-                    )?;
+                    ledger.commit(&parts, resume_at.clone())?;
                 }
                 if let Some(old) = &schema {
-                    let first_part = checkpoint.parts.len();
+                    let first_part = ledger.checkpoint.parts.len();
                     for f in s.fields() {
                         if old.field_with_name(f.name()).is_err() && !old.fields().is_empty() {
-                            checkpoint
+                            ledger
+                                .checkpoint
                                 .columns_added
                                 .push((f.name().clone(), first_part));
                         }
                     }
                 }
                 snapshot = Some(SnapshotWriter::new(
-                    &checkpoint.snapshot_dir,
+                    &ledger.checkpoint.snapshot_dir,
                     output,
                     s.clone(),
-                    checkpoint.parts.clone(),
+                    ledger.checkpoint.parts.clone(),
                 ));
-                checkpoint.schema_fingerprint = Some(fingerprint(&s));
-                checkpoint.schema = Some(s.as_ref().clone());
+                ledger.checkpoint.schema_fingerprint = Some(fingerprint(&s));
+                ledger.checkpoint.schema = Some(s.as_ref().clone());
                 schema = Some(s);
             }
             ToWriter::Batch(batch) => {
                 at_boundary = false;
-                pending.records += batch.num_rows() as u64;
+                ledger.pending.records += batch.num_rows() as u64;
                 if let Some(field) = cursor_field {
-                    pending.mark = crate::incremental::higher(
-                        pending.mark.take(),
+                    ledger.pending.mark = crate::incremental::higher(
+                        ledger.pending.mark.take(),
                         crate::incremental::column_max(&batch, field),
                     );
                 }
@@ -965,7 +970,7 @@ fn write_stage(
                 at_boundary = true;
                 resume_at = next.clone();
                 for (field, n) in nulled {
-                    *pending.nulled.entry(field).or_insert(0) += n;
+                    *ledger.pending.nulled.entry(field).or_insert(0) += n;
                 }
                 let writer = snapshot.as_mut().expect("Open comes first");
                 let closed = if next.is_none() {
@@ -976,19 +981,11 @@ fn write_stage(
                 .map_err(sink_error)?;
                 if closed.is_some() || next.is_none() {
                     let parts = writer.parts().to_vec();
-                    commit(
-                        job,
-                        store,
-                        &mut state,
-                        &mut checkpoint,
-                        &parts,
-                        &mut pending,
-                        next.clone(),
-                    )?;
+                    ledger.commit(&parts, next.clone())?;
                 }
                 if next.is_none() {
                     return Ok(WriteOutcome {
-                        state,
+                        state: ledger.state,
                         complete: true,
                         schema,
                     });
@@ -1002,23 +999,15 @@ fn write_stage(
     {
         writer.close_part().map_err(sink_error)?;
         let parts = writer.parts().to_vec();
-        commit(
-            job,
-            store,
-            &mut state,
-            &mut checkpoint,
-            &parts,
-            &mut pending,
-            resume_at,
-        )?;
+        ledger.commit(&parts, resume_at)?;
         tracing::info!(
             job,
-            records = checkpoint.records,
+            records = ledger.checkpoint.records,
             "the interrupted run's whole pages are committed"
         );
     }
     Ok(WriteOutcome {
-        state,
+        state: ledger.state,
         complete: false,
         schema,
     })

@@ -3,7 +3,7 @@
 
 mod common;
 
-use apisnap::sandbox::{Sandbox, SandboxConfig};
+use apisnap::sandbox::SandboxConfig;
 use common::{Workspace, analyst_python, assert_exit, provider_env, snapshot_dirs};
 
 fn read(format: &str, dir: &std::path::Path) -> serde_json::Value {
@@ -25,15 +25,11 @@ fn read(format: &str, dir: &std::path::Path) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyarrow_and_duckdb_open_parquet_and_csv_snapshots() {
     let records: u64 = 12_345;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
     let columns = apisnap::sandbox::data::COLUMNS;
     let sum_id = records * (records - 1) / 2;
     for (provider, job, format) in [

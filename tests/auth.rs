@@ -10,7 +10,7 @@ use apisnap::sandbox::{Sandbox, SandboxConfig, credentials};
 use common::{PROVIDER_JOBS, Workspace, assert_exit, check_output, provider_env, text};
 
 async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config, 0).await.unwrap()
+    common::start_sandbox(config).await
 }
 
 fn page_size(job: &str, size: u64) -> (String, String) {

@@ -61,7 +61,7 @@ fn batches(dir: &std::path::Path) -> Vec<RecordBatch> {
 }
 
 async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config, 0).await.unwrap()
+    common::start_sandbox(config).await
 }
 
 fn env(sandbox: &Sandbox, ws: &Workspace, extra: &[(&str, &str)]) -> Vec<(String, String)> {

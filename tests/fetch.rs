@@ -9,7 +9,7 @@ use apisnap::sandbox::{Fault, FaultConfig, Sandbox, SandboxConfig};
 use common::{Workspace, assert_exit, check, only_file, provider_env, text};
 
 async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config, 0).await.unwrap()
+    common::start_sandbox(config).await
 }
 
 /// A job `name` on the Seal Metrics provider with this endpoint and pagination (TOML).

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use apisnap::sandbox::{Sandbox, SandboxConfig};
+use apisnap::sandbox::SandboxConfig;
 use chrono::{Datelike, Timelike};
 use common::{Workspace, assert_exit, provider_env, text};
 
@@ -38,16 +38,12 @@ async fn next_lists_upcoming_runs_in_each_jobs_time_zone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_last_success_and_a_resumable_run() {
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records: 20_000,
-            latency: Duration::from_millis(40),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 20_000,
+        latency: Duration::from_millis(40),
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let mut env = provider_env(&sandbox, &ws, "seal_metrics");
     env.push((

@@ -9,15 +9,11 @@ use common::{Workspace, assert_exit, check, only_file, seal_env, text};
 const RECORDS: u64 = 25_013;
 
 async fn sandbox(records: u64) -> Sandbox {
-    Sandbox::start(
-        SandboxConfig {
-            records,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
+    common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
     .await
-    .unwrap()
 }
 
 fn job_env(sandbox: &Sandbox, ws: &Workspace, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -99,16 +95,12 @@ async fn csv_snapshot_holds_every_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_caps_its_page_size_loses_nothing() {
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records: 5_000,
-            max_page_size: 300,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 5_000,
+        max_page_size: 300,
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let out = ws
         .apisnap(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use apisnap::sandbox::{Sandbox, SandboxConfig, credentials};
+use apisnap::sandbox::{SandboxConfig, credentials};
 use common::{Workspace, assert_exit, seal_env, text};
 
 fn assert_absent(haystack: &[u8], secrets: &[String], what: &str) {
@@ -16,15 +16,11 @@ fn assert_absent(haystack: &[u8], secrets: &[String], what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_trace_logs_errors_or_output() {
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records: 3_000,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 3_000,
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     for format in ["parquet", "csv"] {
         let mut env = seal_env(&sandbox);
@@ -62,7 +58,7 @@ async fn no_secret_in_trace_logs_errors_or_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_login_shows_no_secret() {
-    let sandbox = Sandbox::start(SandboxConfig::default(), 0).await.unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig::default()).await;
     let ws = Workspace::with_shipped_jobs();
     let wrong = "Wr0ng-Passw0rd-Value".to_string();
     let mut env = seal_env(&sandbox);

@@ -69,16 +69,12 @@ fn parts_are_whole(ws: &Workspace) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twenty_times_the_snapshot_still_holds_every_record_once() {
     let records = 200_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            latency: Duration::from_millis(8),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(8),
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(
         &sandbox,
@@ -149,16 +145,12 @@ async fn killed_twenty_times_the_snapshot_still_holds_every_record_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_of_the_same_job_is_refused_while_the_first_runs() {
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records: 4_000,
-            latency: Duration::from_millis(100),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 4_000,
+        latency: Duration::from_millis(100),
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(
         &sandbox,
@@ -194,15 +186,11 @@ async fn a_second_run_of_the_same_job_is_refused_while_the_first_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complete_snapshot_has_a_manifest_success_marker_and_latest_pointer() {
     let records = 25_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(
         &sandbox,
@@ -274,16 +262,12 @@ async fn a_complete_snapshot_has_a_manifest_success_marker_and_latest_pointer() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncommitted_leftovers_are_removed_on_resume_and_fresh_starts_over() {
     let records = 30_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            latency: Duration::from_millis(30),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(30),
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(
         &sandbox,
@@ -367,15 +351,11 @@ fn ids(dir: &std::path::Path) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_runs_fetch_only_new_records_and_leave_no_gaps() {
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records: 1_000,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 1_000,
+        ..SandboxConfig::default()
+    })
+    .await;
     for (field, param, lookback, overlap) in [
         ("id", "since_id", "0", 0),
         ("created_at", "created_after", "3700", 100), // 100 records, 37 s apart
@@ -446,16 +426,12 @@ async fn incremental_runs_fetch_only_new_records_and_leave_no_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
     let records = 5_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            new_field_from: Some(2_500),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        new_field_from: Some(2_500),
+        ..SandboxConfig::default()
+    })
+    .await;
     let small_parts = [
         (
             "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
@@ -545,15 +521,11 @@ async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_merges_the_parts_into_one_file() {
     let records = 12_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
     for (provider, job, format) in [
         ("seal_metrics", "seal_metrics_events", "parquet"),
         ("spreetail", "spreetail_orders", "csv"),
@@ -586,15 +558,11 @@ async fn compact_merges_the_parts_into_one_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_also_close_by_size() {
     let records = 20_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
     for (provider, job, limit) in [
         ("seal_metrics", "seal_metrics_events", "150000"),
         ("spreetail", "spreetail_orders", "600000"),
@@ -636,16 +604,12 @@ async fn parts_also_close_by_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_commits_whole_pages_and_the_next_run_resumes_after_them() {
     let records = 20_000;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records,
-            latency: Duration::from_millis(40),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(40),
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(
         &sandbox,
@@ -705,16 +669,12 @@ async fn sigterm_commits_whole_pages_and_the_next_run_resumes_after_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacting_an_evolved_snapshot_fills_the_added_column_with_nulls() {
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            records: 3_000,
-            new_field_from: Some(1_500),
-            ..SandboxConfig::default()
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 3_000,
+        new_field_from: Some(1_500),
+        ..SandboxConfig::default()
+    })
+    .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(
         &sandbox,

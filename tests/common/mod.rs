@@ -386,3 +386,8 @@ pub fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
         .map(|b| b.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .collect()
 }
+
+/// A sandbox on a free loopback port.
+pub async fn start_sandbox(config: apisnap::sandbox::SandboxConfig) -> Sandbox {
+    Sandbox::start(config, 0).await.expect("the sandbox starts")
+}
