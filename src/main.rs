@@ -63,6 +63,13 @@ enum Command {
         #[arg(long)]
         secrets: bool,
     },
+    /// Run each job at its scheduled times, in the foreground, until SIGTERM or Ctrl-C (for
+    /// hosts without cron; see `apisnap deploy` for systemd and Kubernetes).
+    Schedule {
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+    },
     /// Print each job's next scheduled runs, in its time zone.
     Next {
         /// The jobs directory.
@@ -186,6 +193,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
         } => run(&jobs, &jobs_dir, fresh, &env),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
+        Command::Schedule { jobs_dir } => schedule(&jobs_dir, &env),
         Command::Next { jobs_dir, count } => next(&jobs_dir, count, &env),
         Command::Status { jobs_dir, json } => status(&jobs_dir, json, &env),
         Command::Sandbox {
@@ -260,27 +268,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// the exit code is the first failure's.
 fn run(jobs: &[String], jobs_dir: &std::path::Path, fresh: bool, env: &Env) -> Result<u8, Error> {
     let rt = runtime()?;
-    // SIGTERM (Kubernetes, systemd) and Ctrl-C stop a run at the next page boundary, with
-    // its checkpoint resumable; a second signal is left to the default (immediate) action.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    rt.spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
-        }
-        tracing::warn!("stop requested: finishing the pages received, then stopping");
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = stop_on_signals(&rt);
     let options = apisnap::run::RunOptions {
         fresh,
         stop: Some(stop_rx),
@@ -302,6 +290,84 @@ fn run(jobs: &[String], jobs_dir: &std::path::Path, fresh: bool, env: &Env) -> R
         }
     }
     Ok(code)
+}
+
+/// SIGTERM (Kubernetes, systemd) and Ctrl-C: the returned signal turns true, and runs stop at
+/// their next page boundary with their checkpoint resumable. A second signal is left to the
+/// default (immediate) action.
+fn stop_on_signals(rt: &tokio::runtime::Runtime) -> tokio::sync::watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        tracing::warn!("stop requested: finishing the pages received, then stopping");
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
+/// `apisnap schedule`: run each job at its fire times until stopped.
+fn schedule(dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
+    use apisnap::schedule::{Daemon, Plan, RunJob, SystemClock, job_schedule};
+    let rt = runtime()?;
+    let stop = stop_on_signals(&rt);
+    let defs = definitions(dir, env)?;
+    let mut jobs = Vec::new();
+    for def in &defs {
+        match job_schedule(def)? {
+            Some(j) => jobs.push(j),
+            None => tracing::info!(job = %def.name, "no [schedule]: not run by the scheduler"),
+        }
+    }
+    if jobs.is_empty() {
+        return Err(Error::Config(ConfigErrors::from(
+            apisnap::config::ConfigError::file(
+                dir,
+                "no job here has a [schedule] table: add one (cron = \"30 2 * * *\") or run \
+                 jobs with `apisnap run`",
+            ),
+        )));
+    }
+    for j in &jobs {
+        tracing::info!(job = %j.job, timezone = %j.timezone, "scheduled");
+    }
+    let files: std::collections::HashMap<String, PathBuf> = defs
+        .iter()
+        .map(|d| (d.name.clone(), d.file.clone()))
+        .collect();
+    let env = std::sync::Arc::new(env.clone());
+    let options = apisnap::run::RunOptions {
+        fresh: false,
+        stop: Some(stop.clone()),
+    };
+    let run: RunJob = std::sync::Arc::new(move |job: String| {
+        let file = files[&job].clone();
+        let env = env.clone();
+        let options = options.clone();
+        Box::pin(async move {
+            // Read again for every run: edited credentials or fields take effect without a
+            // restart (the schedule itself is read at start).
+            let job = load_job(&file, &env)?.build(&env)?;
+            let summary = job.run(&options).await?;
+            print_summary(&summary);
+            Ok(summary)
+        })
+    });
+    let plan = Plan::new(jobs, chrono::Utc::now());
+    rt.block_on(Daemon::new(SystemClock, plan, run).run(stop));
+    Ok(exit::OK)
 }
 
 /// The job definitions in `dir` (secrets are not needed).
