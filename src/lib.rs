@@ -29,6 +29,7 @@ pub mod columns;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod deploy;
 pub mod env;
 pub mod error;
 pub mod fetch;

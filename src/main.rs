@@ -89,6 +89,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render deployment files (systemd units, Kubernetes CronJobs) from the job definitions.
+    #[command(subcommand)]
+    Deploy(DeployCommand),
     /// Start the sandbox: a local server that emulates the reference providers.
     Sandbox {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -137,6 +140,83 @@ enum Command {
         #[arg(long, default_value_t = 25_000)]
         records: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum DeployCommand {
+    /// A hardened service and a timer per scheduled job.
+    Systemd {
+        /// The jobs directory to read.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+        /// Where to write the units.
+        #[arg(long, default_value = "deploy/systemd")]
+        out: PathBuf,
+        /// The apisnap binary on the target host.
+        #[arg(long, default_value = "/usr/local/bin/apisnap")]
+        bin: PathBuf,
+        /// The jobs directory on the target host.
+        #[arg(long, default_value = "/etc/apisnap/jobs")]
+        target_jobs_dir: PathBuf,
+        /// The working directory on the target host (relative output and state go there).
+        #[arg(long, default_value = "/var/lib/apisnap")]
+        workdir: PathBuf,
+        /// The directory of credential files on the target host, one per secret variable.
+        #[arg(long, default_value = "/etc/apisnap/credentials")]
+        credentials_dir: PathBuf,
+        /// Run as this user instead of a dynamic one.
+        #[arg(long)]
+        user: Option<String>,
+        /// Spread each start over up to this many seconds.
+        #[arg(long)]
+        randomized_delay_secs: Option<u64>,
+        /// node_exporter's textfile collector directory (passed as --metrics-dir).
+        #[arg(long)]
+        metrics_dir: Option<PathBuf>,
+    },
+    /// A CronJob per scheduled job, the jobs as a ConfigMap, a volume claim, and the shape of
+    /// the credentials Secret.
+    Kubernetes {
+        /// The jobs directory to read.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
+        /// Where to write the manifests.
+        #[arg(long, default_value = "deploy/kubernetes")]
+        out: PathBuf,
+        /// The container image (see deploy/Dockerfile).
+        #[arg(long, default_value = concat!("apisnap:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// The namespace; default: none (kubectl's current one).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The Secret holding the credentials, one key per variable.
+        #[arg(long, default_value = "apisnap-credentials")]
+        secret: String,
+        /// Secrets as environment variables or as mounted files.
+        #[arg(long, value_enum, default_value_t = SecretsAs::Env)]
+        secrets_as: SecretsAs,
+        /// The PersistentVolumeClaim for snapshots and state.
+        #[arg(long, default_value = "apisnap-data")]
+        claim: String,
+        /// Its size.
+        #[arg(long, default_value = "10Gi")]
+        storage: String,
+        /// Skip a run that could not start within this many seconds of its time.
+        #[arg(long, default_value_t = 3600)]
+        starting_deadline_secs: u64,
+        /// Pods retried (each resuming the checkpoint) before the Job fails.
+        #[arg(long, default_value_t = 3)]
+        backoff_limit: u32,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 120)]
+        grace_secs: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SecretsAs {
+    Env,
+    Files,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +322,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
                 port,
             )
         }
+        Command::Deploy(command) => deploy(command, &env),
         Command::Schema(SchemaCommand::Export { out }) => export_schemas(&out),
         Command::Schema(SchemaCommand::Infer { job, jobs_dir, out }) => {
             infer_columns(&job, &jobs_dir, out.as_deref(), &env)
@@ -644,6 +725,94 @@ fn infer_columns(
             println!("wrote {}", path.display());
         }
         None => print!("{text}"),
+    }
+    Ok(exit::OK)
+}
+
+/// `apisnap deploy`.
+fn deploy(command: DeployCommand, env: &Env) -> Result<u8, Error> {
+    use apisnap::deploy::{deployables, kubernetes, systemd};
+    let config_error = |e: apisnap::deploy::DeployError| {
+        Error::Config(ConfigErrors::from(apisnap::config::ConfigError::file(
+            &e.file, e.message,
+        )))
+    };
+    let (jobs_dir, out) = match &command {
+        DeployCommand::Systemd { jobs_dir, out, .. }
+        | DeployCommand::Kubernetes { jobs_dir, out, .. } => (jobs_dir.clone(), out.clone()),
+    };
+    let defs = definitions(&jobs_dir, env)?;
+    let jobs = deployables(&defs).map_err(config_error)?;
+    if jobs.is_empty() {
+        return Err(Error::Config(ConfigErrors::from(
+            apisnap::config::ConfigError::file(
+                &jobs_dir,
+                "no job here has a [schedule] table, so there is nothing to deploy",
+            ),
+        )));
+    }
+    let files = match command {
+        DeployCommand::Systemd {
+            bin,
+            target_jobs_dir,
+            workdir,
+            credentials_dir,
+            user,
+            randomized_delay_secs,
+            metrics_dir,
+            ..
+        } => systemd::render(
+            &jobs,
+            &systemd::SystemdOptions {
+                bin,
+                jobs_dir: target_jobs_dir,
+                workdir,
+                credentials_dir,
+                user,
+                randomized_delay_secs,
+                metrics_dir,
+                ..Default::default()
+            },
+        ),
+        DeployCommand::Kubernetes {
+            image,
+            namespace,
+            secret,
+            secrets_as,
+            claim,
+            storage,
+            starting_deadline_secs,
+            backoff_limit,
+            grace_secs,
+            ..
+        } => kubernetes::render(
+            &jobs,
+            &kubernetes::KubernetesOptions {
+                image,
+                namespace,
+                secret,
+                secrets_as: match secrets_as {
+                    SecretsAs::Env => kubernetes::SecretsAs::Env,
+                    SecretsAs::Files => kubernetes::SecretsAs::Files,
+                },
+                claim,
+                storage,
+                starting_deadline_secs,
+                backoff_limit,
+                grace_secs,
+            },
+        ),
+    }
+    .map_err(config_error)?;
+    let io = |e: std::io::Error| Error::Internal {
+        job: "-".into(),
+        message: format!("cannot write to {}: {e}", out.display()),
+    };
+    std::fs::create_dir_all(&out).map_err(io)?;
+    for f in files {
+        let path = out.join(&f.file);
+        std::fs::write(&path, f.text).map_err(io)?;
+        println!("wrote {}", path.display());
     }
     Ok(exit::OK)
 }

@@ -122,7 +122,10 @@ impl<'de> Deserialize<'de> for SecretRef {
 /// A secret that could not be resolved. Names the source, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("environment variable {0} is not set (export it or add it to .env)")]
+    #[error(
+        "environment variable {0} is not set (export it, add it to .env, or put a file {0} in \
+         $APISNAP_SECRETS_DIR or systemd's $CREDENTIALS_DIRECTORY)"
+    )]
     MissingEnv(String),
     #[error("environment variable {0} is empty")]
     EmptyEnv(String),
@@ -140,7 +143,15 @@ impl SecretRef {
     pub fn resolve(&self, env: &Env) -> Result<Secret, SecretError> {
         match self {
             SecretRef::Env(name) => match env.get(name) {
-                None => Err(SecretError::MissingEnv(name.clone())),
+                // A mounted Kubernetes Secret, or systemd's LoadCredential=: the variable's
+                // value is the file of its name there, read as a `file:` secret.
+                None => match secret_dirs(env)
+                    .map(|dir| dir.join(name))
+                    .find(|path| path.is_file())
+                {
+                    Some(path) => SecretRef::File(path).resolve(env),
+                    None => Err(SecretError::MissingEnv(name.clone())),
+                },
                 Some("") => Err(SecretError::EmptyEnv(name.clone())),
                 Some(v) => Ok(Secret::new(v)),
             },
@@ -161,9 +172,44 @@ impl SecretRef {
     }
 }
 
+/// Directories holding one file per secret variable: `APISNAP_SECRETS_DIR` (a mounted
+/// Kubernetes Secret), then systemd's `CREDENTIALS_DIRECTORY` (set for `LoadCredential=`).
+fn secret_dirs(env: &Env) -> impl Iterator<Item = PathBuf> + '_ {
+    ["APISNAP_SECRETS_DIR", "CREDENTIALS_DIRECTORY"]
+        .into_iter()
+        .filter_map(|var| env.get(var))
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_secret_falls_back_to_a_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("API_TOKEN"), "from-file\n").unwrap();
+        let reference = SecretRef::Env("API_TOKEN".into());
+        let credentials = Env::empty().with(
+            "CREDENTIALS_DIRECTORY",
+            dir.path().to_string_lossy().to_string(),
+        );
+        assert_eq!(
+            reference.resolve(&credentials).unwrap().expose(),
+            "from-file"
+        );
+        let mounted = Env::empty().with(
+            "APISNAP_SECRETS_DIR",
+            dir.path().to_string_lossy().to_string(),
+        );
+        assert_eq!(reference.resolve(&mounted).unwrap().expose(), "from-file");
+        // The variable wins over the file.
+        let both = mounted.with("API_TOKEN", "from-env");
+        assert_eq!(reference.resolve(&both).unwrap().expose(), "from-env");
+        let missing = SecretRef::Env("OTHER".into()).resolve(&credentials);
+        assert!(matches!(missing, Err(SecretError::MissingEnv(_))));
+    }
 
     #[test]
     fn redacted() {

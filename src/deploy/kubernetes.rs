@@ -1,0 +1,384 @@
+//! Kubernetes: a `CronJob` per job, the job files as a `ConfigMap`, a `PersistentVolumeClaim`
+//! for snapshots and state, and an example of the credentials `Secret`.
+//!
+//! Pods are disposable and the checkpoint is on the volume, so a pod stopped (SIGTERM, within
+//! the grace period) or killed is followed by one that resumes: `backoffLimit` retries do
+//! that, except for exit codes that a retry cannot fix (2: configuration, 3: credentials),
+//! which fail the Job at once through a pod failure policy.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{DeployError, Deployable, Rendered};
+use crate::schedule::CronFields;
+
+/// How secrets reach the container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretsAs {
+    /// Each secret variable from the `Secret`, as an environment variable.
+    Env,
+    /// The `Secret` mounted as files, one per variable, read through `APISNAP_SECRETS_DIR`.
+    Files,
+}
+
+#[derive(Clone, Debug)]
+pub struct KubernetesOptions {
+    pub image: String,
+    pub namespace: Option<String>,
+    /// The `Secret` that holds the credentials, keyed by variable name.
+    pub secret: String,
+    pub secrets_as: SecretsAs,
+    /// The claim for snapshots, state and the token cache, and its size.
+    pub claim: String,
+    pub storage: String,
+    /// A run that could not start within this many seconds of its time is skipped.
+    pub starting_deadline_secs: u64,
+    /// Pods retried (each resuming the checkpoint) before the Job fails.
+    pub backoff_limit: u32,
+    /// Time between SIGTERM and SIGKILL: enough to commit the pages received.
+    pub grace_secs: u64,
+}
+
+impl Default for KubernetesOptions {
+    fn default() -> Self {
+        KubernetesOptions {
+            image: format!("apisnap:{}", env!("CARGO_PKG_VERSION")),
+            namespace: None,
+            secret: "apisnap-credentials".into(),
+            secrets_as: SecretsAs::Env,
+            claim: "apisnap-data".into(),
+            storage: "10Gi".into(),
+            starting_deadline_secs: 3600,
+            backoff_limit: 3,
+            grace_secs: 120,
+        }
+    }
+}
+
+const JOBS_DIR: &str = "/etc/apisnap/jobs";
+const DATA_DIR: &str = "/var/lib/apisnap";
+const SECRETS_DIR: &str = "/var/run/secrets/apisnap";
+/// The distroless image's `nonroot` user.
+const UID: u64 = 65532;
+
+/// A Kubernetes object name for a job: DNS-1123, at most 52 characters for a CronJob (its
+/// Jobs get an 11-character suffix).
+pub fn object_name(job: &str) -> Result<String, String> {
+    let name: String = format!("apisnap-{job}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_end_matches('-').to_string();
+    if name.len() > 52 {
+        return Err(format!(
+            "the CronJob name `{name}` is longer than Kubernetes allows (52): rename the job file"
+        ));
+    }
+    Ok(name)
+}
+
+/// The schedule as Kubernetes reads it (standard 5 fields, days of the week 0-6).
+pub fn schedule(fields: &CronFields) -> String {
+    format!(
+        "{} {} {} {} {}",
+        field(&fields.minutes, 0, 59),
+        field(&fields.hours, 0, 23),
+        field(&fields.days_of_month, 1, 31),
+        field(&fields.months, 1, 12),
+        field(&fields.days_of_week, 0, 6)
+    )
+}
+
+/// `*`, `*/n`, `a-b/n`, or a list of values and ranges.
+fn field(values: &[u8], lo: u8, hi: u8) -> String {
+    if values.len() == usize::from(hi - lo + 1) {
+        return "*".into();
+    }
+    if values.len() >= 3 {
+        let step = values[1] - values[0];
+        if step > 1 && values.windows(2).all(|w| w[1] - w[0] == step) {
+            let last = values[values.len() - 1];
+            return if values[0] == lo && last + step > hi {
+                format!("*/{step}")
+            } else {
+                format!("{}-{last}/{step}", values[0])
+            };
+        }
+    }
+    let mut runs: Vec<(u8, u8)> = Vec::new();
+    for &v in values {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == v => *end = v,
+            _ => runs.push((v, v)),
+        }
+    }
+    runs.iter()
+        .map(|(a, b)| match b - a {
+            0 => a.to_string(),
+            1 => format!("{a},{b}"),
+            _ => format!("{a}-{b}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn metadata(name: &str, o: &KubernetesOptions, labels: Value) -> Value {
+    let mut m = json!({ "name": name });
+    if let Some(ns) = &o.namespace {
+        m["namespace"] = json!(ns);
+    }
+    m["labels"] = labels;
+    m
+}
+
+fn labels(component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "apisnap",
+        "app.kubernetes.io/component": component,
+    })
+}
+
+fn yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).expect("JSON values serialize as YAML")
+}
+
+/// Every file: the CronJobs, the ConfigMap, the claim and the Secret's example.
+pub fn render(jobs: &[Deployable], o: &KubernetesOptions) -> Result<Vec<Rendered>, DeployError> {
+    let mut out = Vec::new();
+    // The job and provider files, keyed for the ConfigMap (keys cannot hold `/`).
+    let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut secret_vars: Vec<String> = Vec::new();
+    for job in jobs {
+        let fail = |message: String| DeployError {
+            file: job.file.clone(),
+            message,
+        };
+        if !job.secret_files.is_empty() {
+            return Err(fail(format!(
+                "`file:` secrets ({}) name paths on this machine; in Kubernetes write them as \
+                 `env:NAME` and put NAME in the `{}` Secret",
+                job.secret_files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                o.secret
+            )));
+        }
+        for (key, path, source) in [
+            (job.job_file.clone(), job.job_file.clone(), &job.file),
+            (
+                job.provider_file.replace('/', "."),
+                job.provider_file.clone(),
+                &job.provider_path,
+            ),
+        ] {
+            let text = std::fs::read_to_string(source)
+                .map_err(|e| fail(format!("cannot read {}: {e}", source.display())))?;
+            files.insert(key, (path, text));
+        }
+        secret_vars.extend(job.secret_vars.iter().cloned());
+        let name = object_name(&job.name).map_err(fail)?;
+        out.push(Rendered {
+            file: format!("{name}.cronjob.yaml"),
+            text: yaml(&cron_job(job, &name, o, &files)),
+        });
+    }
+    secret_vars.sort();
+    secret_vars.dedup();
+    out.push(Rendered {
+        file: "apisnap-jobs.configmap.yaml".into(),
+        text: yaml(&json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata("apisnap-jobs", o, labels("jobs")),
+            "data": files.iter().map(|(k, (_, text))| (k.clone(), json!(text))).collect::<serde_json::Map<_, _>>(),
+        })),
+    });
+    out.push(Rendered {
+        file: format!("{}.pvc.yaml", o.claim),
+        text: yaml(&json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": metadata(&o.claim, o, labels("data")),
+            "spec": {
+                // ReadWriteOnce: the jobs' pods share a node. With ReadWriteMany storage
+                // they can run anywhere.
+                "accessModes": ["ReadWriteOnce"],
+                "resources": { "requests": { "storage": o.storage } },
+            },
+        })),
+    });
+    out.push(Rendered {
+        file: format!("{}.secret.example.yaml", o.secret),
+        text: format!(
+            "# The credentials the jobs read, one key per variable. Fill in and apply, or create\n\
+             # it with: kubectl create secret generic {} {}\n{}",
+            o.secret,
+            secret_vars
+                .iter()
+                .map(|v| format!("--from-literal={v}=..."))
+                .collect::<Vec<_>>()
+                .join(" "),
+            yaml(&json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata(&o.secret, o, labels("credentials")),
+                "type": "Opaque",
+                "stringData": secret_vars.iter().map(|v| (v.clone(), json!(""))).collect::<serde_json::Map<_, _>>(),
+            }))
+        ),
+    });
+    Ok(out)
+}
+
+fn cron_job(
+    job: &Deployable,
+    name: &str,
+    o: &KubernetesOptions,
+    files: &BTreeMap<String, (String, String)>,
+) -> Value {
+    let mut env = vec![json!({ "name": "XDG_CACHE_HOME", "value": format!("{DATA_DIR}/.cache") })];
+    let mut mounts = vec![
+        json!({ "name": "jobs", "mountPath": JOBS_DIR, "readOnly": true }),
+        json!({ "name": "data", "mountPath": DATA_DIR }),
+        json!({ "name": "tmp", "mountPath": "/tmp" }),
+    ];
+    let items: Vec<Value> = files
+        .iter()
+        .filter(|(_, (path, _))| *path == job.job_file || *path == job.provider_file)
+        .map(|(key, (path, _))| json!({ "key": key, "path": path }))
+        .collect();
+    let mut volumes = vec![
+        json!({ "name": "jobs", "configMap": { "name": "apisnap-jobs", "items": items } }),
+        json!({ "name": "data", "persistentVolumeClaim": { "claimName": o.claim } }),
+        json!({ "name": "tmp", "emptyDir": {} }),
+    ];
+    match o.secrets_as {
+        SecretsAs::Env => {
+            for var in &job.secret_vars {
+                env.push(json!({
+                    "name": var,
+                    "valueFrom": { "secretKeyRef": { "name": o.secret, "key": var } },
+                }));
+            }
+        }
+        SecretsAs::Files if !job.secret_vars.is_empty() => {
+            env.push(json!({ "name": "APISNAP_SECRETS_DIR", "value": SECRETS_DIR }));
+            mounts
+                .push(json!({ "name": "credentials", "mountPath": SECRETS_DIR, "readOnly": true }));
+            volumes.push(json!({
+                "name": "credentials",
+                "secret": {
+                    "secretName": o.secret,
+                    "defaultMode": 0o400,
+                    "items": job.secret_vars.iter().map(|v| json!({ "key": v, "path": v })).collect::<Vec<_>>(),
+                },
+            }));
+        }
+        SecretsAs::Files => {}
+    }
+    let pod_labels = json!({
+        "app.kubernetes.io/name": "apisnap",
+        "app.kubernetes.io/component": "job",
+        "apisnap/job": job.name,
+    });
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(name, o, pod_labels.clone()),
+        "spec": {
+            "schedule": schedule(&job.fields),
+            "timeZone": job.timezone,
+            // The job lock would refuse a second run anyway; Forbid never starts it.
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": o.starting_deadline_secs,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": { "labels": pod_labels.clone() },
+                "spec": {
+                    "backoffLimit": o.backoff_limit,
+                    "podFailurePolicy": {
+                        "rules": [{
+                            // A configuration (2) or credential (3) error fails the same way
+                            // on every retry.
+                            "action": "FailJob",
+                            "onExitCodes": { "containerName": "apisnap", "operator": "In", "values": [2, 3] },
+                        }],
+                    },
+                    "template": {
+                        "metadata": { "labels": pod_labels },
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "terminationGracePeriodSeconds": o.grace_secs,
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "runAsUser": UID,
+                                "runAsGroup": UID,
+                                "fsGroup": UID,
+                                "seccompProfile": { "type": "RuntimeDefault" },
+                            },
+                            "containers": [{
+                                "name": "apisnap",
+                                "image": o.image,
+                                "imagePullPolicy": "IfNotPresent",
+                                "args": ["--log-format", "json", "run", "--jobs-dir", JOBS_DIR, job.name],
+                                "workingDir": DATA_DIR,
+                                "env": env,
+                                "resources": {
+                                    "requests": { "cpu": "250m", "memory": "128Mi" },
+                                    "limits": { "cpu": "2", "memory": "512Mi" },
+                                },
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                    "capabilities": { "drop": ["ALL"] },
+                                },
+                                "volumeMounts": mounts,
+                            }],
+                            "volumes": volumes,
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_as_kubernetes_reads_them() {
+        for (cron, want) in [
+            ("30 2 * * *", "30 2 * * *"),
+            ("0 6 * * 1-5", "0 6 * * 1-5"),
+            ("0 6 * * 7", "0 6 * * 0"),
+            ("0 6 * * 5-7", "0 6 * * 0,5,6"),
+            ("*/15 * * * *", "*/15 * * * *"),
+            ("10-40/10 * * * *", "10-40/10 * * * *"),
+            ("@hourly", "0 * * * *"),
+            ("@weekly", "0 0 * * 0"),
+        ] {
+            assert_eq!(schedule(&CronFields::parse(cron).unwrap()), want, "{cron}");
+        }
+    }
+
+    #[test]
+    fn object_names() {
+        assert_eq!(
+            object_name("seal_metrics_events").unwrap(),
+            "apisnap-seal-metrics-events"
+        );
+        assert!(object_name(&"x".repeat(60)).is_err());
+    }
+}
