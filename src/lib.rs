@@ -34,6 +34,7 @@ pub mod env;
 pub mod error;
 pub mod fetch;
 pub mod incremental;
+pub mod metrics;
 pub mod paginate;
 pub mod ratelimit;
 pub mod report;

@@ -20,9 +20,13 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info", env = "APISNAP_LOG")]
     log_level: String,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format: text for people, json (one object per line) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "APISNAP_LOG_FORMAT")]
     log_format: LogFormat,
+    /// After each run, write the job's metrics to DIR/apisnap_<job>.prom (node_exporter's
+    /// textfile collector directory).
+    #[arg(long, global = true, env = "APISNAP_METRICS_DIR")]
+    metrics_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -270,10 +274,10 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             jobs,
             jobs_dir,
             fresh,
-        } => run(&jobs, &jobs_dir, fresh, &env),
+        } => run(&jobs, &jobs_dir, fresh, cli.metrics_dir, &env),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
-        Command::Schedule { jobs_dir } => schedule(&jobs_dir, &env),
+        Command::Schedule { jobs_dir } => schedule(&jobs_dir, cli.metrics_dir, &env),
         Command::Next { jobs_dir, count } => next(&jobs_dir, count, &env),
         Command::Status { jobs_dir, json } => status(&jobs_dir, json, &env),
         Command::Sandbox {
@@ -347,19 +351,31 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// `apisnap run`: every job named, one after another. A failed job does not stop the next;
 /// the exit code is the first failure's.
-fn run(jobs: &[String], jobs_dir: &std::path::Path, fresh: bool, env: &Env) -> Result<u8, Error> {
+fn run(
+    jobs: &[String],
+    jobs_dir: &std::path::Path,
+    fresh: bool,
+    metrics_dir: Option<PathBuf>,
+    env: &Env,
+) -> Result<u8, Error> {
     let rt = runtime()?;
     let stop_rx = stop_on_signals(&rt);
     let options = apisnap::run::RunOptions {
         fresh,
         stop: Some(stop_rx),
+        metrics_dir,
     };
     let mut code = exit::OK;
     for name in jobs {
         let result = find_job(name, jobs_dir)
             .map_err(|e| Error::Config(ConfigErrors::from(e)))
             .and_then(|file| Ok(load_job(&file, env)?.build(env)?))
-            .and_then(|job| rt.block_on(job.run(&options)));
+            .and_then(|job| {
+                let progress = ProgressDisplay::start(&rt, &job);
+                let result = rt.block_on(job.run(&options));
+                progress.finish();
+                result
+            });
         match result {
             Ok(summary) => print_summary(&summary),
             Err(e) => {
@@ -400,7 +416,7 @@ fn stop_on_signals(rt: &tokio::runtime::Runtime) -> tokio::sync::watch::Receiver
 }
 
 /// `apisnap schedule`: run each job at its fire times until stopped.
-fn schedule(dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
+fn schedule(dir: &std::path::Path, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8, Error> {
     use apisnap::schedule::{Daemon, Plan, RunJob, SystemClock, job_schedule};
     let rt = runtime()?;
     let stop = stop_on_signals(&rt);
@@ -432,6 +448,7 @@ fn schedule(dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
     let options = apisnap::run::RunOptions {
         fresh: false,
         stop: Some(stop.clone()),
+        metrics_dir,
     };
     let run: RunJob = std::sync::Arc::new(move |job: String| {
         let file = files[&job].clone();
@@ -831,6 +848,83 @@ fn export_schemas(out: &std::path::Path) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
+/// The progress bar being drawn, if any: log lines are written above it, not through it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Where log lines go: stderr, around the progress bar.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().map(|b| b.clone()).unwrap_or(None);
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// A progress bar for a run on a terminal: pages, records, records/s, bytes, retries. Nothing
+/// at all when stderr is not a terminal (cron, systemd, Kubernetes, a pipe).
+struct ProgressDisplay {
+    bar: Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)>,
+}
+
+impl ProgressDisplay {
+    fn start(rt: &tokio::runtime::Runtime, job: &apisnap::run::Job) -> ProgressDisplay {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return ProgressDisplay { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner().with_prefix(job.name.clone());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed_precise} {msg}")
+                .expect("a valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        if let Ok(mut slot) = BAR.lock() {
+            *slot = Some(bar.clone());
+        }
+        let handle = job.progress();
+        let ticker = {
+            let bar = bar.clone();
+            rt.spawn(async move {
+                let started = std::time::Instant::now();
+                loop {
+                    let p = handle.read();
+                    let rate = p.records as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    bar.set_message(format!(
+                        "{} pages, {} records, {:.0} records/s, {}, {} retries",
+                        p.pages,
+                        p.records,
+                        rate,
+                        indicatif::HumanBytes(p.bytes),
+                        p.retries
+                    ));
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            })
+        };
+        ProgressDisplay {
+            bar: Some((bar, ticker)),
+        }
+    }
+
+    fn finish(self) {
+        if let Some((bar, ticker)) = self.bar {
+            ticker.abort();
+            bar.finish_and_clear();
+            if let Ok(mut slot) = BAR.lock() {
+                *slot = None;
+            }
+        }
+    }
+}
+
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -839,7 +933,9 @@ fn init_logging(cli: &Cli) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LogWriter)
+        // Colours for a person at a terminal; plain text in files and journals.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.log_format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),

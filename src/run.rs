@@ -53,6 +53,7 @@ pub struct Job {
     on_invalid: crate::config::OnInvalid,
     /// The declared columns, if the job has a column file.
     declared: Option<SchemaRef>,
+    counters: Arc<Counters>,
 }
 
 /// How to run.
@@ -62,6 +63,47 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Becomes `true` when the run should stop at the next page boundary (SIGTERM, Ctrl-C).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Where to write the job's Prometheus textfile after the run (node_exporter).
+    pub metrics_dir: Option<std::path::PathBuf>,
+}
+
+/// What a run has fetched so far, for a progress display; updated as pages arrive.
+#[derive(Debug, Default)]
+struct Counters {
+    pages: std::sync::atomic::AtomicU64,
+    records: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// A live view of a running job's progress.
+#[derive(Clone)]
+pub struct ProgressHandle {
+    counters: Arc<Counters>,
+    fetcher: Arc<Fetcher>,
+}
+
+/// One reading of a [`ProgressHandle`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub pages: u64,
+    pub records: u64,
+    /// Bytes of response bodies (decompressed).
+    pub bytes: u64,
+    pub retries: u64,
+    pub logins: u64,
+}
+
+impl ProgressHandle {
+    pub fn read(&self) -> Progress {
+        use std::sync::atomic::Ordering::Relaxed;
+        Progress {
+            pages: self.counters.pages.load(Relaxed),
+            records: self.counters.records.load(Relaxed),
+            bytes: self.counters.bytes.load(Relaxed),
+            retries: self.fetcher.retries(),
+            logins: self.fetcher.auth().logins(),
+        }
+    }
 }
 
 impl JobDefinition {
@@ -156,6 +198,7 @@ impl JobDefinition {
             drift: self.job.schema.drift,
             on_invalid: self.job.schema.on_invalid,
             declared,
+            counters: Arc::default(),
         })
     }
 }
@@ -236,8 +279,16 @@ impl Job {
     pub async fn run(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started_at = chrono::Utc::now();
         let result = self.run_once(options).await;
-        self.report(started_at, &result);
+        self.report(started_at, &result, options.metrics_dir.as_deref());
         result
+    }
+
+    /// A live view of this job's progress while it runs.
+    pub fn progress(&self) -> ProgressHandle {
+        ProgressHandle {
+            counters: self.counters.clone(),
+            fetcher: self.fetcher.clone(),
+        }
     }
 
     /// Writes the run report beside the state. A run refused by the lock did nothing and
@@ -246,6 +297,7 @@ impl Job {
         &self,
         started_at: chrono::DateTime<chrono::Utc>,
         result: &Result<RunSummary, Error>,
+        metrics_dir: Option<&std::path::Path>,
     ) {
         use crate::checkpoint::StateError;
         if let Err(Error::State {
@@ -257,7 +309,12 @@ impl Job {
         }
         let finished_at = chrono::Utc::now();
         let store = StateStore::new(&self.state_dir, &self.name);
-        let progress = store.load().ok().and_then(|s| s.in_progress);
+        let state = store.load().ok();
+        let last_success = state
+            .as_ref()
+            .and_then(|s| s.history.first())
+            .map(|r| r.finished_at);
+        let progress = state.and_then(|s| s.in_progress);
         let report = match result {
             Ok(s) => crate::report::RunReport {
                 job: self.name.clone(),
@@ -302,6 +359,11 @@ impl Job {
         };
         if let Err(e) = crate::report::write(&self.state_dir, &report) {
             tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
+        }
+        if let Some(dir) = metrics_dir
+            && let Err(e) = crate::metrics::write(dir, &report, last_success)
+        {
+            tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
         }
     }
 
@@ -663,6 +725,16 @@ impl Job {
             }
             tracing::debug!(job = %self.name, position = %current.position, records = page.outcome.records, "page");
             count += 1;
+            {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.counters.pages.fetch_add(1, Relaxed);
+                self.counters
+                    .records
+                    .fetch_add(page.outcome.records, Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(page.body.len() as u64, Relaxed);
+            }
             previous = Some((
                 current.position.clone(),
                 page.body.clone(),

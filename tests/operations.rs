@@ -131,3 +131,239 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
     assert!(human.contains("resumes at offset "), "{human}");
     assert!(human.contains("last run: interrupted at "), "{human}");
 }
+
+/// With `--log-format json` every stderr line is a JSON object; retries and re-logins are
+/// WARN lines naming the job; the run report and the metrics file agree with the snapshot's
+/// manifest; and nothing of a progress bar reaches a pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_report_and_metrics_agree_with_what_was_written() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 12_000,
+        revoke_every: Some(5),
+        faults: apisnap::sandbox::FaultConfig {
+            rate: 0.15,
+            seed: 7,
+            kinds: vec![apisnap::sandbox::Fault::parse("503").unwrap()],
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    for (k, v) in [
+        ("PAGINATION__PAGE_SIZE", "500"),
+        ("OUTPUT__PART_RECORDS", "5000"),
+        ("CONCURRENCY", "1"),
+    ] {
+        env.push((format!("APISNAP_JOB_SEAL_METRICS_EVENTS__{k}"), v.into()));
+    }
+    // Fast retries: the vendor's 2 s base would make this test slow.
+    env.push((
+        "APISNAP_PROVIDER_SEAL_METRICS__RETRY__BASE_DELAY_MS".into(),
+        "10".into(),
+    ));
+    env.push((
+        "APISNAP_PROVIDER_SEAL_METRICS__RETRY__MAX_RETRIES".into(),
+        "8".into(),
+    ));
+    env.push((
+        "APISNAP_PROVIDER_SEAL_METRICS__AUTH__TOKEN__MAX_REAUTH".into(),
+        "20".into(),
+    ));
+    let metrics = ws.path().join("metrics");
+    let out = ws
+        .apisnap(
+            &[
+                "--log-format",
+                "json",
+                "--metrics-dir",
+                metrics.to_str().unwrap(),
+                "run",
+                "seal_metrics_events",
+            ],
+            &env,
+        )
+        .await;
+    assert_exit(&out, 0);
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains('\r'),
+        "no progress bar on a pipe: {stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages = |level: &str, message: &str| {
+        lines
+            .iter()
+            .filter(|l| l["level"] == level && l["fields"]["message"] == message)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(messages("INFO", "run started").len(), 1, "{stderr}");
+    let finished = messages("INFO", "run finished");
+    assert_eq!(finished.len(), 1, "{stderr}");
+    let retries = messages("WARN", "retrying");
+    assert!(!retries.is_empty(), "15% of requests fail: {stderr}");
+    for r in &retries {
+        assert_eq!(r["fields"]["job"], "seal_metrics_events");
+        assert!(
+            r["fields"]["request"]
+                .as_str()
+                .unwrap()
+                .contains("/stats/events")
+        );
+    }
+    let relogins = messages("WARN", "401: renewing the token and retrying once");
+    assert!(
+        !relogins.is_empty(),
+        "the token is revoked every 5 requests: {stderr}"
+    );
+
+    // The report, the manifest and the summary line tell the same story.
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join("state/seal_metrics_events.report.json")).unwrap(),
+    )
+    .unwrap();
+    let snapshot = std::path::PathBuf::from(report["snapshot"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot.join("_manifest.json")).unwrap()).unwrap();
+    common::check_parquet_snapshot(&snapshot, 12_000);
+    assert_eq!(report["outcome"], "success");
+    assert_eq!(report["records"], manifest["records"]);
+    assert_eq!(report["records"], 12_000);
+    assert_eq!(report["run_id"], manifest["run_id"]);
+    let part_bytes: u64 = manifest["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["bytes"], part_bytes);
+    let on_disk: u64 = common::parts(&snapshot)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(on_disk, part_bytes);
+    assert_eq!(report["pages"], 25, "24 full pages and the empty one");
+    assert_eq!(report["retries"], retries.len() as u64);
+    assert_eq!(report["retries"], finished[0]["fields"]["retries"]);
+    assert!(report["logins"].as_u64().unwrap() > 1);
+    let summary = text(&out.stdout);
+    assert_eq!(summary.lines().count(), 1, "one summary line: {summary}");
+    assert!(
+        summary.starts_with(&format!(
+            "seal_metrics_events: wrote 12000 records ({part_bytes} bytes, 3 parts) to {}",
+            snapshot.display()
+        )),
+        "{summary}"
+    );
+
+    // node_exporter's textfile.
+    let prom = std::fs::read_to_string(metrics.join("apisnap_seal_metrics_events.prom")).unwrap();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{job=\"seal_metrics_events\"}} ");
+        prom.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in\n{prom}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("apisnap_last_run_success"), 1.0);
+    assert_eq!(value("apisnap_last_run_exit_code"), 0.0);
+    assert_eq!(value("apisnap_last_run_records"), 12_000.0);
+    assert_eq!(value("apisnap_last_run_bytes"), part_bytes as f64);
+    assert_eq!(value("apisnap_last_run_retries"), retries.len() as f64);
+    let finished_at = chrono::DateTime::parse_from_rfc3339(report["finished_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp() as f64;
+    assert!((value("apisnap_last_run_timestamp_seconds") - finished_at).abs() < 1.0);
+    assert!(value("apisnap_last_success_timestamp_seconds") > 0.0);
+    assert!(
+        !std::fs::read_dir(&metrics).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))
+    );
+
+    // A failed run keeps the last success time and says it failed.
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| k != "SEAL_METRICS_PASSWORD");
+    bad.push(("SEAL_METRICS_PASSWORD".into(), "wrong".into()));
+    let out = ws
+        .apisnap(
+            &[
+                "--metrics-dir",
+                metrics.to_str().unwrap(),
+                "run",
+                "seal_metrics_events",
+            ],
+            &bad,
+        )
+        .await;
+    assert_exit(&out, 3);
+    let before = value("apisnap_last_success_timestamp_seconds");
+    let prom = std::fs::read_to_string(metrics.join("apisnap_seal_metrics_events.prom")).unwrap();
+    assert!(
+        prom.contains("apisnap_last_run_success{job=\"seal_metrics_events\"} 0"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("apisnap_last_run_exit_code{job=\"seal_metrics_events\"} 3"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains(&format!(
+            "apisnap_last_success_timestamp_seconds{{job=\"seal_metrics_events\"}} {before}"
+        )),
+        "{prom}"
+    );
+}
+
+/// On a terminal (a pseudo-terminal from `script`), a run draws its progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_a_progress_bar() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("`script` (util-linux) is not installed: skipping");
+        return;
+    }
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 8_000,
+        latency: Duration::from_millis(60),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.push((
+        "APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY".into(),
+        "1".into(),
+    ));
+    env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+    env.push(("TERM".into(), "xterm-256color".into()));
+    let out = tokio::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} run seal_metrics_events", common::bin()),
+            "/dev/null",
+        ])
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("records/s"), "{screen}");
+    assert!(
+        screen.contains("seal_metrics_events: wrote 8000 records"),
+        "{screen}"
+    );
+}

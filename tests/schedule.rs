@@ -59,6 +59,7 @@ fn runner(file: std::path::PathBuf, env: Env, stop: watch::Receiver<bool>) -> Ru
             job.run(&RunOptions {
                 fresh: false,
                 stop: Some(stop),
+                metrics_dir: None,
             })
             .await
         })

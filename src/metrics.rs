@@ -1,0 +1,106 @@
+//! Metrics for node_exporter's textfile collector: after every run, `<dir>/apisnap_<job>.prom`
+//! is replaced (atomically, as the collector asks) with the job's last run: when it ended,
+//! whether it succeeded, what it moved, and when the job last succeeded — what an alert on
+//! "no successful snapshot for 26 hours" needs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::report::RunReport;
+
+type Labels = Vec<(String, String)>;
+
+/// The file a job's metrics go to.
+pub fn path(dir: &Path, job: &str) -> PathBuf {
+    dir.join(format!("apisnap_{job}.prom"))
+}
+
+/// The metrics of `report`, in Prometheus' text format.
+pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String {
+    let mut registry = Registry::with_prefix("apisnap");
+    let labels: Labels = vec![("job".into(), report.job.clone())];
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        family.get_or_create(&labels).set(value);
+        registry.register(name, help, family);
+    };
+    let seconds = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
+    gauge(
+        "last_run_timestamp_seconds",
+        "When the job's last run ended (Unix time)",
+        seconds(report.finished_at),
+    );
+    gauge(
+        "last_run_success",
+        "1 if the job's last run wrote a complete snapshot, else 0",
+        if report.outcome == "success" {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    gauge(
+        "last_run_exit_code",
+        "The exit code of the job's last run (see the README)",
+        f64::from(report.exit_code),
+    );
+    gauge(
+        "last_run_duration_seconds",
+        "How long the job's last run took",
+        report.duration_secs,
+    );
+    gauge(
+        "last_run_records",
+        "Records in the last run's snapshot (committed so far, if it did not finish)",
+        report.records as f64,
+    );
+    gauge(
+        "last_run_bytes",
+        "Bytes of the part files of the last run",
+        report.bytes as f64,
+    );
+    gauge(
+        "last_run_retries",
+        "Requests retried during the last run",
+        report.retries as f64,
+    );
+    if let Some(t) = last_success {
+        gauge(
+            "last_success_timestamp_seconds",
+            "When the job last wrote a complete snapshot (Unix time)",
+            seconds(t),
+        );
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut text, &registry)
+        .expect("writing to a String does not fail");
+    text
+}
+
+/// Replaces the job's metrics file. A temporary name without `.prom` keeps the collector
+/// from reading a half-written file.
+pub fn write(
+    dir: &Path,
+    report: &RunReport,
+    last_success: Option<DateTime<Utc>>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".apisnap_{}.", report.job))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    file.write_all(render(report, last_success).as_bytes())?;
+    // Readable by node_exporter, which runs as another user.
+    std::fs::set_permissions(
+        file.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    file.persist(path(dir, &report.job)).map_err(|e| e.error)?;
+    Ok(())
+}
