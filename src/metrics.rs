@@ -70,6 +70,11 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
         "Requests retried during the last run",
         report.retries as f64,
     );
+    gauge(
+        "last_run_reauthentications",
+        "Tokens renewed after a 401 during the last run",
+        report.reauthentications as f64,
+    );
     if let Some(t) = last_success {
         gauge(
             "last_success_timestamp_seconds",

@@ -28,6 +28,9 @@ pub struct RunReport {
     pub requests: u64,
     pub retries: u64,
     pub logins: u64,
+    /// Tokens renewed after a 401.
+    #[serde(default)]
+    pub reauthentications: u64,
     pub snapshot: Option<PathBuf>,
 }
 

@@ -331,6 +331,7 @@ impl Job {
                 requests: s.requests,
                 retries: s.retries,
                 logins: s.logins,
+                reauthentications: self.fetcher.auth().reauthentications(),
                 snapshot: Some(s.snapshot_dir.clone()),
             },
             Err(e) => crate::report::RunReport {
@@ -354,6 +355,7 @@ impl Job {
                 requests: self.fetcher.requests(),
                 retries: self.fetcher.retries(),
                 logins: self.fetcher.auth().logins(),
+                reauthentications: self.fetcher.auth().reauthentications(),
                 snapshot: progress.map(|c| c.snapshot_dir),
             },
         };

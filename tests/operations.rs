@@ -250,6 +250,7 @@ async fn json_logs_report_and_metrics_agree_with_what_was_written() {
     assert_eq!(report["retries"], retries.len() as u64);
     assert_eq!(report["retries"], finished[0]["fields"]["retries"]);
     assert!(report["logins"].as_u64().unwrap() > 1);
+    assert_eq!(report["reauthentications"], relogins.len() as u64);
     let summary = text(&out.stdout);
     assert_eq!(summary.lines().count(), 1, "one summary line: {summary}");
     assert!(

@@ -340,6 +340,14 @@ impl Authenticator {
             AuthKind::Static(_) => 0,
         }
     }
+
+    /// Tokens renewed because the API answered 401.
+    pub fn reauthentications(&self) -> u64 {
+        match &self.kind {
+            AuthKind::Session(s) => s.reauthentications(),
+            AuthKind::Static(_) => 0,
+        }
+    }
 }
 
 /// Reads a string at `pointer` from a JSON body.

@@ -96,6 +96,8 @@ pub struct TokenSession {
     config: TokenConfig,
     state: Mutex<State>,
     logins: AtomicU64,
+    /// Tokens dropped after a 401 (each followed by a new login).
+    reauthentications: AtomicU64,
     /// When each re-authentication after a 401 happened, for the budget.
     reauths: std::sync::Mutex<VecDeque<Instant>>,
     cache: Option<TokenCache>,
@@ -143,6 +145,7 @@ impl TokenSession {
             config,
             state: Mutex::new(State::default()),
             logins: AtomicU64::new(0),
+            reauthentications: AtomicU64::new(0),
             reauths: std::sync::Mutex::new(VecDeque::new()),
             cache,
             current: std::sync::Mutex::new(None),
@@ -270,6 +273,7 @@ impl TokenSession {
             return Ok(());
         }
         state.token = None;
+        self.reauthentications.fetch_add(1, Ordering::Relaxed);
         if let Some(cache) = &self.cache {
             cache.remove();
         }
@@ -300,6 +304,10 @@ impl TokenSession {
 
     pub(crate) fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn reauthentications(&self) -> u64 {
+        self.reauthentications.load(Ordering::Relaxed)
     }
 
     pub(crate) fn redact(&self, text: &str) -> String {
