@@ -77,19 +77,9 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
         "APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY".into(),
         "1".into(),
     ));
-    let mut cmd = tokio::process::Command::new(common::bin());
-    cmd.args(["run", "seal_metrics_events"])
-        .current_dir(ws.path())
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let child = cmd.spawn().unwrap();
+    let child = common::spawn(&ws, &env, &["run", "seal_metrics_events"]);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
+    common::terminate(&child);
     assert_eq!(
         child.wait_with_output().await.unwrap().status.code(),
         Some(130)

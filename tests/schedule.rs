@@ -268,27 +268,8 @@ async fn sigterm_stops_the_scheduler_with_a_resumable_checkpoint() {
     .await;
     let ws = Workspace::with_shipped_jobs();
     let env = env_for(&sandbox, &ws);
-    let spawn = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(common::bin());
-        cmd.args(args)
-            .current_dir(ws.path())
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        cmd.spawn().unwrap()
-    };
-    let term = |child: &tokio::process::Child| {
-        let pid = child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let spawn = |args: &[&str]| common::spawn(&ws, &env, args);
+    let term = common::terminate;
     let committed = |ws: &Workspace| -> u64 {
         let store = apisnap::checkpoint::StateStore::new(ws.path().join("state"), JOB);
         store.load().unwrap().in_progress.map_or(0, |c| c.records)

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use apisnap::sandbox::{Sandbox, SandboxConfig};
 use common::{
-    Workspace, assert_exit, check_parquet_snapshot, parts, provider_env, snapshot_dirs, text,
+    Workspace, assert_exit, check_parquet_snapshot, parts, provider_env, snapshot_dirs, spawn,
+    terminate, text,
 };
 
 const JOB: &str = "seal_metrics_events";
@@ -19,20 +20,6 @@ fn env_for(sandbox: &Sandbox, ws: &Workspace, extra: &[(&str, &str)]) -> Vec<(St
         env.push((k.to_string(), v.to_string()));
     }
     env
-}
-
-fn spawn(ws: &Workspace, env: &[(String, String)], args: &[&str]) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(common::bin());
-    cmd.args(args)
-        .current_dir(ws.path())
-        .env_clear()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
 }
 
 /// Every part under a final name opens and holds whole, consecutive records.
@@ -622,21 +609,9 @@ async fn sigterm_commits_whole_pages_and_the_next_run_resumes_after_them() {
             ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
         ],
     );
-    let mut cmd = tokio::process::Command::new(common::bin());
-    cmd.args(["run", JOB])
-        .current_dir(ws.path())
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().unwrap();
+    let child = spawn(&ws, &env, &["run", JOB]);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(

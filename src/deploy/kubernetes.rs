@@ -112,14 +112,8 @@ fn field(values: &[u8], lo: u8, hi: u8) -> String {
             };
         }
     }
-    let mut runs: Vec<(u8, u8)> = Vec::new();
-    for &v in values {
-        match runs.last_mut() {
-            Some((_, end)) if *end + 1 == v => *end = v,
-            _ => runs.push((v, v)),
-        }
-    }
-    runs.iter()
+    crate::schedule::expr::runs(values)
+        .iter()
         .map(|(a, b)| match b - a {
             0 => a.to_string(),
             1 => format!("{a},{b}"),

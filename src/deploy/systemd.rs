@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::{DeployError, Deployable, Rendered};
 use crate::schedule::CronFields;
+use crate::schedule::expr::runs;
 
 /// Where things are on the target host.
 #[derive(Clone, Debug)]
@@ -318,18 +319,6 @@ fn component(values: &[u8], lo: u8, hi: u8) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Sorted values as runs of consecutive ones: `[1,2,3,5]` -> `[(1,3),(5,5)]`.
-fn runs(values: &[u8]) -> Vec<(u8, u8)> {
-    let mut out: Vec<(u8, u8)> = Vec::new();
-    for &v in values {
-        match out.last_mut() {
-            Some((_, end)) if *end + 1 == v => *end = v,
-            _ => out.push((v, v)),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

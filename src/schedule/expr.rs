@@ -195,6 +195,18 @@ fn expand(field: &str, lo: u8, hi: u8, names: &[&str], first_name: u8) -> Result
     Ok((lo..=hi).filter(|v| on[usize::from(*v)]).collect())
 }
 
+/// Sorted values as runs of consecutive ones: `[1,2,3,5]` -> `[(1,3),(5,5)]`.
+pub fn runs(values: &[u8]) -> Vec<(u8, u8)> {
+    let mut out: Vec<(u8, u8)> = Vec::new();
+    for &v in values {
+        match out.last_mut() {
+            Some((_, end)) if *end + 1 == v => *end = v,
+            _ => out.push((v, v)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,3 +391,27 @@ pub fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
 pub async fn start_sandbox(config: apisnap::sandbox::SandboxConfig) -> Sandbox {
     Sandbox::start(config, 0).await.expect("the sandbox starts")
 }
+
+/// Starts `apisnap args...` in the workspace with exactly `env`, its output piped (read it
+/// with `wait_with_output`); killed if the test drops it.
+pub fn spawn(ws: &Workspace, env: &[(String, String)], args: &[&str]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(args)
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn().expect("start apisnap")
+}
+
+/// Sends SIGTERM, as Kubernetes and systemd do to stop a job.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("still running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid}");
+}
