@@ -50,6 +50,10 @@ enum Command {
         /// Discard the checkpoint of an interrupted run and start over.
         #[arg(long)]
         fresh: bool,
+        /// Benchmarks only: send the run's requests but only fetch (and parse) the answers;
+        /// write nothing, touch no state (see benches/matrix.sh).
+        #[arg(long, value_enum, hide = true)]
+        floor: Option<FloorArg>,
     },
     /// Authenticate and fetch one page; show what came back. Writes nothing.
     Check {
@@ -218,6 +222,12 @@ enum DeployCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum FloorArg {
+    Fetch,
+    Parse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum SecretsAs {
     Env,
     Files,
@@ -273,7 +283,22 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
         Command::Run {
             jobs,
             jobs_dir,
+            floor: Some(floor),
+            ..
+        } => run_floor(
+            &jobs,
+            &jobs_dir,
+            match floor {
+                FloorArg::Fetch => apisnap::run::Floor::Fetch,
+                FloorArg::Parse => apisnap::run::Floor::Parse,
+            },
+            &env,
+        ),
+        Command::Run {
+            jobs,
+            jobs_dir,
             fresh,
+            floor: None,
         } => run(&jobs, &jobs_dir, fresh, cli.metrics_dir, &env),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
@@ -465,6 +490,26 @@ fn schedule(dir: &std::path::Path, metrics_dir: Option<PathBuf>, env: &Env) -> R
     });
     let plan = Plan::new(jobs, chrono::Utc::now());
     rt.block_on(Daemon::new(SystemClock, plan, run).run(stop));
+    Ok(exit::OK)
+}
+
+/// `apisnap run --floor`: the benchmark floors.
+fn run_floor(
+    jobs: &[String],
+    jobs_dir: &std::path::Path,
+    floor: apisnap::run::Floor,
+    env: &Env,
+) -> Result<u8, Error> {
+    let rt = runtime()?;
+    for name in jobs {
+        let file = find_job(name, jobs_dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+        let job = load_job(&file, env)?.build(env)?;
+        let s = rt.block_on(job.floor(floor))?;
+        println!(
+            "{}: floor {:?}: {} pages, {} records, {} bytes in {:.2}s",
+            s.job, floor, s.pages, s.records, s.bytes, s.duration_secs
+        );
+    }
     Ok(exit::OK)
 }
 

@@ -220,6 +220,26 @@ pub struct RunSummary {
     pub duration_secs: f64,
 }
 
+/// A benchmark floor: the requests of a run, with less done to the answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Floor {
+    /// Fetch every page and drop it.
+    Fetch,
+    /// Fetch every page, parse its whole body as JSON, and drop it.
+    Parse,
+}
+
+/// What a floor run moved.
+#[derive(Clone, Debug, Serialize)]
+pub struct FloorSummary {
+    pub job: String,
+    pub pages: u64,
+    pub records: u64,
+    /// Bytes of response bodies (decompressed).
+    pub bytes: u64,
+    pub duration_secs: f64,
+}
+
 /// What `apisnap check` saw on the first page.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
@@ -281,6 +301,43 @@ impl Job {
         let result = self.run_once(options).await;
         self.report(started_at, &result, options.metrics_dir.as_deref());
         result
+    }
+
+    /// Sends the requests of a full run (same pagination, concurrency, retries) and discards
+    /// the answers, parsed or not: the floors a run's speed is compared with. Writes
+    /// nothing and neither reads nor changes the job's state.
+    pub async fn floor(&self, floor: Floor) -> Result<FloorSummary, Error> {
+        let started = Instant::now();
+        let (tx, mut rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
+        let job = self.name.clone();
+        let sink = tokio::task::spawn_blocking(move || {
+            while let Some(page) = rx.blocking_recv() {
+                if floor == Floor::Parse {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&page.body).map_err(|e| {
+                        Error::Decode {
+                            job: job.clone(),
+                            position: page.position.to_string(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                }
+            }
+            Ok(())
+        });
+        let fetched = self
+            .fetch_stage(self.paginator.first(None).position, tx, None)
+            .await;
+        let parsed = join(&self.name, sink).await;
+        let pages = fetched?;
+        parsed?;
+        let p = self.progress().read();
+        Ok(FloorSummary {
+            job: self.name.clone(),
+            pages,
+            records: p.records,
+            bytes: p.bytes,
+            duration_secs: started.elapsed().as_secs_f64(),
+        })
     }
 
     /// A live view of this job's progress while it runs.

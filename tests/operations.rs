@@ -358,3 +358,28 @@ async fn a_terminal_gets_a_progress_bar() {
         "{screen}"
     );
 }
+
+/// The benchmark floors send a run's requests and keep nothing: no snapshot, no state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_floors_fetch_every_page_and_write_nothing() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 2_345,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    for floor in ["fetch", "parse"] {
+        let out = ws
+            .apisnap(&["run", "--floor", floor, "seal_metrics_events"], &env)
+            .await;
+        assert_exit(&out, 0);
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains(": 4 pages, 2345 records, "), "{stdout}");
+    }
+    assert!(!ws.path().join("out").exists());
+    assert!(!ws.path().join("state").exists());
+    // 4 pages per floor, plus at most `concurrency` (4) speculative requests past the end.
+    let requests = sandbox.stats("seal").data_requests;
+    assert!((8..=16).contains(&requests), "{requests} requests");
+}
