@@ -101,26 +101,12 @@ fn field(values: &[u8], lo: u8, hi: u8) -> String {
     if values.len() == usize::from(hi - lo + 1) {
         return "*".into();
     }
-    if values.len() >= 3 {
-        let step = values[1] - values[0];
-        if step > 1 && values.windows(2).all(|w| w[1] - w[0] == step) {
-            let last = values[values.len() - 1];
-            return if values[0] == lo && last + step > hi {
-                format!("*/{step}")
-            } else {
-                format!("{}-{last}/{step}", values[0])
-            };
-        }
+    let last = values[values.len() - 1];
+    match crate::schedule::expr::step(values) {
+        Some(s) if values[0] == lo && last + s > hi => format!("*/{s}"),
+        Some(s) => format!("{}-{last}/{s}", values[0]),
+        None => crate::schedule::expr::list(values, |v| v.to_string(), "-"),
     }
-    crate::schedule::expr::runs(values)
-        .iter()
-        .map(|(a, b)| match b - a {
-            0 => a.to_string(),
-            1 => format!("{a},{b}"),
-            _ => format!("{a}-{b}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn metadata(name: &str, o: &KubernetesOptions, labels: Value) -> Value {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::{DeployError, Deployable, Rendered};
 use crate::schedule::CronFields;
-use crate::schedule::expr::runs;
+use crate::schedule::expr::{list, step};
 
 /// Where things are on the target host.
 #[derive(Clone, Debug)]
@@ -266,17 +266,7 @@ pub fn on_calendar(fields: &CronFields, timezone: &str) -> Result<String, String
             .into_iter()
             .collect();
         let names = |i: u8| WEEKDAYS[usize::from((i + 1) % 7)].to_string();
-        out.push_str(
-            &runs(&order)
-                .iter()
-                .map(|(a, b)| match b - a {
-                    0 => names(*a),
-                    1 => format!("{},{}", names(*a), names(*b)),
-                    _ => format!("{}..{}", names(*a), names(*b)),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        out.push_str(&list(&order, names, ".."));
         out.push(' ');
     }
     let _ = write!(
@@ -301,24 +291,11 @@ fn component(values: &[u8], lo: u8, hi: u8) -> String {
     if values.len() == usize::from(hi - lo + 1) {
         return "*".into();
     }
-    if values.len() >= 3 {
-        let step = values[1] - values[0];
-        let regular = step > 1
-            && values.windows(2).all(|w| w[1] - w[0] == step)
-            && values[values.len() - 1] + step > hi;
-        if regular {
-            return format!("{:02}/{step}", values[0]);
-        }
+    match step(values) {
+        // systemd's `a/s` runs to the end of the range.
+        Some(s) if values[values.len() - 1] + s > hi => format!("{:02}/{s}", values[0]),
+        _ => list(values, |v| format!("{v:02}"), ".."),
     }
-    runs(values)
-        .iter()
-        .map(|(a, b)| match b - a {
-            0 => format!("{a:02}"),
-            1 => format!("{a:02},{b:02}"),
-            _ => format!("{a:02}..{b:02}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

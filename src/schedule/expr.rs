@@ -195,16 +195,31 @@ fn expand(field: &str, lo: u8, hi: u8, names: &[&str], first_name: u8) -> Result
     Ok((lo..=hi).filter(|v| on[usize::from(*v)]).collect())
 }
 
-/// Sorted values as runs of consecutive ones: `[1,2,3,5]` -> `[(1,3),(5,5)]`.
-pub fn runs(values: &[u8]) -> Vec<(u8, u8)> {
-    let mut out: Vec<(u8, u8)> = Vec::new();
+/// Sorted values as a comma list in which runs of three or more become ranges:
+/// `[1,2,3,5]` -> `1..3,5` with `item` = to_string and `range` = `..`.
+pub fn list(values: &[u8], item: impl Fn(u8) -> String, range: &str) -> String {
+    let mut runs: Vec<(u8, u8)> = Vec::new();
     for &v in values {
-        match out.last_mut() {
+        match runs.last_mut() {
             Some((_, end)) if *end + 1 == v => *end = v,
-            _ => out.push((v, v)),
+            _ => runs.push((v, v)),
         }
     }
-    out
+    runs.iter()
+        .map(|&(a, b)| match b - a {
+            0 => item(a),
+            1 => format!("{},{}", item(a), item(b)),
+            _ => format!("{}{range}{}", item(a), item(b)),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The step of sorted values that form a progression of three or more (`0,15,30,45` -> 15).
+pub fn step(values: &[u8]) -> Option<u8> {
+    let step = *values.get(1)? - values[0];
+    (values.len() >= 3 && step > 1 && values.windows(2).all(|w| w[1] - w[0] == step))
+        .then_some(step)
 }
 
 #[cfg(test)]
