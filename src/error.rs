@@ -56,6 +56,12 @@ pub enum Error {
     Internal { job: String, message: String },
 }
 
+impl From<crate::config::ConfigError> for Error {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Error::Config(ConfigErrors::from(e))
+    }
+}
+
 /// Exit codes, documented in the README.
 pub mod exit {
     pub const OK: u8 = 0;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use apisnap::Error;
-use apisnap::config::{ConfigErrors, find_job, load_job, validate_paths};
+use apisnap::config::{find_job, load_job, validate_paths};
 use apisnap::env::Env;
 use apisnap::error::exit;
 use apisnap::run::RunSummary;
@@ -324,10 +324,10 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
                     .iter()
                     .map(|f| {
                         apisnap::sandbox::Fault::parse(f).ok_or_else(|| {
-                            Error::Config(ConfigErrors::from(apisnap::config::ConfigError::field(
+                            Error::from(apisnap::config::ConfigError::field(
                                 "--faults",
                                 format!("unknown fault `{f}`: expected 500, 502, 503, 429, 429-date, close, slow or malformed"),
-                            )))
+                            ))
                         })
                     })
                     .collect::<Result<_, _>>()?
@@ -393,7 +393,7 @@ fn run(
     let mut code = exit::OK;
     for name in jobs {
         let result = find_job(name, jobs_dir)
-            .map_err(|e| Error::Config(ConfigErrors::from(e)))
+            .map_err(Error::from)
             .and_then(|file| Ok(load_job(&file, env)?.build(env)?))
             .and_then(|job| {
                 let progress = ProgressDisplay::start(&rt, &job);
@@ -454,13 +454,12 @@ fn schedule(dir: &std::path::Path, metrics_dir: Option<PathBuf>, env: &Env) -> R
         }
     }
     if jobs.is_empty() {
-        return Err(Error::Config(ConfigErrors::from(
-            apisnap::config::ConfigError::file(
-                dir,
-                "no job here has a [schedule] table: add one (cron = \"30 2 * * *\") or run \
-                 jobs with `apisnap run`",
-            ),
-        )));
+        return Err(apisnap::config::ConfigError::file(
+            dir,
+            "no job here has a [schedule] table: add one (cron = \"30 2 * * *\") or run \
+             jobs with `apisnap run`",
+        )
+        .into());
     }
     for j in &jobs {
         tracing::info!(job = %j.job, timezone = %j.timezone, "scheduled");
@@ -502,7 +501,7 @@ fn run_floor(
 ) -> Result<u8, Error> {
     let rt = runtime()?;
     for name in jobs {
-        let file = find_job(name, jobs_dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+        let file = find_job(name, jobs_dir)?;
         let job = load_job(&file, env)?.build(env)?;
         let s = rt.block_on(job.floor(floor))?;
         println!(
@@ -518,8 +517,7 @@ fn definitions(
     dir: &std::path::Path,
     env: &Env,
 ) -> Result<Vec<apisnap::config::JobDefinition>, Error> {
-    let files =
-        apisnap::config::job_files(dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+    let files = apisnap::config::job_files(dir)?;
     files
         .iter()
         .map(|f| load_job(f, env).map_err(Error::Config))
@@ -633,7 +631,7 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
 
 /// `apisnap check`: the first thing to run against a new API.
 fn check(name: &str, jobs_dir: &std::path::Path, env: &Env) -> Result<u8, Error> {
-    let file = find_job(name, jobs_dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+    let file = find_job(name, jobs_dir)?;
     let job = load_job(&file, env)?.build(env)?;
     let report = runtime()?.block_on(job.check())?;
     println!("{}: {} -> {}", report.job, report.request, report.status);
@@ -769,7 +767,7 @@ fn infer_columns(
     out: Option<&std::path::Path>,
     env: &Env,
 ) -> Result<u8, Error> {
-    let file = find_job(name, jobs_dir).map_err(|e| Error::Config(ConfigErrors::from(e)))?;
+    let file = find_job(name, jobs_dir)?;
     let job = load_job(&file, env)?.build(env)?;
     let schema = runtime()?.block_on(job.infer_columns())?;
     let text = format!(
@@ -795,9 +793,7 @@ fn infer_columns(
 fn deploy(command: DeployCommand, env: &Env) -> Result<u8, Error> {
     use apisnap::deploy::{deployables, kubernetes, systemd};
     let config_error = |e: apisnap::deploy::DeployError| {
-        Error::Config(ConfigErrors::from(apisnap::config::ConfigError::file(
-            &e.file, e.message,
-        )))
+        Error::from(apisnap::config::ConfigError::file(&e.file, e.message))
     };
     let (jobs_dir, out) = match &command {
         DeployCommand::Systemd { jobs_dir, out, .. }
@@ -806,12 +802,11 @@ fn deploy(command: DeployCommand, env: &Env) -> Result<u8, Error> {
     let defs = definitions(&jobs_dir, env)?;
     let jobs = deployables(&defs).map_err(config_error)?;
     if jobs.is_empty() {
-        return Err(Error::Config(ConfigErrors::from(
-            apisnap::config::ConfigError::file(
-                &jobs_dir,
-                "no job here has a [schedule] table, so there is nothing to deploy",
-            ),
-        )));
+        return Err(apisnap::config::ConfigError::file(
+            &jobs_dir,
+            "no job here has a [schedule] table, so there is nothing to deploy",
+        )
+        .into());
     }
     let files = match command {
         DeployCommand::Systemd {
