@@ -470,13 +470,10 @@ impl Fetcher {
             reason,
             body: self.auth.redact(&snippet(&body)),
         };
-        let located = decode::locate(&body, &self.records_pointer).map_err(bad_body)?;
-        let values = self
-            .pointers
-            .iter()
-            .map(|p| decode::value_at(&body, p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad_body)?;
+        let decode::Scanned {
+            records: located,
+            values,
+        } = decode::scan(&body, &self.records_pointer, &self.pointers).map_err(bad_body)?;
         Ok(Page {
             status,
             records: located.range,

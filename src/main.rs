@@ -114,6 +114,10 @@ enum Command {
         /// Milliseconds added to every data request.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Render the records once at start (about 230 bytes of memory each) and serve pages
+        /// as copies: for benchmarks, so that apisnap is what they measure.
+        #[arg(long)]
+        prerender: bool,
         /// The share of data requests that fail (0.0-1.0).
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
@@ -310,6 +314,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             records,
             max_page_size,
             latency_ms,
+            prerender,
             fault_rate,
             faults,
             seed,
@@ -347,6 +352,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
                     compress,
                     new_field_from: None,
                     bad_value_every: None,
+                    prerender,
                 },
                 port,
             )

@@ -551,7 +551,7 @@ async fn parts_also_close_by_size() {
     })
     .await;
     for (provider, job, limit) in [
-        ("seal_metrics", "seal_metrics_events", "150000"),
+        ("seal_metrics", "seal_metrics_events", "40000"),
         ("spreetail", "spreetail_orders", "600000"),
     ] {
         let ws = Workspace::with_shipped_jobs();

@@ -94,6 +94,71 @@ pub fn write_record(i: u64, out: &mut Vec<u8>) {
     serde_json::to_writer(out, &record(i)).expect("records serialize");
 }
 
+/// Records `0..n` rendered once, for benchmarks: a page is then one copy out of this text,
+/// so that what a benchmark measures is apisnap, not the sandbox's JSON writer.
+pub struct Rendered {
+    /// The records, each followed by a comma.
+    text: Vec<u8>,
+    /// Where each record starts in `text`, and the end as the last entry.
+    starts: Vec<usize>,
+}
+
+impl Rendered {
+    /// Renders records `0..n` on all cores.
+    pub fn new(n: u64) -> Rendered {
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()) as u64;
+        let chunk = n.div_ceil(threads).max(1);
+        let pieces: Vec<(Vec<u8>, Vec<usize>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..n)
+                .step_by(chunk as usize)
+                .map(|from| {
+                    scope.spawn(move || {
+                        let (mut text, mut starts) = (Vec::new(), Vec::new());
+                        for i in from..(from + chunk).min(n) {
+                            starts.push(text.len());
+                            write_record(i, &mut text);
+                            text.push(b',');
+                        }
+                        (text, starts)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("rendering does not panic"))
+                .collect()
+        });
+        let mut rendered = Rendered {
+            text: Vec::with_capacity(pieces.iter().map(|(t, _)| t.len()).sum()),
+            starts: Vec::with_capacity(n as usize + 1),
+        };
+        for (text, starts) in pieces {
+            let base = rendered.text.len();
+            rendered.starts.extend(starts.iter().map(|s| s + base));
+            rendered.text.extend_from_slice(&text);
+        }
+        rendered.starts.push(rendered.text.len());
+        rendered
+    }
+
+    /// Records rendered.
+    pub fn len(&self) -> u64 {
+        self.starts.len() as u64 - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records `start..end`, comma-separated (without the brackets).
+    pub fn records(&self, start: u64, end: u64) -> &[u8] {
+        if start >= end {
+            return &[];
+        }
+        &self.text[self.starts[start as usize]..self.starts[end as usize] - 1]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +174,21 @@ mod tests {
         assert_eq!(v["id"], 7);
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, COLUMNS);
+    }
+
+    #[test]
+    fn rendered_pages_equal_fresh_ones() {
+        let rendered = Rendered::new(25);
+        assert_eq!(rendered.len(), 25);
+        let mut fresh = Vec::new();
+        for i in 3..9 {
+            if i > 3 {
+                fresh.push(b',');
+            }
+            write_record(i, &mut fresh);
+        }
+        assert_eq!(rendered.records(3, 9), fresh.as_slice());
+        assert_eq!(rendered.records(9, 9), b"");
+        assert_eq!(Rendered::new(0).len(), 0);
     }
 }

@@ -40,6 +40,9 @@ pub struct OutputConfig {
     /// zstd level (1-22); higher is smaller and slower.
     #[serde(default)]
     pub compression_level: Option<i32>,
+    /// Which Parquet columns are dictionary-encoded.
+    #[serde(default)]
+    pub dictionary: Option<Dictionary>,
     /// Rows per Parquet row group; bounds the writer's memory.
     #[serde(default = "default_row_group_records")]
     pub row_group_records: usize,
@@ -77,6 +80,7 @@ impl Default for OutputConfig {
             dir: default_dir(),
             compression: None,
             compression_level: None,
+            dictionary: None,
             row_group_records: default_row_group_records(),
             part_records: default_part_records(),
             part_bytes: None,
@@ -116,6 +120,23 @@ pub enum Compression {
     None,
 }
 
+/// Which Parquet columns are dictionary-encoded. A dictionary pays off where values repeat
+/// (a city, a status) and costs time and size where they do not (ids, timestamps, free text):
+/// there Parquet builds the dictionary, outgrows it and falls back, and the file ends up
+/// larger than with no dictionary at all (see BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dictionary {
+    /// Each part file decides per column from its first page: a column where at most half
+    /// the values are distinct gets a dictionary.
+    #[default]
+    Auto,
+    /// Every column (Parquet writers' usual default).
+    On,
+    /// No column.
+    Off,
+}
+
 const PLACEHOLDERS: [&str; 4] = ["job", "date", "timestamp", "run_id"];
 
 impl OutputConfig {
@@ -127,6 +148,7 @@ impl OutputConfig {
             for (set, field) in [
                 (self.compression.is_some(), "output.compression"),
                 (self.compression_level.is_some(), "output.compression_level"),
+                (self.dictionary.is_some(), "output.dictionary"),
             ] {
                 if set {
                     errors.push(ConfigError::field(
