@@ -46,8 +46,10 @@ pub fn scan(
     records: &JsonPointer,
     pointers: &[JsonPointer],
 ) -> Result<Scanned, String> {
+    // Checked once as a whole, so that borrowing each record below does not check it again.
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let found =
-        walk(body, records, pointers).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+        walk(text, records, pointers).map_err(|e| format!("the body is not valid JSON: {e}"))?;
     let located = match found.records {
         None => return Err(format!("no records at {records}")),
         Some(RecordsAt::NotArray(kind)) => {
@@ -72,7 +74,7 @@ pub fn scan(
         Some(RecordsAt::Array { span: None, .. }) => {
             // An empty array has no element to find it by; look for it as a value (an empty
             // page is small, and comes once per run).
-            let raw = walk(body, &JsonPointer::root(), std::slice::from_ref(records))
+            let raw = walk(text, &JsonPointer::root(), std::slice::from_ref(records))
                 .ok()
                 .and_then(|f| f.values[0])
                 .ok_or_else(|| format!("no records at {records}"))?;
@@ -103,7 +105,7 @@ pub fn scan(
 
 /// One pass over `body`.
 fn walk<'de>(
-    body: &'de [u8],
+    body: &'de str,
     records: &JsonPointer,
     pointers: &[JsonPointer],
 ) -> Result<Found<'de>, serde_json::Error> {
@@ -116,7 +118,7 @@ fn walk<'de>(
         records: None,
         values: vec![None; pointers.len()],
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(body);
     Walk {
         wanted,
         found: &mut found,

@@ -51,7 +51,7 @@ enum Command {
         #[arg(long)]
         fresh: bool,
         /// Benchmarks only: send the run's requests but only fetch (and parse) the answers;
-        /// write nothing, touch no state (see benches/matrix.sh).
+        /// write nothing, touch no state (see benches/matrix.rs).
         #[arg(long, value_enum, hide = true)]
         floor: Option<FloorArg>,
     },

@@ -1,8 +1,14 @@
 //! One run of one job: the streaming pipeline.
 //!
 //! ```text
-//!  fetch (async, tokio)  --pages-->  decode (thread)  --batches-->  write (thread)
+//!  fetch (async, tokio) --pages--> decode ahead (parallel) --pages--> decode (thread)
+//!      --batches--> write (thread)
 //! ```
+//!
+//! Decoding a page is the largest single cost, so pages are decoded ahead on all cores, with
+//! the columns the decode stage last settled on; the decode stage itself, in page order,
+//! only takes those batches (or, for a page that needs a decision, such as the first page
+//! or one with a new field or a bad value, decodes it itself).
 //!
 //! Both channels are bounded, so a slow writer slows the fetcher instead of filling memory:
 //! memory depends on the page size and the channel depths, never on the number of records.
@@ -266,6 +272,8 @@ struct FetchedPage {
     next: Option<Position>,
     body: Bytes,
     records: std::ops::Range<usize>,
+    /// The page decoded ahead, with the columns it was decoded with.
+    decoded: Option<(SchemaRef, Vec<RecordBatch>)>,
 }
 
 enum ToWriter {
@@ -627,6 +635,7 @@ impl Job {
         stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<(WriteOutcome, u64), Error> {
         let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
+        let (ahead_tx, ahead_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
         let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
         // A resumed run keeps its frozen columns; otherwise the declared ones, if any.
         let schema = checkpoint
@@ -634,13 +643,22 @@ impl Job {
             .clone()
             .map(Arc::new)
             .or_else(|| self.declared.clone());
+        let settled = Settled::default();
+        let strict = self.drift != crate::config::Drift::Ignore;
+        tokio::spawn(decode_ahead(
+            self.page_size,
+            strict,
+            settled.clone(),
+            page_rx,
+            ahead_tx,
+        ));
         let decoder = {
             let job = self.name.clone();
             let page_size = self.page_size;
             let schema = schema.clone();
             let policy = (self.drift, self.on_invalid);
             tokio::task::spawn_blocking(move || {
-                decode_stage(&job, page_size, policy, schema, page_rx, batch_tx)
+                decode_stage(&job, page_size, policy, schema, settled, ahead_rx, batch_tx)
             })
         };
         let writer = {
@@ -807,6 +825,7 @@ impl Job {
                 },
                 body: page.body,
                 records: page.records,
+                decoded: None,
             };
             if pages.send(fetched).await.is_err() {
                 // The decoder stopped; its error is the one to report.
@@ -852,6 +871,7 @@ fn decode_stage(
     page_size: usize,
     (drift, on_invalid): (crate::config::Drift, crate::config::OnInvalid),
     schema: Option<SchemaRef>,
+    settled: Settled,
     mut pages: mpsc::Receiver<FetchedPage>,
     batches: mpsc::Sender<ToWriter>,
 ) -> Result<(), Error> {
@@ -871,6 +891,7 @@ fn decode_stage(
         {
             return Ok(());
         }
+        settled.set(&schema);
         current = Some((schema.clone(), make(schema)?));
     }
     while let Some(page) = pages.blocking_recv() {
@@ -891,11 +912,16 @@ fn decode_stage(
             {
                 return Ok(());
             }
+            settled.set(&schema);
             current = Some((schema.clone(), make(schema)?));
         }
         let (schema, decoder) = current.as_mut().expect("set above");
         let mut nulled = Vec::new();
-        let decoded = match decoder.decode_all(slice) {
+        let ahead = page
+            .decoded
+            .filter(|(with, _)| Arc::ptr_eq(with, schema))
+            .map(|(_, batches)| batches);
+        let decoded = match ahead.map_or_else(|| decoder.decode_all(slice), Ok) {
             Ok(b) => b,
             Err(e) => {
                 let added = if strict {
@@ -948,6 +974,7 @@ fn decode_stage(
                         return Ok(());
                     }
                     *decoder = make(evolved.clone())?;
+                    settled.set(&evolved);
                     *schema = evolved;
                     decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
                 }
@@ -969,6 +996,77 @@ fn decode_stage(
         }
     }
     Ok(())
+}
+
+/// The columns the decode stage has settled on, for pages decoded ahead.
+#[derive(Clone, Default)]
+struct Settled(Arc<std::sync::RwLock<Option<SchemaRef>>>);
+
+impl Settled {
+    fn set(&self, schema: &SchemaRef) {
+        *self.0.write().expect("not poisoned") = Some(schema.clone());
+    }
+
+    fn get(&self) -> Option<SchemaRef> {
+        self.0.read().expect("not poisoned").clone()
+    }
+}
+
+/// Decodes pages ahead of the decode stage, several at a time on the blocking pool, and
+/// hands them on in page order. A page that does not decode with the settled columns (or
+/// arrives before there are any) goes on undecoded: the decode stage decides about it.
+async fn decode_ahead(
+    page_size: usize,
+    strict: bool,
+    settled: Settled,
+    mut pages: mpsc::Receiver<FetchedPage>,
+    out: mpsc::Sender<FetchedPage>,
+) {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesOrdered;
+    let depth = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        tokio::select! {
+            // Hand on finished pages first: the decode stage is waiting for them in order.
+            biased;
+            Some(page) = pending.next(), if !pending.is_empty() => {
+                if out.send(page).await.is_err() {
+                    return;
+                }
+            }
+            page = pages.recv(), if open && pending.len() < depth => match page {
+                Some(page) => pending.push_back(decode_one(page, page_size, strict, settled.get())),
+                None => open = false,
+            },
+        }
+    }
+}
+
+async fn decode_one(
+    mut page: FetchedPage,
+    page_size: usize,
+    strict: bool,
+    schema: Option<SchemaRef>,
+) -> FetchedPage {
+    let Some(schema) = schema else {
+        return page;
+    };
+
+    let (body, range) = (page.body.clone(), page.records.clone());
+    let with = schema.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        PageDecoder::new(schema, page_size, strict)
+            .ok()?
+            .decode_all(&body[range])
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    page.decoded = decoded.map(|batches| (with, batches));
+    page
 }
 
 /// Records not yet in a durable part: they join the checkpoint when their part closes.

@@ -37,7 +37,7 @@ pub struct OutputConfig {
     /// Parquet compression codec.
     #[serde(default)]
     pub compression: Option<Compression>,
-    /// zstd level (1-22); higher is smaller and slower.
+    /// zstd level (1-22, default 1); higher is smaller and slower.
     #[serde(default)]
     pub compression_level: Option<i32>,
     /// Which Parquet columns are dictionary-encoded.
