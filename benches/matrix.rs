@@ -39,7 +39,7 @@ fn main() {
 
     println!("{}\n", machine());
     println!(
-        "| case | wall s | records/s | JSON MB/s | CPU s | peak RSS MB | × fetch floor | × parse floor |"
+        "| case | wall s (median, min-max) | records/s | JSON MB/s | CPU s | peak RSS MB | × fetch floor | × parse floor |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     // Parquet at 20 ms: wall time at concurrency 1 and 8.
@@ -142,8 +142,12 @@ fn main() {
 }
 
 fn row(case: &str, records: u64, bytes: u64, m: &Measured, fetch: &Measured, parse: &Measured) {
+    let range = m
+        .range
+        .map(|(low, high)| format!(" ({low:.2}-{high:.2})"))
+        .unwrap_or_default();
     println!(
-        "| {case} | {:.2} | {:.0} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} |",
+        "| {case} | {:.2}{range} | {:.0} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} |",
         m.wall,
         records as f64 / m.wall,
         bytes as f64 / 1e6 / m.wall,
@@ -245,11 +249,14 @@ impl Bench {
         m
     }
 
-    /// The run with the median wall time of `n`.
+    /// The run with the median wall time of `n`, with the fastest and slowest wall times.
     fn median(&self, n: usize, mut run: impl FnMut() -> Measured) -> Measured {
         let mut runs: Vec<Measured> = (0..n).map(|_| run()).collect();
         runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
-        runs.swap_remove(n / 2)
+        let range = (runs[0].wall, runs[n - 1].wall);
+        let mut median = runs.swap_remove(n / 2);
+        median.range = (n > 1).then_some(range);
+        median
     }
 }
 
@@ -259,6 +266,8 @@ struct Measured {
     rss_mb: f64,
     stdout: String,
     output_bytes: u64,
+    /// Of several runs: the fastest and slowest wall times.
+    range: Option<(f64, f64)>,
 }
 
 impl Measured {
@@ -314,6 +323,7 @@ fn measure(command: &mut Command) -> Measured {
         rss_mb: usage.ru_maxrss as f64 / 1024.0,
         stdout,
         output_bytes: 0,
+        range: None,
     }
 }
 

@@ -4,15 +4,24 @@
 //! The state file (`<state_dir>/<job>.json`) is replaced atomically (temporary file, fsync,
 //! rename, directory fsync) after each part of the snapshot is durable, so it never points
 //! past data that is on disk. It holds positions and counts, never a credential.
+//!
+//! In object storage (`state_dir = "s3://…"`) there is no lock file and no rename: the state
+//! object is replaced with a conditional PUT on the version this process last read or wrote.
+//! Each run first claims the state (a write naming it as the owner); a second pod that
+//! claims it later makes the first one's next write fail, and that run stops.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use object_store::UpdateVersion;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::paginate::Position;
+use crate::storage::{Location, Remote, StorageError, block_on};
 
 /// A run in progress: enough to resume it exactly where its last durable part ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +79,10 @@ pub struct RunRecord {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
     pub job: String,
+    /// The run (process) that last claimed the state: a fresh id per claim, so that a claim
+    /// always changes the object (and so its ETag) even when nothing else does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
     /// The run to resume, if the last one did not finish.
     pub in_progress: Option<Checkpoint>,
     /// The last few successful runs, newest first.
@@ -90,29 +103,116 @@ pub enum StateError {
          going (the next run will pick up the work)"
     )]
     Locked { job: String, path: PathBuf },
+    #[error(
+        "another apisnap (another pod or machine) took over this run's state at {url}, so \
+         this one stops here without writing more; what it committed stays, and the other \
+         run goes on from it"
+    )]
+    Conflict { job: String, url: String },
+    #[error("state {url}: {message}")]
+    Remote { url: String, message: String },
 }
 
-/// The state directory of a job, and its files.
+/// The state of a job: its files in a directory, or its objects under a prefix.
 #[derive(Clone, Debug)]
 pub struct StateStore {
-    dir: PathBuf,
+    backend: Backend,
     job: String,
 }
 
+#[derive(Clone, Debug)]
+enum Backend {
+    Local(PathBuf),
+    Remote {
+        remote: Remote,
+        /// The version of the state object this process last read or wrote.
+        version: Arc<Mutex<Option<UpdateVersion>>>,
+    },
+}
+
 impl StateStore {
+    /// A state directory on this machine.
     pub fn new(dir: impl Into<PathBuf>, job: &str) -> Self {
         StateStore {
-            dir: dir.into(),
+            backend: Backend::Local(dir.into()),
             job: job.to_string(),
         }
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(format!("{}.json", self.job))
+    /// The job's `state_dir` setting: a path, or an object-storage prefix.
+    pub fn open(location: &str, job: &str) -> Result<Self, StateError> {
+        let backend = match Location::parse(location).map_err(|e| StateError::Remote {
+            url: location.to_string(),
+            message: e.to_string(),
+        })? {
+            Location::Local(dir) => Backend::Local(dir),
+            Location::Remote(remote) => Backend::Remote {
+                remote,
+                version: Default::default(),
+            },
+        };
+        Ok(StateStore {
+            backend,
+            job: job.to_string(),
+        })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    fn name(&self) -> String {
+        format!("{}.json", self.job)
+    }
+
+    /// The state file or object, for messages.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Local(dir) => dir.join(self.name()).display().to_string(),
+            Backend::Remote { remote, .. } => remote.url_of(&self.name()),
+        }
+    }
+
+    /// Writes a small file beside the state (the run report), replacing it.
+    pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        match &self.backend {
+            Backend::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
+                let path = dir.join(name);
+                let mut file = tempfile::Builder::new()
+                    .prefix(&format!(".{name}."))
+                    .suffix(".tmp")
+                    .tempfile_in(dir)
+                    .map_err(|e| self.io(&path, e))?;
+                file.write_all(bytes).map_err(|e| self.io(&path, e))?;
+                file.as_file().sync_all().map_err(|e| self.io(&path, e))?;
+                file.persist(&path).map_err(|e| self.io(&path, e.error))?;
+                Ok(())
+            }
+            Backend::Remote { remote, .. } => {
+                block_on(remote.put(name, bytes.to_vec().into())).map_err(|e| self.remote(e))
+            }
+        }
+    }
+
+    /// A small file beside the state, if there is one.
+    pub fn get_file(&self, name: &str) -> Option<Vec<u8>> {
+        match &self.backend {
+            Backend::Local(dir) => std::fs::read(dir.join(name)).ok(),
+            Backend::Remote { remote, .. } => block_on(remote.get(name))
+                .ok()
+                .flatten()
+                .map(|(bytes, _)| bytes.to_vec()),
+        }
+    }
+
+    fn remote(&self, e: StorageError) -> StateError {
+        match e {
+            StorageError::Conflict { url } => StateError::Conflict {
+                job: self.job.clone(),
+                url,
+            },
+            other => StateError::Remote {
+                url: self.describe(),
+                message: other.to_string(),
+            },
+        }
     }
 
     fn io(&self, path: &Path, e: impl std::fmt::Display) -> StateError {
@@ -123,10 +223,14 @@ impl StateStore {
     }
 
     /// Takes the job's lock (`flock` on `<job>.lock`), released when the guard drops — also
-    /// when the process is killed, so a crash never leaves a stale lock.
+    /// when the process is killed, so a crash never leaves a stale lock. Object storage has
+    /// no lock: the conditional writes of the state stand in for it.
     pub fn lock(&self) -> Result<JobLock, StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))?;
-        let path = self.dir.join(format!("{}.lock", self.job));
+        let Backend::Local(dir) = &self.backend else {
+            return Ok(JobLock { _file: None });
+        };
+        std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
+        let path = dir.join(format!("{}.lock", self.job));
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -135,8 +239,8 @@ impl StateStore {
             .map_err(|e| self.io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {
-                self.remove_stale_temporaries();
-                Ok(JobLock { _file: file })
+                self.remove_stale_temporaries(dir);
+                Ok(JobLock { _file: Some(file) })
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
                 job: self.job.clone(),
@@ -148,9 +252,9 @@ impl StateStore {
 
     /// Temporary state files of a run killed while saving: with the lock held, no one else
     /// is writing them.
-    fn remove_stale_temporaries(&self) {
+    fn remove_stale_temporaries(&self, dir: &Path) {
         let prefix = format!(".{}.", self.job);
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
@@ -163,36 +267,82 @@ impl StateStore {
 
     /// The job's state; empty when there is none yet.
     pub fn load(&self) -> Result<JobState, StateError> {
-        let path = self.path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                self.io(
-                    &path,
-                    format!("{e}: the file is damaged; move it away to start the job afresh"),
-                )
+        let bytes = match &self.backend {
+            Backend::Local(dir) => match std::fs::read(dir.join(self.name())) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(self.io(&dir.join(self.name()), e)),
+            },
+            Backend::Remote { remote, version } => {
+                let got = block_on(remote.get(&self.name())).map_err(|e| self.remote(e))?;
+                let (bytes, at) = got.unzip();
+                *version.lock().expect("not poisoned") = at;
+                bytes.map(|b| b.to_vec())
+            }
+        };
+        match bytes {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Io {
+                path: PathBuf::from(self.describe()),
+                message: format!("{e}: the state is damaged; move it away to start the job afresh"),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JobState {
+            None => Ok(JobState {
                 job: self.job.clone(),
                 ..JobState::default()
             }),
-            Err(e) => Err(self.io(&path, e)),
         }
     }
 
-    /// Replaces the state atomically and durably.
+    /// Takes the state over for this run: saves it naming this process as the owner. In
+    /// object storage, whoever claims later wins, and the earlier run's next save fails.
+    pub fn claim(&self, state: &mut JobState) -> Result<(), StateError> {
+        state.claimed_by = Some(uuid::Uuid::new_v4().to_string());
+        self.save(state)
+    }
+
+    /// In object storage: fails with [`StateError::Conflict`] if another run has written the
+    /// state since this process last did (asked before each upload, so that a run that lost
+    /// its claim stops before writing more).
+    pub fn check_claim(&self) -> Result<(), StateError> {
+        let Backend::Remote { remote, version } = &self.backend else {
+            return Ok(());
+        };
+        let ours = version.lock().expect("not poisoned").clone();
+        let now = block_on(remote.version(&self.name())).map_err(|e| self.remote(e))?;
+        if ours.is_some() && now.as_ref().map(|v| &v.e_tag) == ours.as_ref().map(|v| &v.e_tag) {
+            Ok(())
+        } else {
+            Err(StateError::Conflict {
+                job: self.job.clone(),
+                url: self.describe(),
+            })
+        }
+    }
+
+    /// Replaces the state atomically and durably (in object storage: only if no one else
+    /// has written it since this process last did).
     pub fn save(&self, state: &JobState) -> Result<(), StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))?;
-        let path = self.path();
+        let text = serde_json::to_vec_pretty(state).expect("state serializes");
+        let dir = match &self.backend {
+            Backend::Local(dir) => dir,
+            Backend::Remote { remote, version } => {
+                let mut version = version.lock().expect("not poisoned");
+                let written = block_on(remote.put_if(&self.name(), text.into(), version.clone()))
+                    .map_err(|e| self.remote(e))?;
+                *version = Some(written);
+                return Ok(());
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
+        let path = dir.join(self.name());
         let mut file = tempfile::Builder::new()
             .prefix(&format!(".{}.", self.job))
             .suffix(".tmp")
-            .tempfile_in(&self.dir)
+            .tempfile_in(dir)
             .map_err(|e| self.io(&path, e))?;
-        let text = serde_json::to_vec_pretty(state).expect("state serializes");
         file.write_all(&text).map_err(|e| self.io(&path, e))?;
         file.as_file().sync_all().map_err(|e| self.io(&path, e))?;
         file.persist(&path).map_err(|e| self.io(&path, e.error))?;
-        crate::sink::sync_dir(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        crate::sink::sync_dir(dir).map_err(|e| self.io(dir, e))?;
         Ok(())
     }
 
@@ -207,7 +357,7 @@ impl StateStore {
 
 /// Held while a run of the job is going.
 pub struct JobLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 #[cfg(test)]

@@ -86,7 +86,14 @@ impl Error {
             Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
             Error::Fetch(_) | Error::Paginate { .. } => exit::UPSTREAM,
             Error::State {
-                source: crate::checkpoint::StateError::Locked { .. },
+                source:
+                    crate::checkpoint::StateError::Locked { .. }
+                    | crate::checkpoint::StateError::Conflict { .. },
+                ..
+            }
+            | Error::Sink {
+                source:
+                    crate::sink::SinkError::State(crate::checkpoint::StateError::Conflict { .. }),
                 ..
             } => exit::LOCKED,
             Error::Interrupted { .. } => exit::INTERRUPTED,

@@ -43,6 +43,7 @@ pub mod sandbox;
 pub mod schedule;
 pub mod secret;
 pub mod sink;
+pub mod storage;
 
 pub use error::Error;
 

@@ -557,11 +557,13 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
     let now = chrono::Utc::now();
     let mut out = Vec::new();
     for def in definitions(dir, env)? {
-        let store = apisnap::checkpoint::StateStore::new(&def.job.state_dir, &def.name);
-        let state = store.load().map_err(|source| Error::State {
+        let state_error = |source| Error::State {
             job: def.name.clone(),
             source,
-        })?;
+        };
+        let store = apisnap::checkpoint::StateStore::open(&def.job.state_dir, &def.name)
+            .map_err(state_error)?;
+        let state = store.load().map_err(state_error)?;
         let next = def
             .job
             .schedule
@@ -569,7 +571,7 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             .and_then(|s| s.upcoming(now, 1).ok())
             .and_then(|t| t.into_iter().next())
             .map(|t| t.to_rfc3339());
-        let last = apisnap::report::read(std::path::Path::new(&def.job.state_dir), &def.name);
+        let last = apisnap::report::read(&store, &def.name);
         out.push(serde_json::json!({
             "job": def.name,
             "last_run": last,

@@ -1,11 +1,12 @@
 //! The run report: one small JSON file per job beside its state (`<state_dir>/<job>.report.json`),
 //! replaced after every run, for people and scripts asking "did last night's run work?".
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{StateError, StateStore};
 
 /// How the last run of a job ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,26 +35,20 @@ pub struct RunReport {
     pub snapshot: Option<PathBuf>,
 }
 
-/// Where a job's report lives.
-pub fn path(state_dir: &Path, job: &str) -> PathBuf {
-    state_dir.join(format!("{job}.report.json"))
+/// The report's name beside the job's state.
+pub fn name(job: &str) -> String {
+    format!("{job}.report.json")
 }
 
-/// Replaces the report atomically.
-pub fn write(state_dir: &Path, report: &RunReport) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
-    let mut file = tempfile::Builder::new()
-        .prefix(&format!(".{}.report.", report.job))
-        .suffix(".tmp")
-        .tempfile_in(state_dir)?;
-    file.write_all(&serde_json::to_vec_pretty(report).expect("reports serialize"))?;
-    file.as_file().sync_all()?;
-    file.persist(path(state_dir, &report.job))
-        .map_err(|e| e.error)?;
-    Ok(())
+/// Replaces the report.
+pub fn write(store: &StateStore, report: &RunReport) -> Result<(), StateError> {
+    store.put_file(
+        &name(&report.job),
+        &serde_json::to_vec_pretty(report).expect("reports serialize"),
+    )
 }
 
 /// The last report of a job, if any.
-pub fn read(state_dir: &Path, job: &str) -> Option<RunReport> {
-    serde_json::from_slice(&std::fs::read(path(state_dir, job)).ok()?).ok()
+pub fn read(store: &StateStore, job: &str) -> Option<RunReport> {
+    serde_json::from_slice(&store.get_file(&name(job))?).ok()
 }

@@ -38,7 +38,9 @@ use crate::env::Env;
 use crate::fetch::{Fetcher, FetcherParts};
 use crate::paginate::{Next, PageRequest, Paginator, Position};
 use crate::sink::OutputConfig;
-use crate::sink::snapshot::{ColumnInfo, Manifest, SnapshotWriter, finalize, prepare_resume};
+use crate::sink::snapshot::{
+    ColumnInfo, Manifest, SnapshotWriter, Target, finalize, prepare_resume, remove_parts, unmark,
+};
 
 /// Pages buffered between the fetcher and the decoder.
 const PAGE_CHANNEL: usize = 2;
@@ -53,7 +55,8 @@ pub struct Job {
     output: OutputConfig,
     page_size: usize,
     concurrency: usize,
-    state_dir: std::path::PathBuf,
+    /// A directory, or an object-storage prefix.
+    state_dir: String,
     incremental: Option<crate::incremental::IncrementalConfig>,
     drift: crate::config::Drift,
     on_invalid: crate::config::OnInvalid,
@@ -199,7 +202,7 @@ impl JobDefinition {
             output: self.job.output.clone(),
             page_size: self.job.pagination.page_size().unwrap_or(1024) as usize,
             concurrency: self.job.concurrency,
-            state_dir: std::path::PathBuf::from(&self.job.state_dir),
+            state_dir: self.job.state_dir.clone(),
             incremental: self.job.incremental.clone(),
             drift: self.job.schema.drift,
             on_invalid: self.job.schema.on_invalid,
@@ -365,15 +368,24 @@ impl Job {
         metrics_dir: Option<&std::path::Path>,
     ) {
         use crate::checkpoint::StateError;
-        if let Err(Error::State {
-            source: StateError::Locked { .. },
-            ..
-        }) = result
+        // A run that never had the job, or lost it to another, leaves the report to that one.
+        if let Err(
+            Error::State {
+                source: StateError::Locked { .. } | StateError::Conflict { .. },
+                ..
+            }
+            | Error::Sink {
+                source: crate::sink::SinkError::State(StateError::Conflict { .. }),
+                ..
+            },
+        ) = result
         {
             return;
         }
         let finished_at = chrono::Utc::now();
-        let store = StateStore::new(&self.state_dir, &self.name);
+        let Ok(store) = StateStore::open(&self.state_dir, &self.name) else {
+            return;
+        };
         let state = store.load().ok();
         let last_success = state
             .as_ref()
@@ -424,7 +436,7 @@ impl Job {
                 snapshot: progress.map(|c| c.snapshot_dir),
             },
         };
-        if let Err(e) = crate::report::write(&self.state_dir, &report) {
+        if let Err(e) = crate::report::write(&store, &report) {
             tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
         }
         if let Some(dir) = metrics_dir
@@ -436,7 +448,6 @@ impl Job {
 
     async fn run_once(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started = Instant::now();
-        let store = StateStore::new(&self.state_dir, &self.name);
         let state_error = |e| Error::State {
             job: self.name.clone(),
             source: e,
@@ -445,10 +456,14 @@ impl Job {
             job: self.name.clone(),
             source,
         };
+        let store = StateStore::open(&self.state_dir, &self.name).map_err(state_error)?;
         // Two runs of one job at once would write the same snapshot: cron and systemd
         // overlap when a run is slow, so the second one stops here.
         let _lock = store.lock().map_err(state_error)?;
         let mut state = store.load().map_err(state_error)?;
+        // Taken over for this run: in object storage, a second pod that loads the same state
+        // and claims it after this one makes this run's next save fail (and stop).
+        store.claim(&mut state).map_err(state_error)?;
         if options.fresh
             && let Some(old) = state.in_progress.take()
         {
@@ -477,7 +492,7 @@ impl Job {
                 let snapshot_dir = self.output.render_dir(&self.name, now, &run_id);
                 // A snapshot of the same name (a second run on one date) is replaced: its
                 // _SUCCESS goes first, so no reader takes it for complete meanwhile.
-                let _ = std::fs::remove_file(snapshot_dir.join("_SUCCESS"));
+                unmark(&snapshot_dir).map_err(sink_error)?;
                 prepare_resume(&snapshot_dir, &[]).map_err(sink_error)?;
                 let since = match &self.incremental {
                     Some(inc) => inc
@@ -567,12 +582,7 @@ impl Job {
             let old = std::mem::replace(&mut done.parts, vec![merged]);
             state.in_progress = Some(done.clone());
             store.save(&state).map_err(state_error)?;
-            for part in old {
-                let path = done.snapshot_dir.join(&part.file);
-                std::fs::remove_file(&path)
-                    .map_err(|e| sink_error(crate::sink::SinkError::Io { path, source: e }))?;
-            }
-            crate::sink::sync_dir(&done.snapshot_dir).map_err(sink_error)?;
+            remove_parts(&done.snapshot_dir, &old).map_err(sink_error)?;
         }
         let finished_at = chrono::Utc::now();
         let manifest = Manifest {
@@ -1170,12 +1180,15 @@ fn write_stage(
                         }
                     }
                 }
-                snapshot = Some(SnapshotWriter::new(
-                    &ledger.checkpoint.snapshot_dir,
-                    output,
-                    s.clone(),
-                    ledger.checkpoint.parts.clone(),
-                ));
+                let target = Target::of(&ledger.checkpoint.snapshot_dir).map_err(sink_error)?;
+                let guard = store.clone();
+                snapshot = Some(
+                    SnapshotWriter::new(target, output, s.clone(), ledger.checkpoint.parts.clone())
+                        .map_err(sink_error)?
+                        .claimed(ledger.state.claimed_by.as_deref(), move || {
+                            Ok(guard.check_claim()?)
+                        }),
+                );
                 ledger.checkpoint.schema_fingerprint = Some(fingerprint(&s));
                 ledger.checkpoint.schema = Some(s.as_ref().clone());
                 schema = Some(s);

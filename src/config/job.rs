@@ -40,7 +40,9 @@ pub struct JobConfig {
     /// Fetch only what is new since the last successful run.
     #[serde(default)]
     pub incremental: Option<crate::incremental::IncrementalConfig>,
-    /// Where the job's checkpoint, lock and run history live (not in the snapshot).
+    /// Where the job's checkpoint, lock and run history live (not in the snapshot): a
+    /// directory, or an object-storage prefix (`s3://bucket/state`, `gs://…`, `az://…`), where
+    /// the checkpoint is replaced with conditional writes so two pods never both commit a run.
     #[serde(default = "default_state_dir")]
     pub state_dir: String,
     /// When `apisnap schedule` and the generated deployments run this job.
@@ -183,6 +185,9 @@ impl JobConfig {
             ));
         }
         self.pagination.validate(&mut errors);
+        if let Err(e) = crate::storage::check(&self.state_dir) {
+            errors.push(ConfigError::field("state_dir", e));
+        }
         if !(1..=64).contains(&self.concurrency) {
             errors.push(ConfigError::field(
                 "concurrency",

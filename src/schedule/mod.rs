@@ -33,12 +33,14 @@ pub fn job_schedule(
         job: def.name.clone(),
         message,
     })?;
-    let store = crate::checkpoint::StateStore::new(&def.job.state_dir, &def.name);
-    let state = store.load().map_err(|source| crate::Error::State {
+    let state_error = |source| crate::Error::State {
         job: def.name.clone(),
         source,
-    })?;
-    let last_run = crate::report::read(std::path::Path::new(&def.job.state_dir), &def.name)
+    };
+    let store =
+        crate::checkpoint::StateStore::open(&def.job.state_dir, &def.name).map_err(state_error)?;
+    let state = store.load().map_err(state_error)?;
+    let last_run = crate::report::read(&store, &def.name)
         .map(|r| r.started_at)
         .or_else(|| state.history.first().map(|r| r.finished_at));
     Ok(Some(JobSchedule {

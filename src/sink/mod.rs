@@ -30,7 +30,10 @@ pub struct OutputConfig {
     /// The snapshot directory. Placeholders: `{job}` (the job's name), `{date}` (the run's
     /// start date, UTC, `YYYY-MM-DD`), `{timestamp}` (its start time, UTC,
     /// `YYYYMMDDTHHMMSSZ`), `{run_id}` (unique per run, sortable by time). `latest.json` goes
-    /// in the directory above it. Relative paths are relative to the working directory.
+    /// in the directory above it. Relative paths are relative to the working directory. An
+    /// object-storage prefix works the same way: `s3://bucket/{job}/{run_id}`, `gs://…`,
+    /// `az://…` (credentials from the cloud's standard environment variables, web identity
+    /// or instance metadata).
     #[serde(default = "default_dir")]
     #[schemars(example = &"/srv/data/{job}/{date}")]
     pub dir: String,
@@ -245,7 +248,7 @@ fn check_template(template: &str) -> Result<(), String> {
     if template.trim().is_empty() {
         return Err("expected a directory, e.g. `out/{job}/{date}`".into());
     }
-    Ok(())
+    crate::storage::check(template)
 }
 
 /// A file being written.
@@ -275,6 +278,11 @@ pub enum SinkError {
     },
     #[error("{path}: {message}")]
     Encode { path: PathBuf, message: String },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// This run no longer owns the job's state (another took over).
+    #[error(transparent)]
+    State(#[from] crate::checkpoint::StateError),
 }
 
 impl SinkError {

@@ -10,6 +10,10 @@
 //!
 //! Parts close at page boundaries once they hold `part_records` records, so that a
 //! checkpoint can say exactly which request follows the last committed record.
+//!
+//! In object storage (`dir = "s3://…"`) the same layout holds, with keys for files: a part
+//! is written to a local spool directory and then uploaded complete (one PUT, or a
+//! multipart upload completed last), so it is never visible under its key half-written.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,10 +25,38 @@ use serde::Serialize;
 
 use super::{BatchWriter, OutputConfig, SinkError, sync_dir};
 use crate::checkpoint::PartInfo;
+use crate::storage::{Location, Remote, block_on};
+
+/// Where a snapshot's files go.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Dir(PathBuf),
+    Remote(Remote),
+}
+
+impl Target {
+    /// The snapshot directory as the checkpoint names it: a path, or an object-storage URL.
+    pub fn of(dir: &Path) -> Result<Target, SinkError> {
+        match dir.to_str().map(Location::parse) {
+            Some(Ok(Location::Remote(remote))) => Ok(Target::Remote(remote)),
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(Target::Dir(dir.to_path_buf())),
+        }
+    }
+}
 
 /// Writes the parts of one snapshot.
 pub struct SnapshotWriter {
+    target: Target,
+    /// Where part files are written: the snapshot directory itself, or a spool directory
+    /// from which they are uploaded.
     dir: PathBuf,
+    _spool: Option<tempfile::TempDir>,
+    /// Added to part names in object storage: the run's claim, so that a run that lost its
+    /// claim can never overwrite a part of the run that took over.
+    tag: Option<String>,
+    /// Asked before each upload: whether this run still owns the state.
+    guard: Option<Box<dyn Fn() -> Result<(), SinkError> + Send>>,
     output: OutputConfig,
     schema: SchemaRef,
     current: Option<Box<dyn BatchWriter>>,
@@ -34,15 +66,47 @@ pub struct SnapshotWriter {
 
 impl SnapshotWriter {
     /// Continues after `parts` (empty for a new snapshot).
-    pub fn new(dir: &Path, output: &OutputConfig, schema: SchemaRef, parts: Vec<PartInfo>) -> Self {
-        SnapshotWriter {
-            dir: dir.to_path_buf(),
+    pub fn new(
+        target: Target,
+        output: &OutputConfig,
+        schema: SchemaRef,
+        parts: Vec<PartInfo>,
+    ) -> Result<Self, SinkError> {
+        let (dir, spool) = match &target {
+            Target::Dir(dir) => (dir.clone(), None),
+            Target::Remote(_) => {
+                let spool = tempfile::Builder::new()
+                    .prefix("apisnap-spool-")
+                    .tempdir()
+                    .map_err(|e| SinkError::io(&std::env::temp_dir(), e))?;
+                (spool.path().to_path_buf(), Some(spool))
+            }
+        };
+        Ok(SnapshotWriter {
+            target,
+            dir,
+            _spool: spool,
+            tag: None,
+            guard: None,
             output: output.clone(),
             schema,
             current: None,
             current_records: 0,
             parts,
+        })
+    }
+
+    /// In object storage: names parts with `tag` and asks `guard` before each upload.
+    pub fn claimed(
+        mut self,
+        tag: Option<&str>,
+        guard: impl Fn() -> Result<(), SinkError> + Send + 'static,
+    ) -> Self {
+        if matches!(self.target, Target::Remote(_)) {
+            self.tag = tag.map(|t| t.chars().take(8).collect());
+            self.guard = Some(Box::new(guard));
         }
+        self
     }
 
     /// Whether a part is being written.
@@ -55,7 +119,12 @@ impl SnapshotWriter {
     }
 
     fn part_name(&self, index: usize) -> String {
-        format!("part-{index:05}.{}", self.output.format.extension())
+        let tag = self
+            .tag
+            .as_ref()
+            .map(|t| format!("-{t}"))
+            .unwrap_or_default();
+        format!("part-{index:05}{tag}.{}", self.output.format.extension())
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -92,8 +161,16 @@ impl SnapshotWriter {
             return Ok(None);
         };
         let written = writer.finish()?;
+        let file = self.part_name(self.parts.len());
+        if let Target::Remote(remote) = &self.target {
+            if let Some(guard) = &self.guard {
+                guard()?;
+            }
+            block_on(remote.upload(&file, &written.path))?;
+            std::fs::remove_file(&written.path).map_err(|e| SinkError::io(&written.path, e))?;
+        }
         let part = PartInfo {
-            file: self.part_name(self.parts.len()),
+            file,
             records: written.records,
             bytes: written.bytes,
             sha256: written.sha256,
@@ -108,6 +185,20 @@ impl SnapshotWriter {
 /// so do parts renamed after the last checkpoint (they will be written again from the
 /// checkpoint's position, never duplicated).
 pub fn prepare_resume(dir: &Path, committed: &[PartInfo]) -> Result<Vec<PathBuf>, SinkError> {
+    if let Target::Remote(remote) = Target::of(dir)? {
+        return block_on(async {
+            let mut removed = Vec::new();
+            for name in remote.list().await? {
+                let uncommitted_part =
+                    name.starts_with("part-") && !committed.iter().any(|p| p.file == name);
+                if uncommitted_part || name == "_manifest.json" || name == "_SUCCESS" {
+                    remote.delete(&name).await?;
+                    removed.push(PathBuf::from(remote.url_of(&name)));
+                }
+            }
+            Ok(removed)
+        });
+    }
     let mut removed = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -147,6 +238,26 @@ pub fn compact(
     schema: SchemaRef,
     parts: &[PartInfo],
 ) -> Result<PartInfo, SinkError> {
+    if let Target::Remote(remote) = Target::of(dir)? {
+        // Merged on this machine from downloaded copies, then uploaded like a part.
+        let spool = tempfile::Builder::new()
+            .prefix("apisnap-compact-")
+            .tempdir()
+            .map_err(|e| SinkError::io(&std::env::temp_dir(), e))?;
+        for part in parts {
+            let bytes = block_on(remote.get(&part.file))?.ok_or_else(|| {
+                SinkError::encode(
+                    Path::new(&remote.url_of(&part.file)),
+                    "the part named by the checkpoint is missing",
+                )
+            })?;
+            let path = spool.path().join(&part.file);
+            std::fs::write(&path, &bytes.0).map_err(|e| SinkError::io(&path, e))?;
+        }
+        let merged = compact(spool.path(), output, schema, parts)?;
+        block_on(remote.upload(&merged.file, &spool.path().join(&merged.file)))?;
+        return Ok(merged);
+    }
     let name = compacted_name(output);
     let path = dir.join(&name);
     match output.format {
@@ -201,6 +312,37 @@ pub fn compact(
                 bytes,
                 sha256,
             })
+        }
+    }
+}
+
+/// Removes the parts of a snapshot (after compaction has replaced them).
+pub fn remove_parts(dir: &Path, parts: &[PartInfo]) -> Result<(), SinkError> {
+    match Target::of(dir)? {
+        Target::Remote(remote) => block_on(async {
+            for part in parts {
+                remote.delete(&part.file).await?;
+            }
+            Ok(())
+        }),
+        Target::Dir(dir) => {
+            for part in parts {
+                let path = dir.join(&part.file);
+                std::fs::remove_file(&path).map_err(|e| SinkError::io(&path, e))?;
+            }
+            sync_dir(&dir)
+        }
+    }
+}
+
+/// Removes a snapshot's `_SUCCESS`, so that no reader takes it for complete while it is
+/// written again (a second run into a snapshot of the same name).
+pub fn unmark(dir: &Path) -> Result<(), SinkError> {
+    match Target::of(dir)? {
+        Target::Remote(remote) => Ok(block_on(remote.delete("_SUCCESS"))?),
+        Target::Dir(dir) => {
+            let _ = std::fs::remove_file(dir.join("_SUCCESS"));
+            Ok(())
         }
     }
 }
@@ -277,9 +419,24 @@ pub struct Latest {
     pub records: u64,
 }
 
+impl Latest {
+    fn of(manifest: &Manifest, snapshot: &Path) -> Latest {
+        Latest {
+            job: manifest.job.clone(),
+            run_id: manifest.run_id.clone(),
+            snapshot: snapshot.to_path_buf(),
+            finished_at: manifest.finished_at,
+            records: manifest.records,
+        }
+    }
+}
+
 /// Writes `_manifest.json`, then `_SUCCESS` (each durable), then `latest.json` one level up,
 /// then prunes old complete snapshots of the job beyond `retain`.
 pub fn finalize(dir: &Path, manifest: &Manifest, retain: Option<usize>) -> Result<(), SinkError> {
+    if let Target::Remote(remote) = Target::of(dir)? {
+        return block_on(finalize_remote(&remote, dir, manifest, retain));
+    }
     write_atomic(
         &dir.join("_manifest.json"),
         &serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
@@ -288,13 +445,7 @@ pub fn finalize(dir: &Path, manifest: &Manifest, retain: Option<usize>) -> Resul
     let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());
     };
-    let latest = Latest {
-        job: manifest.job.clone(),
-        run_id: manifest.run_id.clone(),
-        snapshot: dir.to_path_buf(),
-        finished_at: manifest.finished_at,
-        records: manifest.records,
-    };
+    let latest = Latest::of(manifest, dir);
     // A run killed while replacing latest.json left its temporary file.
     if let Ok(entries) = std::fs::read_dir(parent) {
         for entry in entries.flatten() {
@@ -324,25 +475,15 @@ fn prune(parent: &Path, current: &Path, job: &str, keep: usize) -> Result<(), Si
         if !path.join("_SUCCESS").is_file() {
             continue;
         }
-        let Ok(text) = std::fs::read(path.join("_manifest.json")) else {
+        let Some(finished) = std::fs::read(path.join("_manifest.json"))
+            .ok()
+            .and_then(|text| finished_at(&text, job))
+        else {
             continue;
         };
-        let Ok(m) = serde_json::from_slice::<serde_json::Value>(&text) else {
-            continue;
-        };
-        if m["job"] != job {
-            continue;
-        }
-        let finished = m["finished_at"]
-            .as_str()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
         complete.push((finished, path));
     }
-    complete.sort();
-    let excess = complete.len().saturating_sub(keep.max(1));
-    for (_, path) in complete.into_iter().take(excess) {
+    for path in oldest_beyond(complete, keep) {
         if path == current {
             continue;
         }
@@ -352,6 +493,94 @@ fn prune(parent: &Path, current: &Path, job: &str, keep: usize) -> Result<(), Si
         tracing::info!(snapshot = %path.display(), "pruned an old snapshot (retain)");
     }
     Ok(())
+}
+
+/// [`finalize`] in object storage: each object is complete when it appears, in the same
+/// order (manifest, `_SUCCESS`, `latest.json`).
+async fn finalize_remote(
+    remote: &Remote,
+    dir: &Path,
+    manifest: &Manifest,
+    retain: Option<usize>,
+) -> Result<(), SinkError> {
+    // Parts of attempts that did not commit (a killed run, a run that lost its claim) go
+    // before the snapshot is declared complete, so that a reader listing `part-*` finds
+    // exactly the manifest's.
+    for name in remote.list().await? {
+        if name.starts_with("part-") && !manifest.parts.iter().any(|p| p.file == name) {
+            remote.delete(&name).await?;
+        }
+    }
+    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
+    remote.put("_manifest.json", json.into()).await?;
+    remote.put("_SUCCESS", bytes::Bytes::new()).await?;
+    let Some(parent) = remote.parent() else {
+        return Ok(());
+    };
+    let latest = Latest::of(manifest, dir);
+    let json = serde_json::to_vec_pretty(&latest).expect("serializes");
+    parent.put("latest.json", json.into()).await?;
+    if let Some(keep) = retain {
+        prune_remote(&parent, remote, &manifest.job, keep).await?;
+    }
+    Ok(())
+}
+
+/// [`prune`] in object storage.
+async fn prune_remote(
+    parent: &Remote,
+    current: &Remote,
+    job: &str,
+    keep: usize,
+) -> Result<(), SinkError> {
+    let names = parent.list().await?;
+    let mut complete: Vec<(DateTime<Utc>, String)> = Vec::new();
+    for name in &names {
+        let Some(snapshot) = name.strip_suffix("/_SUCCESS") else {
+            continue;
+        };
+        let manifest = parent.get(&format!("{snapshot}/_manifest.json")).await?;
+        let Some(finished) = manifest.and_then(|(text, _)| finished_at(&text, job)) else {
+            continue;
+        };
+        complete.push((finished, snapshot.to_string()));
+    }
+    for snapshot in oldest_beyond(complete, keep) {
+        let doomed = parent.child(&snapshot);
+        if doomed.url() == current.url() {
+            continue;
+        }
+        // _SUCCESS first: a reader never sees a half-deleted snapshot as complete.
+        doomed.delete("_SUCCESS").await?;
+        for name in doomed.list().await? {
+            doomed.delete(&name).await?;
+        }
+        tracing::info!(snapshot = %doomed.url(), "pruned an old snapshot (retain)");
+    }
+    Ok(())
+}
+
+/// When a snapshot of `job` finished, from its manifest; `None` for another job's snapshot
+/// or a manifest that does not read.
+fn finished_at(manifest: &[u8], job: &str) -> Option<DateTime<Utc>> {
+    let m: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    if m["job"] != job {
+        return None;
+    }
+    Some(
+        m["finished_at"]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default(),
+    )
+}
+
+/// The complete snapshots to prune: all but the newest `keep` (at least one stays).
+fn oldest_beyond<T: Ord>(mut complete: Vec<(DateTime<Utc>, T)>, keep: usize) -> Vec<T> {
+    complete.sort();
+    let excess = complete.len().saturating_sub(keep.max(1));
+    complete.into_iter().take(excess).map(|(_, s)| s).collect()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {

@@ -340,7 +340,7 @@ pub fn check_parquet_snapshot(dir: &Path, count: u64) {
     assert_eq!(next, count, "records in {}", dir.display());
 }
 
-/// A Python with pyarrow and DuckDB (tests/analysts/requirements.txt), in
+/// A Python with pyarrow, DuckDB and moto (tests/analysts/requirements.txt), in
 /// `target/analyst-venv`. `.ci/run` creates it before the tests; on a developer's machine
 /// the first test that needs it does (pip, from PyPI).
 pub fn analyst_python() -> PathBuf {
@@ -352,7 +352,7 @@ pub fn analyst_python() -> PathBuf {
             let python = venv.join("bin/python");
             let ready = || {
                 std::process::Command::new(&python)
-                    .args(["-c", "import pyarrow, duckdb"])
+                    .args(["-c", "import pyarrow, duckdb, moto.server"])
                     .output()
                     .is_ok_and(|o| o.status.success())
             };
@@ -368,8 +368,8 @@ pub fn analyst_python() -> PathBuf {
                     .arg(root.join("tests/analysts/requirements.txt"))
                     .status()
                     .unwrap();
-                assert!(status.success(), "pip install of pyarrow and duckdb failed");
-                assert!(ready(), "pyarrow and duckdb still do not import");
+                assert!(status.success(), "pip install of the test tools failed");
+                assert!(ready(), "pyarrow, duckdb and moto still do not import");
             }
             python
         })
