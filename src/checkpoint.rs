@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::paginate::Position;
-use crate::storage::{Location, Remote, StorageError, block_on};
+use crate::sink::SinkError;
+use crate::sink::snapshot::Claim;
+use crate::storage::{Location, PendingUpload, Remote, StorageError, block_on};
 
 /// A run in progress: enough to resume it exactly where its last durable part ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,19 @@ pub struct Checkpoint {
     /// column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
+    /// For one shard of a sharded run: which, and where its pages end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRange>,
+}
+
+/// A shard's part of a sharded run (`apisnap run --shard INDEX/COUNT`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRange {
+    pub index: u64,
+    pub count: u64,
+    /// The next shard's first offset or page; `None` for the last shard, which reads to the
+    /// end.
+    pub end: Option<u64>,
 }
 
 /// One part file of a snapshot.
@@ -128,6 +143,11 @@ enum Backend {
         /// The version of the state object this process last read or wrote.
         version: Arc<Mutex<Option<UpdateVersion>>>,
     },
+}
+
+/// The name a shard's state is kept under.
+pub fn shard_state_name(job: &str, index: u64, count: u64) -> String {
+    format!("{job}.shard-{index}-of-{count}")
 }
 
 impl StateStore {
@@ -259,7 +279,13 @@ impl StateStore {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.ends_with(".tmp") {
+            // `.<job>.<random>.tmp` only: `.<job>.shard-1-of-4.<random>.tmp` belongs to a
+            // shard, whose run holds its own lock and may be saving right now.
+            let ours = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .is_some_and(|random| !random.contains('.'));
+            if ours {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -318,6 +344,36 @@ impl StateStore {
         }
     }
 
+    fn upload_name(&self) -> String {
+        format!("{}.upload.json", self.job)
+    }
+
+    /// Aborts the multipart upload a killed run left unfinished, if any.
+    pub fn abort_pending_upload(&self) -> Result<Option<PendingUpload>, StateError> {
+        let Some(bytes) = self.get_file(&self.upload_name()) else {
+            return Ok(None);
+        };
+        let Ok(upload) = serde_json::from_slice::<PendingUpload>(&bytes) else {
+            return Ok(None);
+        };
+        block_on(upload.abort()).map_err(|e| self.remote(e))?;
+        self.remove_file(&self.upload_name())?;
+        Ok(Some(upload))
+    }
+
+    fn remove_file(&self, name: &str) -> Result<(), StateError> {
+        match &self.backend {
+            Backend::Local(dir) => match std::fs::remove_file(dir.join(name)) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.io(&dir.join(name), e)),
+            },
+            Backend::Remote { remote, .. } => {
+                block_on(remote.delete(name)).map_err(|e| self.remote(e))
+            }
+        }
+    }
+
     /// Replaces the state atomically and durably (in object storage: only if no one else
     /// has written it since this process last did).
     pub fn save(&self, state: &JobState) -> Result<(), StateError> {
@@ -355,6 +411,23 @@ impl StateStore {
     }
 }
 
+impl Claim for StateStore {
+    fn check(&self) -> Result<(), SinkError> {
+        Ok(self.check_claim()?)
+    }
+
+    fn uploading(&self, upload: Option<&PendingUpload>) -> Result<(), SinkError> {
+        match upload {
+            Some(upload) => self.put_file(
+                &self.upload_name(),
+                &serde_json::to_vec(upload).expect("serializes"),
+            )?,
+            None => self.remove_file(&self.upload_name())?,
+        }
+        Ok(())
+    }
+}
+
 /// Held while a run of the job is going.
 pub struct JobLock {
     _file: Option<File>,
@@ -379,11 +452,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".events.abc123.tmp"), b"{").unwrap();
         std::fs::write(dir.path().join(".other.abc123.tmp"), b"{").unwrap();
+        let shard = dir.path().join(".events.shard-0-of-2.abc123.tmp");
+        std::fs::write(&shard, b"{").unwrap();
         let _lock = StateStore::new(dir.path(), "events").lock().unwrap();
         assert!(!dir.path().join(".events.abc123.tmp").exists());
         assert!(
             dir.path().join(".other.abc123.tmp").exists(),
             "another job's file stays"
+        );
+        assert!(
+            shard.exists(),
+            "a shard's file stays: its run holds its own lock"
         );
     }
 
@@ -406,6 +485,7 @@ mod tests {
             high_water: None,
             columns_added: Vec::new(),
             nulled: Default::default(),
+            shard: None,
         });
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), state);

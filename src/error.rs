@@ -51,6 +51,12 @@ pub enum Error {
          from there"
     )]
     Interrupted { job: String },
+    /// `apisnap finalize` of a sharded run while some shards are not complete.
+    #[error(
+        "job `{job}`: not every shard is complete ({waiting}); the snapshot is finalized once \
+         they are (the last shard to finish does it, or run `apisnap finalize` again)"
+    )]
+    Incomplete { job: String, waiting: String },
     /// Anything else that stopped a run (a panicked stage, a runtime failure).
     #[error("job `{job}`: {message}")]
     Internal { job: String, message: String },
@@ -75,6 +81,8 @@ pub mod exit {
     pub const UPSTREAM: u8 = 4;
     /// Another run of the same job holds its lock; this one did nothing.
     pub const LOCKED: u8 = 5;
+    /// `apisnap finalize`: some shards of the run are not complete yet.
+    pub const INCOMPLETE: u8 = 6;
     /// Stopped by SIGTERM or Ctrl-C; the checkpoint is resumable.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -97,6 +105,7 @@ impl Error {
                 ..
             } => exit::LOCKED,
             Error::Interrupted { .. } => exit::INTERRUPTED,
+            Error::Incomplete { .. } => exit::INCOMPLETE,
             Error::Decode { .. }
             | Error::Sink { .. }
             | Error::State { .. }

@@ -50,10 +50,34 @@ enum Command {
         /// Discard the checkpoint of an interrupted run and start over.
         #[arg(long)]
         fresh: bool,
+        /// Run one shard of the sync, INDEX/COUNT (0 <= INDEX < COUNT): the `offset` or
+        /// `page` range split into COUNT disjoint parts, each with its own parts and
+        /// checkpoint. The last shard to finish writes the manifest (see `finalize`).
+        #[arg(long, env = "APISNAP_SHARD", value_name = "INDEX/COUNT")]
+        shard: Option<apisnap::paginate::Shard>,
+        /// The run's id (the snapshot's `{run_id}`), shared by the shards of one sharded run;
+        /// the Kubernetes deployment sets it from the Job's name.
+        #[arg(long, env = "APISNAP_RUN_ID")]
+        run_id: Option<String>,
         /// Benchmarks only: send the run's requests but only fetch (and parse) the answers;
         /// write nothing, touch no state (see benches/matrix.rs).
         #[arg(long, value_enum, hide = true)]
         floor: Option<FloorArg>,
+    },
+    /// Complete a sharded run's snapshot once every shard is complete: one manifest,
+    /// `_SUCCESS`, `latest.json`. Refuses (exit code 6) while any shard is not.
+    Finalize {
+        /// Job name (looked up in --jobs-dir) or job file path.
+        job: String,
+        /// The number of shards the run was split into.
+        #[arg(long)]
+        shards: u64,
+        /// The run to finalize (default: the one the shards are running).
+        #[arg(long, env = "APISNAP_RUN_ID")]
+        run_id: Option<String>,
+        /// The jobs directory.
+        #[arg(long, default_value = "jobs")]
+        jobs_dir: PathBuf,
     },
     /// Authenticate and fetch one page; show what came back. Writes nothing.
     Check {
@@ -302,8 +326,27 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             jobs,
             jobs_dir,
             fresh,
+            shard,
+            run_id,
             floor: None,
-        } => run(&jobs, &jobs_dir, fresh, cli.metrics_dir, &env),
+        } => run(
+            &jobs,
+            &jobs_dir,
+            apisnap::run::RunOptions {
+                fresh,
+                metrics_dir: cli.metrics_dir,
+                shard,
+                run_id,
+                stop: None,
+            },
+            &env,
+        ),
+        Command::Finalize {
+            job,
+            shards,
+            run_id,
+            jobs_dir,
+        } => finalize(&job, &jobs_dir, shards, run_id.as_deref(), &env),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
         Command::Schedule { jobs_dir } => schedule(&jobs_dir, cli.metrics_dir, &env),
@@ -385,17 +428,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 fn run(
     jobs: &[String],
     jobs_dir: &std::path::Path,
-    fresh: bool,
-    metrics_dir: Option<PathBuf>,
+    mut options: apisnap::run::RunOptions,
     env: &Env,
 ) -> Result<u8, Error> {
     let rt = runtime()?;
-    let stop_rx = stop_on_signals(&rt);
-    let options = apisnap::run::RunOptions {
-        fresh,
-        stop: Some(stop_rx),
-        metrics_dir,
-    };
+    options.stop = Some(stop_on_signals(&rt));
     let mut code = exit::OK;
     for name in jobs {
         let result = find_job(name, jobs_dir)
@@ -418,6 +455,38 @@ fn run(
         }
     }
     Ok(code)
+}
+
+/// `apisnap finalize`.
+fn finalize(
+    name: &str,
+    jobs_dir: &std::path::Path,
+    shards: u64,
+    run_id: Option<&str>,
+    env: &Env,
+) -> Result<u8, Error> {
+    let file = find_job(name, jobs_dir)?;
+    let job = load_job(&file, env)?.build(env)?;
+    let done = runtime()?.block_on(job.finalize_shards(shards, run_id))?;
+    if done.already {
+        println!(
+            "{}: run {} was already finalized: {} records in {}",
+            done.job,
+            done.run_id,
+            done.records,
+            done.snapshot_dir.display()
+        );
+    } else {
+        println!(
+            "{}: run {} finalized: {} records in {} parts from {shards} shards, {}",
+            done.job,
+            done.run_id,
+            done.records,
+            done.parts,
+            done.snapshot_dir.display()
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// SIGTERM (Kubernetes, systemd) and Ctrl-C: the returned signal turns true, and runs stop at
@@ -476,9 +545,9 @@ fn schedule(dir: &std::path::Path, metrics_dir: Option<PathBuf>, env: &Env) -> R
         .collect();
     let env = std::sync::Arc::new(env.clone());
     let options = apisnap::run::RunOptions {
-        fresh: false,
         stop: Some(stop.clone()),
         metrics_dir,
+        ..Default::default()
     };
     let run: RunJob = std::sync::Arc::new(move |job: String| {
         let file = files[&job].clone();

@@ -95,6 +95,10 @@ pub struct OffsetConfig {
     /// Where a boolean "more pages follow" flag is, if the API has one.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// For `apisnap run --shard`, when the API does not say its total: at most this many
+    /// records (the last shard reads on to the real end whatever this says).
+    #[serde(default)]
+    pub total_upper_bound: Option<u64>,
 }
 
 /// Page numbers. Stops on an empty page, a reached total, a false has-more flag, or the last
@@ -126,6 +130,10 @@ pub struct PageConfig {
     /// Where a boolean "more pages follow" flag is.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// For `apisnap run --shard`, when the API does not say its total: at most this many
+    /// records (the last shard reads on to the real end whatever this says).
+    #[serde(default)]
+    pub total_upper_bound: Option<u64>,
 }
 
 /// Cursors. Stops when the answer has no cursor (absent, null or empty), on an empty page,
@@ -292,6 +300,7 @@ impl PaginationConfig {
             total: None,
             seen: HashSet::new(),
             step: self.page_size(),
+            end: None,
         }
     }
 
@@ -453,6 +462,39 @@ pub struct Paginator {
     /// How far a speculative request jumps: the records a full page holds. `None` after a
     /// short page (most likely the last one), until the next page shows the server's size.
     step: Option<u64>,
+    /// Where a shard's pages end: the next shard's first offset or page (`None` for the
+    /// last shard, which reads to the end, and for runs that are not sharded).
+    end: Option<u64>,
+}
+
+/// One of `count` disjoint parts of one sync (`apisnap run --shard INDEX/COUNT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let bad = || format!("`{text}`: expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4");
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            index.trim().parse().map_err(|_| bad())?,
+            count.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// The paginator's verdict on a page.
@@ -463,6 +505,57 @@ pub enum Next {
 }
 
 impl Paginator {
+    /// Splits the pages into `shard.count` disjoint runs of whole pages: this shard's first
+    /// position, and where the next shard's begins. The total is what the first answer said
+    /// (records, or pages where the API counts pages), else the configured upper bound. The
+    /// last shard has no end, so that records added meanwhile are not lost.
+    pub fn plan_shard(&self, shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
+        let (page_size, upper, first) = match &self.config {
+            PaginationConfig::Offset(c) => (c.page_size, c.total_upper_bound, c.start_offset),
+            PaginationConfig::Page(c) => (c.page_size, c.total_upper_bound, c.first_page),
+            _ => {
+                return Err(PaginateError(
+                    "only `offset` and `page` pagination can be split into shards: the \
+                     others learn each next request from the answer before it"
+                        .into(),
+                ));
+            }
+        };
+        let pages = match (&self.config, self.total) {
+            (PaginationConfig::Page(c), Some(t)) if c.total_pages_pointer.is_some() => t,
+            (_, Some(records)) => records.div_ceil(page_size),
+            (_, None) => upper.map(|r| r.div_ceil(page_size)).ok_or_else(|| {
+                PaginateError(
+                    "sharding needs the number of records: set `pagination.total_pointer` \
+                     (where the answer says it) or `pagination.total_upper_bound`"
+                        .into(),
+                )
+            })?,
+        };
+        let at = |i: u64| pages * i / shard.count;
+        let (from, to) = (at(shard.index), at(shard.index + 1));
+        let last = shard.index + 1 == shard.count;
+        let (start, end) = match &self.config {
+            PaginationConfig::Offset(_) => (
+                Position::Offset {
+                    offset: first + from * page_size,
+                },
+                first + to * page_size,
+            ),
+            _ => (Position::Page { page: first + from }, first + to),
+        };
+        Ok((start, (!last).then_some(end)))
+    }
+
+    /// Ends the pages at `end` (a shard's range; `None`: the API's end).
+    pub fn set_end(&mut self, end: Option<u64>) {
+        self.end = end;
+    }
+
+    fn end(&self) -> Option<u64> {
+        self.end
+    }
+
     /// The first request, or the one at `resume` when continuing a run.
     pub fn first(&self, resume: Option<&Position>) -> PageRequest {
         let start = match &self.config {
@@ -534,10 +627,15 @@ impl Paginator {
         let position = match (&self.config, &previous.position) {
             (PaginationConfig::Offset(_), Position::Offset { offset }) => {
                 let next = offset + step;
-                if self.total.is_some_and(|t| next >= t) {
+                if self.total.is_some_and(|t| next >= t) || self.end().is_some_and(|e| next >= e) {
                     return None;
                 }
                 Position::Offset { offset: next }
+            }
+            (PaginationConfig::Page(_), Position::Page { page })
+                if self.end().is_some_and(|e| page + 1 >= e) =>
+            {
+                return None;
             }
             (PaginationConfig::Page(c), Position::Page { page }) => {
                 if c.total_pages_pointer.is_some()
@@ -607,6 +705,18 @@ impl Paginator {
                 // Advance by what the server sent, not by what was asked: a server that caps
                 // its page size below `page_size` must not make us skip records.
                 let next = offset + page.records;
+                if let Some(end) = self.end() {
+                    if next > end {
+                        return Err(PaginateError(format!(
+                            "the server returned {} records at offset {offset}, more than the \
+                             {} asked for: the shards would overlap",
+                            page.records, c.page_size
+                        )));
+                    }
+                    if next == end {
+                        return Ok(Next::Done);
+                    }
+                }
                 if self.total.is_some_and(|t| next >= t) {
                     return Ok(Next::Done);
                 }
@@ -634,6 +744,7 @@ impl Paginator {
                 if page.records == 0
                     || more == Some(false)
                     || pages_total.is_some_and(|t| done_pages >= t)
+                    || self.end().is_some_and(|e| number + 1 >= e)
                 {
                     return Ok(Next::Done);
                 }
@@ -777,6 +888,7 @@ mod tests {
             params_in: ParamsIn::Query,
             total_pointer: None,
             has_more_pointer: None,
+            total_upper_bound: None,
         })
         .build()
     }
@@ -786,6 +898,51 @@ mod tests {
             records: n,
             ..PageOutcome::default()
         }
+    }
+
+    #[test]
+    fn shards_split_whole_pages_and_the_last_reads_on() {
+        // 10,500 records in pages of 1,000, by an upper bound: 11 pages over 4 shards.
+        let mut config = offset(1000).config;
+        if let PaginationConfig::Offset(c) = &mut config {
+            c.total_upper_bound = Some(10_500);
+        }
+        let mut seen = Vec::new();
+        for index in 0..4 {
+            let mut p = config.build();
+            let (start, end) = p.plan_shard(Shard { index, count: 4 }).unwrap();
+            p.set_end(end);
+            let mut request = p.request(start);
+            loop {
+                let Position::Offset { offset } = request.position else {
+                    panic!("offsets");
+                };
+                seen.push((index, offset));
+                // The data grew past the bound: the last shard reads on to the real end.
+                let page = records(if offset < 12_000 { 1000 } else { 0 });
+                match p.next(&request, &page).unwrap() {
+                    Next::Continue(next) => {
+                        if let Some(s) = p.speculate(&request) {
+                            assert_eq!(s, next, "speculation stays in the shard");
+                        }
+                        request = next;
+                    }
+                    Next::Done => break,
+                }
+            }
+        }
+        let starts: Vec<u64> = seen.iter().map(|(_, o)| *o).collect();
+        assert_eq!(starts, (0..=12).map(|i| i * 1000).collect::<Vec<_>>());
+        let first_of = |shard| seen.iter().find(|(s, _)| *s == shard).unwrap().1;
+        assert_eq!(
+            (first_of(0), first_of(1), first_of(2), first_of(3)),
+            (0, 2000, 5000, 8000)
+        );
+        let p = offset(1000);
+        let e = p.plan_shard(Shard { index: 0, count: 2 }).unwrap_err();
+        assert!(e.0.contains("total_upper_bound"), "{e}");
+        assert_eq!("3/4".parse::<Shard>(), Ok(Shard { index: 3, count: 4 }));
+        assert!("4/4".parse::<Shard>().is_err() && "1".parse::<Shard>().is_err());
     }
 
     #[test]
@@ -833,6 +990,7 @@ mod tests {
             params_in: ParamsIn::Query,
             total_pointer: None,
             has_more_pointer: Some("/more".parse().unwrap()),
+            total_upper_bound: None,
         })
         .build();
         let first = p.first(None);
@@ -857,6 +1015,7 @@ mod tests {
             total_pointer: None,
             total_pages_pointer: Some("/pages".parse().unwrap()),
             has_more_pointer: None,
+            total_upper_bound: None,
         })
         .build();
         let first = p.first(None);
@@ -887,6 +1046,7 @@ mod tests {
             params_in: ParamsIn::Query,
             total_pointer: Some("/total".parse().unwrap()),
             has_more_pointer: None,
+            total_upper_bound: None,
         })
         .build();
         let first = p.first(None);

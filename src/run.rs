@@ -31,7 +31,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::Error;
-use crate::checkpoint::{Checkpoint, JobState, PartInfo, RunRecord, StateStore};
+use crate::checkpoint::{Checkpoint, JobState, PartInfo, RunRecord, StateError, StateStore};
 use crate::config::{ConfigError, ConfigErrors, JobDefinition, check_base_url, join_url};
 use crate::decode::{PageDecoder, infer_schema};
 use crate::env::Env;
@@ -74,6 +74,10 @@ pub struct RunOptions {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Where to write the job's Prometheus textfile after the run (node_exporter).
     pub metrics_dir: Option<std::path::PathBuf>,
+    /// Only this shard of the pages (`--shard INDEX/COUNT`).
+    pub shard: Option<crate::paginate::Shard>,
+    /// The run's id, instead of a new one: the shards of one sharded run share it.
+    pub run_id: Option<String>,
 }
 
 /// What a run has fetched so far, for a progress display; updated as pages arrive.
@@ -229,6 +233,26 @@ pub struct RunSummary {
     pub duration_secs: f64,
 }
 
+/// What `apisnap finalize` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct FinalizeSummary {
+    pub job: String,
+    pub run_id: String,
+    pub snapshot_dir: std::path::PathBuf,
+    pub records: u64,
+    pub parts: usize,
+    /// The run had been finalized already (by its last shard).
+    pub already: bool,
+}
+
+/// The prefix of a run's part names: shards name theirs apart, in one snapshot directory.
+fn part_prefix(shard: Option<u64>) -> String {
+    match shard {
+        Some(index) => format!("part-{index:04}-"),
+        None => "part-".into(),
+    }
+}
+
 /// A benchmark floor: the requests of a run, with less done to the answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Floor {
@@ -336,7 +360,7 @@ impl Job {
             Ok(())
         });
         let fetched = self
-            .fetch_stage(self.paginator.first(None).position, tx, None)
+            .fetch_stage(self.paginator.first(None).position, None, tx, None)
             .await;
         let parsed = join(&self.name, sink).await;
         let pages = fetched?;
@@ -367,7 +391,6 @@ impl Job {
         result: &Result<RunSummary, Error>,
         metrics_dir: Option<&std::path::Path>,
     ) {
-        use crate::checkpoint::StateError;
         // A run that never had the job, or lost it to another, leaves the report to that one.
         if let Err(
             Error::State {
@@ -456,7 +479,19 @@ impl Job {
             job: self.name.clone(),
             source,
         };
-        let store = StateStore::open(&self.state_dir, &self.name).map_err(state_error)?;
+        if options.shard.is_some() && options.run_id.is_none() {
+            return Err(ConfigError::field(
+                "--run-id",
+                "the shards of a sharded run share one run id: pass --run-id or set \
+                 APISNAP_RUN_ID (the Kubernetes deployment sets it from the Job's name)",
+            )
+            .into());
+        }
+        let state_name = match options.shard {
+            Some(s) => crate::checkpoint::shard_state_name(&self.name, s.index, s.count),
+            None => self.name.clone(),
+        };
+        let store = StateStore::open(&self.state_dir, &state_name).map_err(state_error)?;
         // Two runs of one job at once would write the same snapshot: cron and systemd
         // overlap when a run is slow, so the second one stops here.
         let _lock = store.lock().map_err(state_error)?;
@@ -464,17 +499,28 @@ impl Job {
         // Taken over for this run: in object storage, a second pod that loads the same state
         // and claims it after this one makes this run's next save fail (and stop).
         store.claim(&mut state).map_err(state_error)?;
-        if options.fresh
+        let prefix = part_prefix(options.shard.map(|s| s.index));
+        // A shard of an earlier sharded run that never completed: that run is abandoned.
+        let abandoned = options.shard.is_some()
+            && state
+                .in_progress
+                .as_ref()
+                .is_some_and(|cp| Some(&cp.run_id) != options.run_id.as_ref());
+        if (options.fresh || abandoned)
             && let Some(old) = state.in_progress.take()
         {
-            tracing::info!(job = %self.name, run_id = %old.run_id, "--fresh: discarding the checkpoint");
-            prepare_resume(&old.snapshot_dir, &[]).map_err(sink_error)?;
+            tracing::info!(job = %self.name, run_id = %old.run_id, "discarding the checkpoint (--fresh, or a shard of an abandoned run)");
+            prepare_resume(&old.snapshot_dir, &[], &prefix).map_err(sink_error)?;
             let _ = std::fs::remove_dir(&old.snapshot_dir);
             store.save(&state).map_err(state_error)?;
         }
         let (checkpoint, resumed) = match state.in_progress.clone() {
             Some(cp) => {
-                let removed = prepare_resume(&cp.snapshot_dir, &cp.parts).map_err(sink_error)?;
+                if let Some(upload) = store.abort_pending_upload().map_err(state_error)? {
+                    tracing::info!(job = %self.name, upload = %upload.url, "aborted the killed run's unfinished upload");
+                }
+                let removed =
+                    prepare_resume(&cp.snapshot_dir, &cp.parts, &prefix).map_err(sink_error)?;
                 tracing::info!(
                     job = %self.name,
                     run_id = %cp.run_id,
@@ -487,13 +533,17 @@ impl Job {
                 (cp, true)
             }
             None => {
-                let run_id = new_run_id();
+                let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
                 let now = chrono::Utc::now();
                 let snapshot_dir = self.output.render_dir(&self.name, now, &run_id);
                 // A snapshot of the same name (a second run on one date) is replaced: its
                 // _SUCCESS goes first, so no reader takes it for complete meanwhile.
                 unmark(&snapshot_dir).map_err(sink_error)?;
-                prepare_resume(&snapshot_dir, &[]).map_err(sink_error)?;
+                prepare_resume(&snapshot_dir, &[], &prefix).map_err(sink_error)?;
+                let (position, shard, schema) = match options.shard {
+                    None => (Some(self.paginator.first(None).position), None, None),
+                    Some(shard) => self.plan_shard(shard).await?,
+                };
                 let since = match &self.incremental {
                     Some(inc) => inc
                         .value(&state.history)
@@ -507,16 +557,17 @@ impl Job {
                     run_id,
                     started_at: now,
                     snapshot_dir,
-                    position: Some(self.paginator.first(None).position),
+                    position,
                     parts: Vec::new(),
                     records: 0,
-                    schema: None,
+                    schema,
                     schema_fingerprint: None,
                     since,
                     // Carried over: a run that finds nothing new keeps the old mark.
                     high_water: state.history.iter().find_map(|r| r.high_water.clone()),
                     columns_added: Vec::new(),
                     nulled: Default::default(),
+                    shard,
                 };
                 state.in_progress = Some(cp.clone());
                 store.save(&state).map_err(state_error)?;
@@ -561,6 +612,24 @@ impl Job {
                 job: self.name.clone(),
                 message: "the pages ended before the last one; the checkpoint is kept".into(),
             });
+        }
+        if let Some(range) = done.shard.clone() {
+            // A shard ends with its last part committed. The snapshot completes once every
+            // shard has: the last to finish finalizes it (so does `apisnap finalize`).
+            tracing::info!(job = %self.name, shard = %format!("{}/{}", range.index, range.count), records = done.records, "shard complete");
+            match self.finalize_shards(range.count, Some(&done.run_id)).await {
+                Ok(_) => {}
+                Err(Error::Incomplete { waiting, .. }) => {
+                    tracing::info!(job = %self.name, waiting = %waiting, "the snapshot is finalized when the other shards are complete");
+                }
+                // Another shard, finishing at the same moment, is finalizing it.
+                Err(Error::State {
+                    source: StateError::Locked { .. },
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(self.summary(done, resumed, pages, started));
         }
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
         let csv_columns_differ =
@@ -610,7 +679,21 @@ impl Job {
                 },
             )
             .map_err(state_error)?;
-        let summary = RunSummary {
+        let summary = self.summary(done, resumed, pages, started);
+        tracing::info!(
+            job = %summary.job,
+            records = summary.records,
+            parts = summary.parts.len(),
+            pages = summary.pages,
+            retries = summary.retries,
+            seconds = format!("{:.2}", summary.duration_secs),
+            "run finished"
+        );
+        Ok(summary)
+    }
+
+    fn summary(&self, done: Checkpoint, resumed: bool, pages: u64, started: Instant) -> RunSummary {
+        RunSummary {
             job: self.name.clone(),
             run_id: done.run_id,
             snapshot_dir: done.snapshot_dir,
@@ -622,17 +705,219 @@ impl Job {
             retries: self.fetcher.retries(),
             logins: self.fetcher.auth().logins(),
             duration_secs: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// A new shard's range and columns, from a first request: the total it states (or the
+    /// configured upper bound) splits the pages, and its records give the columns, so that
+    /// every shard of the run writes the same ones. An empty range starts at `None`.
+    async fn plan_shard(
+        &self,
+        shard: crate::paginate::Shard,
+    ) -> Result<
+        (
+            Option<Position>,
+            Option<crate::checkpoint::ShardRange>,
+            Option<arrow_schema::Schema>,
+        ),
+        Error,
+    > {
+        let request = self.paginator.first(None);
+        let page = self.fetcher.fetch(&request).await?;
+        let paginate_error = |e: crate::paginate::PaginateError| Error::Paginate {
+            job: self.name.clone(),
+            position: request.position.to_string(),
+            message: e.0,
         };
-        tracing::info!(
-            job = %summary.job,
-            records = summary.records,
-            parts = summary.parts.len(),
-            pages = summary.pages,
-            retries = summary.retries,
-            seconds = format!("{:.2}", summary.duration_secs),
-            "run finished"
-        );
-        Ok(summary)
+        let mut paginator = self.paginator.clone();
+        paginator
+            .next(&request, &page.outcome)
+            .map_err(paginate_error)?;
+        // Which strategy, and whether the total is known, are matters of the job file.
+        let (start, end) = paginator
+            .plan_shard(shard)
+            .map_err(|e| Error::from(ConfigError::field("pagination", e.0)))?;
+        let schema = match &self.declared {
+            Some(declared) => Some(declared.as_ref().clone()),
+            None if page.outcome.records > 0 => Some(
+                infer_schema(&page.body[page.records.clone()]).map_err(|message| {
+                    Error::Decode {
+                        job: self.name.clone(),
+                        position: request.position.to_string(),
+                        message,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let empty = match (&start, end) {
+            (Position::Offset { offset: at }, Some(end))
+            | (Position::Page { page: at }, Some(end)) => *at >= end,
+            _ => false,
+        };
+        tracing::info!(job = %self.name, shard = %shard, start = %start, end = ?end, total = ?paginator.total(), "shard range");
+        let range = crate::checkpoint::ShardRange {
+            index: shard.index,
+            count: shard.count,
+            end,
+        };
+        Ok(((!empty).then_some(start), Some(range), schema))
+    }
+
+    /// Completes a sharded run's snapshot once every shard is: one manifest naming every
+    /// shard's parts in shard order, `_SUCCESS`, `latest.json`, and the run in the job's
+    /// history. Refuses (with [`Error::Incomplete`]) while any shard is not complete; a run
+    /// already finalized (by another shard) is not an error.
+    pub async fn finalize_shards(
+        &self,
+        count: u64,
+        run_id: Option<&str>,
+    ) -> Result<FinalizeSummary, Error> {
+        let state_error = |source| Error::State {
+            job: self.name.clone(),
+            source,
+        };
+        let main = StateStore::open(&self.state_dir, &self.name).map_err(state_error)?;
+        // One finalizer at a time on one disk; in object storage the conditional save of
+        // the job's state below lets only one record the run.
+        let _lock = main.lock().map_err(state_error)?;
+        let mut main_state = main.load().map_err(state_error)?;
+        let stores = (0..count)
+            .map(|i| {
+                StateStore::open(
+                    &self.state_dir,
+                    &crate::checkpoint::shard_state_name(&self.name, i, count),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(state_error)?;
+        let mut states = Vec::new();
+        for store in &stores {
+            states.push(store.load().map_err(state_error)?);
+        }
+        let run_id = match run_id {
+            Some(id) => id.to_string(),
+            None => states
+                .iter()
+                .find_map(|s| s.in_progress.as_ref().map(|c| c.run_id.clone()))
+                .or_else(|| main_state.history.first().map(|r| r.run_id.clone()))
+                .ok_or_else(|| Error::Incomplete {
+                    job: self.name.clone(),
+                    waiting: "no shard has started".into(),
+                })?,
+        };
+        if let Some(done) = main_state.history.iter().find(|r| r.run_id == run_id) {
+            return Ok(FinalizeSummary {
+                job: self.name.clone(),
+                run_id,
+                snapshot_dir: done.snapshot_dir.clone(),
+                records: done.records,
+                parts: 0,
+                already: true,
+            });
+        }
+        let waiting: Vec<String> = states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match &s.in_progress {
+                Some(cp) if cp.run_id == run_id && cp.position.is_none() => None,
+                Some(cp) if cp.run_id == run_id => {
+                    Some(format!("shard {i}/{count}: {} records so far", cp.records))
+                }
+                _ => Some(format!("shard {i}/{count}: not started")),
+            })
+            .collect();
+        if !waiting.is_empty() {
+            return Err(Error::Incomplete {
+                job: self.name.clone(),
+                waiting: waiting.join("; "),
+            });
+        }
+        let shards: Vec<Checkpoint> = states
+            .iter()
+            .map(|s| s.in_progress.clone().expect("checked above"))
+            .collect();
+        let fingerprints: std::collections::BTreeSet<_> = shards
+            .iter()
+            .filter(|c| c.records > 0)
+            .filter_map(|c| c.schema_fingerprint.clone())
+            .collect();
+        if fingerprints.len() > 1 {
+            return Err(Error::Internal {
+                job: self.name.clone(),
+                message: "the shards wrote different columns (a field that appeared in one \
+                          shard only, with `schema.drift = \"evolve\"`): declare the columns \
+                          in a column file (`schema.file`) and run the shards again"
+                    .into(),
+            });
+        }
+        let schema = shards
+            .iter()
+            .find(|c| c.records > 0)
+            .or(shards.first())
+            .and_then(|c| c.schema.clone())
+            .unwrap_or_else(arrow_schema::Schema::empty);
+        let mut nulled = std::collections::BTreeMap::new();
+        for (field, n) in shards.iter().flat_map(|c| c.nulled.iter()) {
+            *nulled.entry(field.clone()).or_insert(0) += n;
+        }
+        let snapshot_dir = shards[0].snapshot_dir.clone();
+        let finished_at = chrono::Utc::now();
+        let manifest = Manifest {
+            job: self.name.clone(),
+            run_id: run_id.clone(),
+            started_at: shards.iter().map(|c| c.started_at).min().expect("shards"),
+            finished_at,
+            endpoint: self.fetcher.endpoint(),
+            format: self.output.format.extension().to_string(),
+            records: shards.iter().map(|c| c.records).sum(),
+            parts: shards.iter().flat_map(|c| c.parts.clone()).collect(),
+            schema: ColumnInfo::of(&schema, &[]),
+            invalid_values_nulled: nulled,
+        };
+        finalize(&snapshot_dir, &manifest, self.output.retain).map_err(|source| Error::Sink {
+            job: self.name.clone(),
+            source,
+        })?;
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            finished_at,
+            snapshot_dir: snapshot_dir.clone(),
+            records: manifest.records,
+            high_water: None,
+        };
+        let recorded = main
+            .claim(&mut main_state)
+            .and_then(|()| main.finish(&mut main_state, record.clone()));
+        match recorded {
+            Ok(()) => {}
+            // Another shard finishing at the same moment recorded the run first.
+            Err(StateError::Conflict { .. }) => {
+                return Ok(FinalizeSummary {
+                    job: self.name.clone(),
+                    run_id,
+                    snapshot_dir,
+                    records: manifest.records,
+                    parts: manifest.parts.len(),
+                    already: true,
+                });
+            }
+            Err(e) => return Err(state_error(e)),
+        }
+        for (store, mut state) in stores.iter().zip(states) {
+            store
+                .finish(&mut state, record.clone())
+                .map_err(state_error)?;
+        }
+        tracing::info!(job = %self.name, run_id = %run_id, records = manifest.records, parts = manifest.parts.len(), "sharded run finalized");
+        Ok(FinalizeSummary {
+            job: self.name.clone(),
+            run_id,
+            snapshot_dir,
+            records: manifest.records,
+            parts: manifest.parts.len(),
+            already: false,
+        })
     }
 
     /// Fetches from `position` on, decodes, and writes parts, checkpointing after each.
@@ -680,7 +965,8 @@ impl Job {
                 write_stage(&job, &output, &store, cursor.as_deref(), state, batch_rx)
             })
         };
-        let fetched = self.fetch_stage(position, page_tx, stop).await;
+        let end = checkpoint.shard.as_ref().and_then(|s| s.end);
+        let fetched = self.fetch_stage(position, end, page_tx, stop).await;
         let decoded = join(&self.name, decoder).await;
         let written = join(&self.name, writer).await;
         // The first failure in pipeline order is the cause; later ones are its echoes. The
@@ -741,6 +1027,7 @@ impl Job {
     async fn fetch_stage(
         &self,
         start: Position,
+        end: Option<u64>,
         pages: mpsc::Sender<FetchedPage>,
         mut stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<u64, Error> {
@@ -748,6 +1035,7 @@ impl Job {
             job: self.name.clone(),
         };
         let mut paginator = self.paginator.clone();
+        paginator.set_end(end);
         let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
         let mut expected = Some(paginator.request(start));
         let mut previous: Option<(Position, Bytes, std::ops::Range<usize>)> = None;
@@ -1181,13 +1469,12 @@ fn write_stage(
                     }
                 }
                 let target = Target::of(&ledger.checkpoint.snapshot_dir).map_err(sink_error)?;
-                let guard = store.clone();
+                let shard = ledger.checkpoint.shard.as_ref().map(|s| s.index);
                 snapshot = Some(
                     SnapshotWriter::new(target, output, s.clone(), ledger.checkpoint.parts.clone())
                         .map_err(sink_error)?
-                        .claimed(ledger.state.claimed_by.as_deref(), move || {
-                            Ok(guard.check_claim()?)
-                        }),
+                        .named(&part_prefix(shard))
+                        .claimed(ledger.state.claimed_by.as_deref(), store.clone()),
                 );
                 ledger.checkpoint.schema_fingerprint = Some(fingerprint(&s));
                 ledger.checkpoint.schema = Some(s.as_ref().clone());

@@ -305,8 +305,14 @@ impl Remote {
 
     /// Uploads the local file `from` as `name`: complete under its key or not at all (one
     /// PUT, or for a large file a multipart upload that is completed last and aborted on
-    /// failure).
-    pub async fn upload(&self, name: &str, from: &Path) -> Result<(), StorageError> {
+    /// failure). `started` hears of a multipart upload before its first part, so that it can
+    /// be kept where a run resuming after a kill finds it and aborts it.
+    pub async fn upload<E: From<StorageError>>(
+        &self,
+        name: &str,
+        from: &Path,
+        started: impl FnOnce(&PendingUpload) -> Result<(), E>,
+    ) -> Result<(), E> {
         let local = |source| StorageError::Local {
             path: from.to_path_buf(),
             source,
@@ -314,7 +320,7 @@ impl Remote {
         let size = tokio::fs::metadata(from).await.map_err(local)?.len();
         if size <= MULTIPART_THRESHOLD {
             let bytes = tokio::fs::read(from).await.map_err(local)?;
-            return self.put(name, Bytes::from(bytes)).await;
+            return Ok(self.put(name, Bytes::from(bytes)).await?);
         }
         let key = self.key(name);
         let id = self
@@ -322,7 +328,12 @@ impl Remote {
             .create_multipart(&key)
             .await
             .map_err(|e| self.failed(name, e))?;
+        let pending = PendingUpload {
+            url: self.url_of(name),
+            id: id.clone(),
+        };
         let sent = async {
+            started(&pending)?;
             use tokio::io::AsyncReadExt;
             let mut file = tokio::fs::File::open(from).await.map_err(local)?;
             let mut parts = Vec::new();
@@ -346,14 +357,41 @@ impl Remote {
             self.multipart
                 .complete_multipart(&key, &id, parts)
                 .await
-                .map_err(|e| self.failed(name, e))
+                .map_err(|e| self.failed(name, e))?;
+            Ok(())
         }
         .await;
         if sent.is_err() {
-            // Best effort: a lifecycle rule for incomplete uploads is the backstop.
+            // Best effort: the next run aborts it too, and a bucket lifecycle rule for
+            // incomplete uploads is the backstop.
             let _ = self.multipart.abort_multipart(&key, &id).await;
         }
-        sent.map(|_| ())
+        sent
+    }
+}
+
+/// A multipart upload that was started: enough to abort it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingUpload {
+    /// The object being uploaded, `s3://bucket/key`.
+    pub url: String,
+    pub id: String,
+}
+
+impl PendingUpload {
+    /// Aborts the upload (left behind by a killed run); one already gone is not an error.
+    pub async fn abort(&self) -> Result<(), StorageError> {
+        let Location::Remote(remote) = Location::parse(&self.url)? else {
+            return Ok(());
+        };
+        match remote
+            .multipart
+            .abort_multipart(&remote.prefix, &self.id.clone())
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote.failed("", e)),
+        }
     }
 }
 

@@ -101,6 +101,17 @@ impl Moto {
         }
     }
 
+    /// The multipart uploads in progress in the bucket (their ids), from S3's
+    /// ListMultipartUploads.
+    async fn uploads(&self) -> String {
+        reqwest::get(format!("{}/{BUCKET}?uploads", self.endpoint()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn json(&self, key: &str) -> Option<serde_json::Value> {
         Some(serde_json::from_slice(&self.get(key).await?).unwrap())
     }
@@ -244,6 +255,24 @@ async fn a_killed_run_resumes_on_another_machine() {
     assert!(committed >= 2, "the first run committed no parts in time");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+    // As if the kill had come in the middle of a large part's multipart upload: the run
+    // notes the upload beside its state before the first chunk.
+    let orphan = format!("out/{JOB}/part-99999-orphan.parquet");
+    let id = object_store::multipart::MultipartStore::create_multipart(
+        &moto.client(),
+        &Key::from(orphan.as_str()),
+    )
+    .await
+    .unwrap();
+    let note = serde_json::json!({"url": format!("s3://{BUCKET}/{orphan}"), "id": id});
+    moto.client()
+        .put(
+            &Key::from(format!("state/{JOB}.upload.json")),
+            note.to_string().into(),
+        )
+        .await
+        .unwrap();
+    assert!(moto.uploads().await.contains(&id));
 
     // Another machine: a fresh workspace, no local state, no cache.
     let second = Workspace::with_shipped_jobs();
@@ -260,6 +289,15 @@ async fn a_killed_run_resumes_on_another_machine() {
     let manifest = moto.download_snapshot(&local).await;
     assert_eq!(manifest["records"], records);
     check_parquet_snapshot(&local, records);
+    assert!(
+        !moto.uploads().await.contains(&id),
+        "the orphaned upload is aborted"
+    );
+    assert!(
+        moto.get(&format!("state/{JOB}.upload.json"))
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +334,7 @@ async fn two_writers_racing_for_one_checkpoint_one_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_taken_over_by_another_stops_before_its_next_part() {
+async fn two_pods_on_one_run_exactly_one_finishes() {
     let records = 30_000;
     let sandbox = sandbox(records, 100).await;
     let moto = Moto::start().await;
@@ -326,23 +364,95 @@ async fn a_run_taken_over_by_another_stops_before_its_next_part() {
     }
     assert!(committed >= 1, "the first run committed no part in time");
     // A second pod starts while the first is still going (a node that came back, a manual
-    // run): it resumes the run, and the first stops at its next part.
-    let out = b.apisnap(&["run", JOB], &env(&b)).await;
-    assert_exit(&out, 0);
-    assert!(
-        text(&out.stdout).contains("resumed"),
-        "{}",
-        text(&out.stdout)
-    );
+    // run). It takes the run over and the first stops before its next part, unless the
+    // first commits a part between the second's read and its claim: then the second
+    // stops, and the first goes on. Either way exactly one finishes, and no record is lost
+    // or written twice.
+    let second = b.apisnap(&["run", JOB], &env(&b)).await;
     let first = first.wait_with_output().await.unwrap();
-    assert_eq!(first.status.code(), Some(5), "{}", text(&first.stderr));
+    let mut outcomes = [(first, "first"), (second, "second")];
+    outcomes.sort_by_key(|(o, _)| o.status.code());
+    let [(winner, _), (loser, which)] = &outcomes;
+    assert_eq!(
+        (winner.status.code(), loser.status.code()),
+        (Some(0), Some(5)),
+        "{}\n{}",
+        text(&winner.stderr),
+        text(&loser.stderr)
+    );
     assert!(
-        text(&first.stderr).contains("took over"),
-        "{}",
-        text(&first.stderr)
+        text(&loser.stderr).contains("took over"),
+        "{which}: {}",
+        text(&loser.stderr)
     );
     let local = b.path().join("downloaded");
     let manifest = moto.download_snapshot(&local).await;
     assert_eq!(manifest["records"], records);
     check_parquet_snapshot(&local, records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_shards_hold_what_one_run_holds_record_for_record() {
+    let records = 25_013;
+    let sandbox = sandbox(records, 0).await;
+    let moto = Moto::start().await;
+    let ws = Workspace::with_shipped_jobs();
+    let prefix = apisnap::env::job_prefix(JOB);
+    let mut env = job_env(&sandbox, &moto, &ws, 3_000);
+    // The answers say their total, which splits the pages.
+    env.push((
+        format!("{prefix}__PAGINATION__TOTAL_POINTER"),
+        "/total".into(),
+    ));
+    env.push(("APISNAP_RUN_ID".into(), "nightly-1".into()));
+
+    let early = ws.apisnap(&["finalize", JOB, "--shards", "4"], &env).await;
+    assert_exit(&early, 6);
+    assert!(text(&early.stderr).contains("not every shard is complete"));
+
+    let shards: Vec<_> = (0..4)
+        .map(|i| common::spawn(&ws, &env, &["run", JOB, "--shard", &format!("{i}/4")]))
+        .collect();
+    for (i, shard) in shards.into_iter().enumerate() {
+        let out = shard.wait_with_output().await.unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "shard {i}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    let local = ws.path().join("downloaded");
+    let manifest = moto.download_snapshot(&local).await;
+    assert_eq!(manifest["run_id"], "nightly-1");
+    assert_eq!(manifest["records"], records);
+    let files: Vec<&str> = manifest["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap())
+        .collect();
+    for i in 0..4 {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with(&format!("part-{i:04}-"))),
+            "shard {i} wrote parts: {files:?}"
+        );
+    }
+    // In shard order, the parts hold records 0..N exactly once, as one run's would.
+    check_parquet_snapshot(&local, records);
+    let state = moto.json(&format!("state/{JOB}.json")).await.unwrap();
+    assert_eq!(state["history"][0]["run_id"], "nightly-1");
+    for i in 0..4 {
+        let shard = moto
+            .json(&format!("state/{JOB}.shard-{i}-of-4.json"))
+            .await
+            .unwrap();
+        assert!(shard["in_progress"].is_null(), "shard {i}: {shard}");
+    }
+    let again = ws.apisnap(&["finalize", JOB, "--shards", "4"], &env).await;
+    assert_exit(&again, 0);
+    assert!(text(&again.stdout).contains("already finalized"));
 }

@@ -57,9 +57,8 @@ fn runner(file: std::path::PathBuf, env: Env, stop: watch::Receiver<bool>) -> Ru
         Box::pin(async move {
             let job = apisnap::config::load_job(&file, &env)?.build(&env)?;
             job.run(&RunOptions {
-                fresh: false,
                 stop: Some(stop),
-                metrics_dir: None,
+                ..RunOptions::default()
             })
             .await
         })

@@ -682,3 +682,106 @@ async fn compacting_an_evolved_snapshot_fills_the_added_column_with_nulls() {
     }
     assert_eq!(i, 3_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_on_one_disk_split_a_paged_sync_and_the_last_finalizes() {
+    let records = 10_007;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(5),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    // Page numbers, the page count in each answer: 15 pages of 700 over 3 shards.
+    ws.write(
+        "jobs/paged.toml",
+        r#"provider = "seal_metrics"
+[endpoint]
+path = "/v2/events/pages"
+[pagination]
+type = "page"
+page_param = "page"
+size_param = "per_page"
+page_size = 700
+total_pages_pointer = "/total_pages"
+[output]
+format = "csv"
+dir = "out/{job}/{run_id}"
+part_records = 2000
+"#,
+    );
+    let mut env = common::provider_env(&sandbox, &ws, "seal_metrics");
+    env.push(("APISNAP_RUN_ID".into(), "r7".into()));
+    let shards: Vec<_> = (0..3)
+        .map(|i| common::spawn(&ws, &env, &["run", "paged", "--shard", &format!("{i}/3")]))
+        .collect();
+    for (i, shard) in shards.into_iter().enumerate() {
+        let out = shard.wait_with_output().await.unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "shard {i}: {}",
+            text(&out.stderr)
+        );
+    }
+    let dir = ws.path().join("out/paged/r7");
+    assert!(dir.join("_SUCCESS").exists(), "the last shard finalized");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], records);
+    let files = parts(&dir);
+    let listed: Vec<_> = manifest["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| dir.join(p["file"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        files, listed,
+        "every part on disk is in the manifest, in shard order"
+    );
+    let mut next = 0;
+    for f in files {
+        let mut reader = csv::Reader::from_path(&f).unwrap();
+        for row in reader.records() {
+            assert_eq!(
+                row.unwrap()[0].parse::<u64>().unwrap(),
+                next,
+                "{}",
+                f.display()
+            );
+            next += 1;
+        }
+    }
+    assert_eq!(next, records);
+    // Without a stated total or an upper bound, the pages cannot be split: a config error.
+    let out = ws
+        .apisnap(
+            &[
+                "run",
+                "seal_metrics_events",
+                "--shard",
+                "0/2",
+                "--run-id",
+                "x",
+            ],
+            &env,
+        )
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("total_upper_bound"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A shard needs the run id its siblings share.
+    env.retain(|(k, _)| k != "APISNAP_RUN_ID");
+    let out = ws.apisnap(&["run", "paged", "--shard", "0/2"], &env).await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("--run-id"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -45,6 +45,15 @@ impl Target {
     }
 }
 
+/// What a snapshot in object storage asks of the run that writes it.
+pub trait Claim: Send {
+    /// Before each upload: fails if the run no longer owns the job's state.
+    fn check(&self) -> Result<(), SinkError>;
+    /// A multipart upload began (`Some`) or ended (`None`): kept where a run resuming
+    /// after a kill finds it and aborts it.
+    fn uploading(&self, upload: Option<&crate::storage::PendingUpload>) -> Result<(), SinkError>;
+}
+
 /// Writes the parts of one snapshot.
 pub struct SnapshotWriter {
     target: Target,
@@ -52,11 +61,13 @@ pub struct SnapshotWriter {
     /// from which they are uploaded.
     dir: PathBuf,
     _spool: Option<tempfile::TempDir>,
+    /// The start of part names: `part-`, or `part-0003-` for shard 3 of a sharded run.
+    prefix: String,
     /// Added to part names in object storage: the run's claim, so that a run that lost its
     /// claim can never overwrite a part of the run that took over.
     tag: Option<String>,
-    /// Asked before each upload: whether this run still owns the state.
-    guard: Option<Box<dyn Fn() -> Result<(), SinkError> + Send>>,
+    /// The run's hold on the job's state, asked before each upload.
+    claim: Option<Box<dyn Claim>>,
     output: OutputConfig,
     schema: SchemaRef,
     current: Option<Box<dyn BatchWriter>>,
@@ -86,8 +97,9 @@ impl SnapshotWriter {
             target,
             dir,
             _spool: spool,
+            prefix: "part-".into(),
             tag: None,
-            guard: None,
+            claim: None,
             output: output.clone(),
             schema,
             current: None,
@@ -96,15 +108,18 @@ impl SnapshotWriter {
         })
     }
 
-    /// In object storage: names parts with `tag` and asks `guard` before each upload.
-    pub fn claimed(
-        mut self,
-        tag: Option<&str>,
-        guard: impl Fn() -> Result<(), SinkError> + Send + 'static,
-    ) -> Self {
+    /// Starts part names with `prefix` (a shard's).
+    pub fn named(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
+    }
+
+    /// In object storage: names parts with `tag` (the run's claim) and keeps `claim`
+    /// informed of each upload.
+    pub fn claimed(mut self, tag: Option<&str>, claim: impl Claim + 'static) -> Self {
         if matches!(self.target, Target::Remote(_)) {
             self.tag = tag.map(|t| t.chars().take(8).collect());
-            self.guard = Some(Box::new(guard));
+            self.claim = Some(Box::new(claim));
         }
         self
     }
@@ -124,7 +139,11 @@ impl SnapshotWriter {
             .as_ref()
             .map(|t| format!("-{t}"))
             .unwrap_or_default();
-        format!("part-{index:05}{tag}.{}", self.output.format.extension())
+        format!(
+            "{}{index:05}{tag}.{}",
+            self.prefix,
+            self.output.format.extension()
+        )
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -163,10 +182,16 @@ impl SnapshotWriter {
         let written = writer.finish()?;
         let file = self.part_name(self.parts.len());
         if let Target::Remote(remote) = &self.target {
-            if let Some(guard) = &self.guard {
-                guard()?;
+            let claim = self.claim.as_deref();
+            if let Some(claim) = claim {
+                claim.check()?;
             }
-            block_on(remote.upload(&file, &written.path))?;
+            block_on(remote.upload(&file, &written.path, |upload| {
+                claim.map_or(Ok(()), |c| c.uploading(Some(upload)))
+            }))?;
+            if let Some(claim) = claim {
+                claim.uploading(None)?;
+            }
             std::fs::remove_file(&written.path).map_err(|e| SinkError::io(&written.path, e))?;
         }
         let part = PartInfo {
@@ -182,15 +207,20 @@ impl SnapshotWriter {
 }
 
 /// Prepares a snapshot directory for a resumed run: temporary files of the killed run go, and
-/// so do parts renamed after the last checkpoint (they will be written again from the
-/// checkpoint's position, never duplicated).
-pub fn prepare_resume(dir: &Path, committed: &[PartInfo]) -> Result<Vec<PathBuf>, SinkError> {
+/// so do its parts (names starting with `prefix`: a shard touches only its own) renamed
+/// after the last checkpoint (they will be written again from the checkpoint's position,
+/// never duplicated).
+pub fn prepare_resume(
+    dir: &Path,
+    committed: &[PartInfo],
+    prefix: &str,
+) -> Result<Vec<PathBuf>, SinkError> {
     if let Target::Remote(remote) = Target::of(dir)? {
         return block_on(async {
             let mut removed = Vec::new();
             for name in remote.list().await? {
                 let uncommitted_part =
-                    name.starts_with("part-") && !committed.iter().any(|p| p.file == name);
+                    name.starts_with(prefix) && !committed.iter().any(|p| p.file == name);
                 if uncommitted_part || name == "_manifest.json" || name == "_SUCCESS" {
                     remote.delete(&name).await?;
                     removed.push(PathBuf::from(remote.url_of(&name)));
@@ -208,10 +238,16 @@ pub fn prepare_resume(dir: &Path, committed: &[PartInfo]) -> Result<Vec<PathBuf>
     for entry in entries {
         let entry = entry.map_err(|e| SinkError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest, marker).
-        let stale_temp = name.starts_with('.') && name.ends_with(".tmp");
+        // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest, marker);
+        // a shard's are its parts', and other shards may be writing theirs meanwhile.
+        let stale_temp = name.ends_with(".tmp")
+            && if prefix == "part-" {
+                name.starts_with('.')
+            } else {
+                name.starts_with(&format!(".{prefix}"))
+            };
         let uncommitted_part =
-            name.starts_with("part-") && !committed.iter().any(|p| p.file == name);
+            name.starts_with(prefix) && !committed.iter().any(|p| p.file == name);
         let early_marker = name == "_manifest.json" || name == "_SUCCESS";
         if stale_temp || uncommitted_part || early_marker {
             std::fs::remove_file(entry.path()).map_err(|e| SinkError::io(&entry.path(), e))?;
@@ -255,7 +291,13 @@ pub fn compact(
             std::fs::write(&path, &bytes.0).map_err(|e| SinkError::io(&path, e))?;
         }
         let merged = compact(spool.path(), output, schema, parts)?;
-        block_on(remote.upload(&merged.file, &spool.path().join(&merged.file)))?;
+        // Not recorded for abort after a kill: the merged file is re-made on resume under the
+        // same key, which a fresh upload replaces.
+        block_on(
+            remote.upload(&merged.file, &spool.path().join(&merged.file), |_| {
+                Ok::<(), SinkError>(())
+            }),
+        )?;
         return Ok(merged);
     }
     let name = compacted_name(output);
