@@ -243,6 +243,10 @@ enum DeployCommand {
         /// Pods retried (each resuming the checkpoint) before the Job fails.
         #[arg(long, default_value_t = 3)]
         backoff_limit: u32,
+        /// Split each run into N shards, one pod each (an Indexed Job); the job's state and
+        /// output must be in object storage.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
+        shards: Option<u64>,
         /// Seconds between SIGTERM and SIGKILL.
         #[arg(long, default_value_t = 120)]
         grace_secs: u64,
@@ -918,6 +922,7 @@ fn deploy(command: DeployCommand, env: &Env) -> Result<u8, Error> {
             starting_deadline_secs,
             backoff_limit,
             grace_secs,
+            shards,
             ..
         } => kubernetes::render(
             &jobs,
@@ -934,6 +939,7 @@ fn deploy(command: DeployCommand, env: &Env) -> Result<u8, Error> {
                 starting_deadline_secs,
                 backoff_limit,
                 grace_secs,
+                shards,
             },
         ),
     }

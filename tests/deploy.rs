@@ -373,3 +373,75 @@ async fn shipped_deploy_files_are_current() {
             .any(|l| l.starts_with("USER ") && !l.contains("root"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_shards_render_an_indexed_job_and_a_finalize_job() {
+    let ws = Workspace::empty();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    ws.write(
+        "jobs/providers/seal_metrics.toml",
+        &std::fs::read_to_string(root.join("jobs/providers/seal_metrics.toml")).unwrap(),
+    );
+    let job = |state: &str, out: &str| {
+        format!(
+            "provider = \"seal_metrics\"\nstate_dir = \"{state}\"\n\
+             [endpoint]\npath = \"/stats/events\"\n\
+             [pagination]\ntype = \"offset\"\ntotal_pointer = \"/total\"\n\
+             [output]\ndir = \"{out}\"\n\
+             [schedule]\ncron = \"0 3 * * *\"\n"
+        )
+    };
+    // Pods share no disk: local state is refused, naming the field.
+    ws.write(
+        "jobs/events.toml",
+        &job("state", "s3://lake/{job}/{run_id}"),
+    );
+    let args = ["deploy", "kubernetes", "--out", "k8s", "--shards", "4"];
+    let out = ws.apisnap(&args, &[]).await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("`state_dir` (state)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    ws.write(
+        "jobs/events.toml",
+        &job("s3://lake/state", "s3://lake/{job}/{run_id}"),
+    );
+    let out = ws.apisnap(&args, &[]).await;
+    assert_exit(&out, 0);
+    let cron = yaml(&ws.path().join("k8s/apisnap-events.cronjob.yaml"));
+    let spec = &cron["spec"]["jobTemplate"]["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(
+        (&spec["completions"], &spec["parallelism"]),
+        (&4.into(), &4.into())
+    );
+    let container = &spec["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args[args.len() - 2..],
+        ["--shard", "$(JOB_COMPLETION_INDEX)/4"]
+    );
+    let env = container["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "APISNAP_RUN_ID"
+        && e["valueFrom"]["fieldRef"]["fieldPath"]
+            == "metadata.labels['batch.kubernetes.io/job-name']"));
+    let volumes = spec["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes.iter().all(|v| v["persistentVolumeClaim"].is_null()),
+        "no claim ties the shards to one node: {volumes:?}"
+    );
+    let finalize = yaml(&ws.path().join("k8s/apisnap-events.finalize.job.yaml"));
+    assert_eq!(finalize["kind"], "Job");
+    assert!(finalize["spec"]["completionMode"].is_null());
+    let args = &finalize["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(args[2], "finalize");
+    assert!(args.as_array().unwrap().iter().any(|a| a == "4"));
+}

@@ -38,6 +38,11 @@ pub struct KubernetesOptions {
     pub backoff_limit: u32,
     /// Time between SIGTERM and SIGKILL: enough to commit the pages received.
     pub grace_secs: u64,
+    /// Split each run into this many shards: an Indexed Job whose pods run one shard each
+    /// (`--shard $(JOB_COMPLETION_INDEX)/N`), sharing the Job's name as the run id. The last
+    /// shard to finish finalizes the snapshot; a finalize Job is rendered for doing it by
+    /// hand. Needs `state_dir` and `output.dir` in object storage: the pods share no disk.
+    pub shards: Option<u64>,
 }
 
 impl Default for KubernetesOptions {
@@ -52,6 +57,7 @@ impl Default for KubernetesOptions {
             starting_deadline_secs: 3600,
             backoff_limit: 3,
             grace_secs: 120,
+            shards: None,
         }
     }
 }
@@ -166,10 +172,70 @@ pub fn render(jobs: &[Deployable], o: &KubernetesOptions) -> Result<Vec<Rendered
         }
         secret_vars.extend(job.secret_vars.iter().cloned());
         let name = object_name(&job.name).map_err(fail)?;
+        if let Some(n) = o.shards {
+            let local: Vec<String> = [
+                ("state_dir", job.state_dir.to_string_lossy()),
+                ("output.dir", job.output_root.to_string_lossy()),
+            ]
+            .into_iter()
+            .filter(|(_, at)| !crate::storage::is_remote(at))
+            .map(|(field, at)| format!("`{field}` ({at})"))
+            .collect();
+            if !local.is_empty() {
+                return Err(fail(format!(
+                    "--shards {n} runs each shard in its own pod, and pods share no disk: {} \
+                     must be in object storage (s3://, gs://, az://)",
+                    local.join(" and ")
+                )));
+            }
+        }
         out.push(Rendered {
             file: format!("{name}.cronjob.yaml"),
             text: yaml(&cron_job(job, &name, o, &files)),
         });
+        if let Some(n) = o.shards {
+            let mut finalize = cron_job(job, &name, o, &files)["spec"]["jobTemplate"].clone();
+            finalize["metadata"] = metadata(&format!("{name}-finalize"), o, labels("finalize"));
+            let spec = &mut finalize["spec"];
+            if let Some(spec) = spec.as_object_mut() {
+                for key in ["completionMode", "completions", "parallelism"] {
+                    spec.remove(key);
+                }
+            }
+            spec["backoffLimit"] = json!(o.backoff_limit);
+            let container = &mut spec["template"]["spec"]["containers"][0];
+            container["args"] = json!([
+                "--log-format",
+                "json",
+                "finalize",
+                "--jobs-dir",
+                JOBS_DIR,
+                job.name,
+                "--shards",
+                n.to_string(),
+                "--run-id",
+                "RUN_ID",
+            ]);
+            if let Some(env) = container["env"].as_array_mut() {
+                env.retain(|e| e["name"] != "APISNAP_RUN_ID");
+            }
+            out.push(Rendered {
+                file: format!("{name}.finalize.job.yaml"),
+                text: format!(
+                    "# The last shard to finish finalizes the snapshot. Should it fail for good,\n\
+                     # finalize by hand: replace RUN_ID with the name of the CronJob's Job\n\
+                     # (kubectl get jobs -l apisnap/job={}) and `kubectl create -f` this file.\n\
+                     # It refuses (exit code 6) while any shard is not complete.\n{}",
+                    job.name,
+                    yaml(&json!({
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "metadata": finalize["metadata"],
+                        "spec": finalize["spec"],
+                    }))
+                ),
+            });
+        }
     }
     secret_vars.sort();
     secret_vars.dedup();
@@ -238,7 +304,13 @@ fn cron_job(
         .collect();
     let mut volumes = vec![
         json!({ "name": "jobs", "configMap": { "name": "apisnap-jobs", "items": items } }),
-        json!({ "name": "data", "persistentVolumeClaim": { "claimName": o.claim } }),
+        if o.shards.is_some() {
+            // State and snapshots are in object storage; a claim would tie the shards'
+            // pods to one node. The working directory holds only the token cache.
+            json!({ "name": "data", "emptyDir": {} })
+        } else {
+            json!({ "name": "data", "persistentVolumeClaim": { "claimName": o.claim } })
+        },
         json!({ "name": "tmp", "emptyDir": {} }),
     ];
     match o.secrets_as {
@@ -270,6 +342,43 @@ fn cron_job(
         "app.kubernetes.io/component": "job",
         "apisnap/job": job.name,
     });
+    let mut args = json!([
+        "--log-format",
+        "json",
+        "run",
+        "--jobs-dir",
+        JOBS_DIR,
+        job.name
+    ]);
+    if let Some(n) = o.shards {
+        // Kubernetes expands $(VAR) in args from the container's environment; an Indexed
+        // Job sets JOB_COMPLETION_INDEX in each pod.
+        args.as_array_mut().expect("an array").extend([
+            json!("--shard"),
+            json!(format!("$(JOB_COMPLETION_INDEX)/{n}")),
+        ]);
+        // The shards of one run share its id: the name of the Job the CronJob created.
+        env.push(json!({
+            "name": "APISNAP_RUN_ID",
+            "valueFrom": { "fieldRef": { "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']" } },
+        }));
+    }
+    let mut job_spec = json!({
+        "backoffLimit": o.backoff_limit * o.shards.unwrap_or(1) as u32,
+        "podFailurePolicy": {
+            "rules": [{
+                // A configuration (2) or credential (3) error fails the same way on every
+                // retry.
+                "action": "FailJob",
+                "onExitCodes": { "containerName": "apisnap", "operator": "In", "values": [2, 3] },
+            }],
+        },
+    });
+    if let Some(n) = o.shards {
+        job_spec["completionMode"] = json!("Indexed");
+        job_spec["completions"] = json!(n);
+        job_spec["parallelism"] = json!(n);
+    }
     json!({
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -284,16 +393,7 @@ fn cron_job(
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
                 "metadata": { "labels": pod_labels.clone() },
-                "spec": {
-                    "backoffLimit": o.backoff_limit,
-                    "podFailurePolicy": {
-                        "rules": [{
-                            // A configuration (2) or credential (3) error fails the same way
-                            // on every retry.
-                            "action": "FailJob",
-                            "onExitCodes": { "containerName": "apisnap", "operator": "In", "values": [2, 3] },
-                        }],
-                    },
+                "spec": merge(job_spec, json!({
                     "template": {
                         "metadata": { "labels": pod_labels },
                         "spec": {
@@ -310,7 +410,7 @@ fn cron_job(
                                 "name": "apisnap",
                                 "image": o.image,
                                 "imagePullPolicy": "IfNotPresent",
-                                "args": ["--log-format", "json", "run", "--jobs-dir", JOBS_DIR, job.name],
+                                "args": args,
                                 "workingDir": DATA_DIR,
                                 "env": env,
                                 "resources": {
@@ -327,10 +427,18 @@ fn cron_job(
                             "volumes": volumes,
                         },
                     },
-                },
+                })),
             },
         },
     })
+}
+
+/// `base` with the fields of `more` added.
+fn merge(mut base: Value, more: Value) -> Value {
+    if let (Some(base), Value::Object(more)) = (base.as_object_mut(), more) {
+        base.extend(more);
+    }
+    base
 }
 
 #[cfg(test)]

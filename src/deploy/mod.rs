@@ -118,6 +118,12 @@ fn collect_secrets(value: &serde_json::Value, vars: &mut Vec<String>, files: &mu
 
 /// `out/{job}/{date}` -> `out/seal_metrics_events`.
 fn output_root(template: &str, job: &str) -> PathBuf {
+    if crate::storage::is_remote(template) {
+        // A URL, kept as text (path components would fold its `//`).
+        let text = template.replace("{job}", job);
+        let cut = text.find('{').map_or(text.as_str(), |i| &text[..i]);
+        return PathBuf::from(cut.trim_end_matches(['/', '-', '_']));
+    }
     let mut root = PathBuf::new();
     for part in Path::new(template).components() {
         let text = part.as_os_str().to_string_lossy().replace("{job}", job);
@@ -147,6 +153,10 @@ mod tests {
     #[test]
     fn output_roots() {
         assert_eq!(output_root("out/{job}/{date}", "a"), PathBuf::from("out/a"));
+        assert_eq!(
+            output_root("s3://lake/{job}/{run_id}", "a"),
+            PathBuf::from("s3://lake/a")
+        );
         assert_eq!(
             output_root("/data/snapshots/{job}-{date}", "a"),
             PathBuf::from("/data/snapshots")

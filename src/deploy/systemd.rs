@@ -123,10 +123,12 @@ fn service(job: &Deployable, o: &SystemdOptions) -> String {
             o.credentials_dir.join(var).display()
         );
     }
-    let mut writable: Vec<PathBuf> = vec![
-        resolve(&o.workdir, &job.output_root),
-        resolve(&o.workdir, &job.state_dir),
-    ];
+    // Object storage needs no path here, only the network.
+    let mut writable: Vec<PathBuf> = [&job.output_root, &job.state_dir]
+        .into_iter()
+        .filter(|p| !crate::storage::is_remote(&p.to_string_lossy()))
+        .map(|p| resolve(&o.workdir, p))
+        .collect();
     if o.workdir.strip_prefix("/var/lib").is_err() {
         writable.insert(0, o.workdir.clone());
     }
