@@ -443,6 +443,39 @@ async fn four_shards_hold_what_one_run_holds_record_for_record() {
     }
     // In shard order, the parts hold records 0..N exactly once, as one run's would.
     check_parquet_snapshot(&local, records);
+    // And literally: the same job run whole, elsewhere, holds the same rows.
+    let mut whole_env = job_env(&sandbox, &moto, &ws, 3_000);
+    whole_env.push((
+        format!("{prefix}__STATE_DIR"),
+        format!("s3://{BUCKET}/whole-state"),
+    ));
+    whole_env.push((
+        format!("{prefix}__OUTPUT__DIR"),
+        format!("s3://{BUCKET}/whole/{{job}}/{{run_id}}"),
+    ));
+    assert_exit(&ws.apisnap(&["run", JOB], &whole_env).await, 0);
+    let whole = ws.path().join("whole");
+    std::fs::create_dir_all(&whole).unwrap();
+    for key in moto.keys("whole").await {
+        if let Some(name) = key.rsplit('/').next().filter(|n| n.starts_with("part-")) {
+            std::fs::write(whole.join(name), moto.get(&key).await.unwrap()).unwrap();
+        }
+    }
+    // Every row, every value, as one table (the parts split the rows differently).
+    let rows = |dir: &Path| {
+        let batches: Vec<_> = common::parts(dir)
+            .iter()
+            .flat_map(|p| common::read_parquet(p))
+            .collect();
+        arrow_cast::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        rows(&local),
+        rows(&whole),
+        "4 shards hold what one run holds"
+    );
     let state = moto.json(&format!("state/{JOB}.json")).await.unwrap();
     assert_eq!(state["history"][0]["run_id"], "nightly-1");
     for i in 0..4 {
