@@ -410,18 +410,7 @@ async fn four_shards_hold_what_one_run_holds_record_for_record() {
     assert_exit(&early, 6);
     assert!(text(&early.stderr).contains("not every shard is complete"));
 
-    let shards: Vec<_> = (0..4)
-        .map(|i| common::spawn(&ws, &env, &["run", JOB, "--shard", &format!("{i}/4")]))
-        .collect();
-    for (i, shard) in shards.into_iter().enumerate() {
-        let out = shard.wait_with_output().await.unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "shard {i}: {}",
-            text(&out.stderr)
-        );
-    }
+    common::run_shards(&ws, &env, JOB, 4).await;
 
     let local = ws.path().join("downloaded");
     let manifest = moto.download_snapshot(&local).await;

@@ -713,18 +713,7 @@ part_records = 2000
     );
     let mut env = common::provider_env(&sandbox, &ws, "seal_metrics");
     env.push(("APISNAP_RUN_ID".into(), "r7".into()));
-    let shards: Vec<_> = (0..3)
-        .map(|i| common::spawn(&ws, &env, &["run", "paged", "--shard", &format!("{i}/3")]))
-        .collect();
-    for (i, shard) in shards.into_iter().enumerate() {
-        let out = shard.wait_with_output().await.unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "shard {i}: {}",
-            text(&out.stderr)
-        );
-    }
+    common::run_shards(&ws, &env, "paged", 3).await;
     let dir = ws.path().join("out/paged/r7");
     assert!(dir.join("_SUCCESS").exists(), "the last shard finalized");
     let manifest: serde_json::Value =

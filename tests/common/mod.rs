@@ -406,6 +406,23 @@ pub fn spawn(ws: &Workspace, env: &[(String, String)], args: &[&str]) -> tokio::
     cmd.spawn().expect("start apisnap")
 }
 
+/// Runs `job` as `count` shards at once (`--shard i/count`), as an Indexed Job's pods do;
+/// each must succeed.
+pub async fn run_shards(ws: &Workspace, env: &[(String, String)], job: &str, count: u64) {
+    let shards: Vec<_> = (0..count)
+        .map(|i| spawn(ws, env, &["run", job, "--shard", &format!("{i}/{count}")]))
+        .collect();
+    for (i, shard) in shards.into_iter().enumerate() {
+        let out = shard.wait_with_output().await.unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "shard {i}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
 /// Sends SIGTERM, as Kubernetes and systemd do to stop a job.
 pub fn terminate(child: &tokio::process::Child) {
     let pid = child.id().expect("still running").to_string();
