@@ -478,3 +478,32 @@ async fn four_shards_hold_what_one_run_holds_record_for_record() {
     assert_exit(&again, 0);
     assert!(text(&again.stdout).contains("already finalized"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_retention_work_in_object_storage() {
+    let records = 9_000;
+    let sandbox = sandbox(records, 0).await;
+    let moto = Moto::start().await;
+    let ws = Workspace::with_shipped_jobs();
+    let prefix = apisnap::env::job_prefix(JOB);
+    let mut env = job_env(&sandbox, &moto, &ws, 2_000);
+    env.push((format!("{prefix}__OUTPUT__COMPACT"), "true".into()));
+    env.push((format!("{prefix}__OUTPUT__RETAIN"), "1".into()));
+    for _ in 0..2 {
+        assert_exit(&ws.apisnap(&["run", JOB], &env).await, 0);
+    }
+    // Two runs, one kept: the older snapshot is gone, objects and all.
+    let keys = moto.keys(&format!("out/{JOB}")).await;
+    let snapshots: std::collections::BTreeSet<_> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(&format!("out/{JOB}/")))
+        .filter_map(|k| k.split_once('/').map(|(dir, _)| dir))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{keys:?}");
+    let local = ws.path().join("downloaded");
+    let manifest = moto.download_snapshot(&local).await;
+    let files: Vec<_> = manifest["parts"].as_array().unwrap().iter().collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["file"], "part-all.parquet");
+    check_parquet_snapshot(&local, records);
+}
