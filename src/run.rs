@@ -487,6 +487,15 @@ impl Job {
             )
             .into());
         }
+        if options.shard.is_some() && self.incremental.is_some() {
+            // Each shard would keep its own high-water mark, and none would be the job's.
+            return Err(ConfigError::field(
+                "incremental",
+                "an incremental job cannot be split into shards: run it whole (its runs \
+                 fetch only what is new anyway)",
+            )
+            .into());
+        }
         let state_name = match options.shard {
             Some(s) => crate::checkpoint::shard_state_name(&self.name, s.index, s.count),
             None => self.name.clone(),

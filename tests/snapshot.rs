@@ -764,6 +764,22 @@ part_records = 2000
         "{}",
         text(&out.stderr)
     );
+    // An incremental job keeps one high-water mark: it is not split.
+    ws.write(
+        "jobs/since.toml",
+        "provider = \"seal_metrics\"\n[endpoint]\npath = \"/stats/events\"\n\
+         [pagination]\ntype = \"offset\"\n\
+         [incremental]\ncursor_field = \"created_at\"\nparam = \"created_after\"\n",
+    );
+    let out = ws
+        .apisnap(&["run", "since", "--shard", "0/2", "--run-id", "x"], &env)
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("incremental"),
+        "{}",
+        text(&out.stderr)
+    );
     // A shard needs the run id its siblings share.
     env.retain(|(k, _)| k != "APISNAP_RUN_ID");
     let out = ws.apisnap(&["run", "paged", "--shard", "0/2"], &env).await;
