@@ -340,7 +340,7 @@ pub fn check_parquet_snapshot(dir: &Path, count: u64) {
     assert_eq!(next, count, "records in {}", dir.display());
 }
 
-/// A Python with pyarrow, DuckDB and moto (tests/analysts/requirements.txt), in
+/// A Python with pyarrow, DuckDB, moto and Azure's client (tests/analysts/requirements.txt), in
 /// `target/analyst-venv`. `.ci/run` creates it before the tests; on a developer's machine
 /// the first test that needs it does (pip, from PyPI).
 pub fn analyst_python() -> PathBuf {
@@ -352,7 +352,10 @@ pub fn analyst_python() -> PathBuf {
             let python = venv.join("bin/python");
             let ready = || {
                 std::process::Command::new(&python)
-                    .args(["-c", "import pyarrow, duckdb, moto.server"])
+                    .args([
+                        "-c",
+                        "import pyarrow, duckdb, moto.server, azure.storage.blob",
+                    ])
                     .output()
                     .is_ok_and(|o| o.status.success())
             };
@@ -369,9 +372,37 @@ pub fn analyst_python() -> PathBuf {
                     .status()
                     .unwrap();
                 assert!(status.success(), "pip install of the test tools failed");
-                assert!(ready(), "pyarrow, duckdb and moto still do not import");
+                assert!(ready(), "the test tools still do not import");
             }
             python
+        })
+        .clone()
+}
+
+/// Azurite's Blob Storage server (tests/azurite/package.json, npm), in `target/azurite`.
+/// `.ci/run` installs it before the tests; on a developer's machine the first test that
+/// needs it does (`npm ci`, from the npm registry).
+pub fn azurite_blob() -> PathBuf {
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let prefix = root.join("target/azurite");
+            let server = prefix.join("node_modules/.bin/azurite-blob");
+            if !server.exists() {
+                std::fs::create_dir_all(&prefix).unwrap();
+                for file in ["package.json", "package-lock.json"] {
+                    std::fs::copy(root.join("tests/azurite").join(file), prefix.join(file))
+                        .unwrap();
+                }
+                let status = std::process::Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                    .arg(&prefix)
+                    .status()
+                    .expect("npm (Node.js) is needed for the Azure Blob Storage tests");
+                assert!(status.success(), "npm ci of Azurite failed");
+            }
+            server
         })
         .clone()
 }
