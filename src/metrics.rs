@@ -16,15 +16,18 @@ use crate::report::RunReport;
 
 type Labels = Vec<(String, String)>;
 
-/// The file a job's metrics go to.
-pub fn path(dir: &Path, job: &str) -> PathBuf {
-    dir.join(format!("apisnap_{job}.prom"))
+/// The file the metrics of a job's runs (or of one shard's, named by its state) go to.
+pub fn path(dir: &Path, state_name: &str) -> PathBuf {
+    dir.join(format!("apisnap_{state_name}.prom"))
 }
 
 /// The metrics of `report`, in Prometheus' text format.
 pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String {
     let mut registry = Registry::with_prefix("apisnap");
-    let labels: Labels = vec![("job".into(), report.job.clone())];
+    let mut labels: Labels = vec![("job".into(), report.job.clone())];
+    if let Some(shard) = &report.shard {
+        labels.push(("shard".into(), shard.clone()));
+    }
     let mut gauge = |name: &str, help: &str, value: f64| {
         let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         family.get_or_create(&labels).set(value);
@@ -38,7 +41,7 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
     );
     gauge(
         "last_run_success",
-        "1 if the job's last run wrote a complete snapshot, else 0",
+        "1 if the job's last run wrote a complete snapshot (a shard's: its whole range), else 0",
         if report.outcome == "success" {
             1.0
         } else {
@@ -88,16 +91,17 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
     text
 }
 
-/// Replaces the job's metrics file. A temporary name without `.prom` keeps the collector
-/// from reading a half-written file.
+/// Replaces the metrics file of the state named `state_name` (the job's, or a shard's). A
+/// temporary name without `.prom` keeps the collector from reading a half-written file.
 pub fn write(
     dir: &Path,
+    state_name: &str,
     report: &RunReport,
     last_success: Option<DateTime<Utc>>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut file = tempfile::Builder::new()
-        .prefix(&format!(".apisnap_{}.", report.job))
+        .prefix(&format!(".apisnap_{state_name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
     file.write_all(render(report, last_success).as_bytes())?;
@@ -106,6 +110,6 @@ pub fn write(
         file.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )?;
-    file.persist(path(dir, &report.job)).map_err(|e| e.error)?;
+    file.persist(path(dir, state_name)).map_err(|e| e.error)?;
     Ok(())
 }

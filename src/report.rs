@@ -1,5 +1,7 @@
 //! The run report: one small JSON file per job beside its state (`<state_dir>/<job>.report.json`),
 //! replaced after every run, for people and scripts asking "did last night's run work?".
+//! Each shard of a sharded run reports beside its own state
+//! (`<job>.shard-I-of-N.report.json`), so a failed shard is never hidden by another's success.
 
 use std::path::PathBuf;
 
@@ -12,6 +14,9 @@ use crate::checkpoint::{StateError, StateStore};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub job: String,
+    /// `INDEX/COUNT`, for one shard of a sharded run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// The run's id (that of the checkpoint it continued, when resumed).
     pub run_id: Option<String>,
     /// `success`, `failed` or `interrupted`.
@@ -35,15 +40,15 @@ pub struct RunReport {
     pub snapshot: Option<PathBuf>,
 }
 
-/// The report's name beside the job's state.
-pub fn name(job: &str) -> String {
-    format!("{job}.report.json")
+/// The report's name beside the state it reports on (the job's, or one shard's).
+pub fn name(state_name: &str) -> String {
+    format!("{state_name}.report.json")
 }
 
-/// Replaces the report.
-pub fn write(store: &StateStore, report: &RunReport) -> Result<(), StateError> {
+/// Replaces the report beside the state named `state_name`.
+pub fn write(store: &StateStore, state_name: &str, report: &RunReport) -> Result<(), StateError> {
     store.put_file(
-        &name(&report.job),
+        &name(state_name),
         &serde_json::to_vec_pretty(report).expect("reports serialize"),
     )
 }

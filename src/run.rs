@@ -334,7 +334,7 @@ impl Job {
     pub async fn run(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started_at = chrono::Utc::now();
         let result = self.run_once(options).await;
-        self.report(started_at, &result, options.metrics_dir.as_deref());
+        self.report(started_at, &result, options);
         result
     }
 
@@ -375,6 +375,14 @@ impl Job {
         })
     }
 
+    /// The name of the state a run keeps: the job's, or its shard's.
+    fn state_name(&self, options: &RunOptions) -> String {
+        match options.shard {
+            Some(s) => crate::checkpoint::shard_state_name(&self.name, s.index, s.count),
+            None => self.name.clone(),
+        }
+    }
+
     /// A live view of this job's progress while it runs.
     pub fn progress(&self) -> ProgressHandle {
         ProgressHandle {
@@ -383,13 +391,13 @@ impl Job {
         }
     }
 
-    /// Writes the run report beside the state. A run refused by the lock did nothing and
-    /// reports nothing: the report is the running one's to write.
+    /// Writes the run report beside the state (a shard's beside the shard's). A run refused
+    /// by the lock did nothing and reports nothing: the report is the running one's to write.
     fn report(
         &self,
         started_at: chrono::DateTime<chrono::Utc>,
         result: &Result<RunSummary, Error>,
-        metrics_dir: Option<&std::path::Path>,
+        options: &RunOptions,
     ) {
         // A run that never had the job, or lost it to another, leaves the report to that one.
         if let Err(
@@ -406,18 +414,21 @@ impl Job {
             return;
         }
         let finished_at = chrono::Utc::now();
-        let Ok(store) = StateStore::open(&self.state_dir, &self.name) else {
+        let state_name = self.state_name(options);
+        let Ok(store) = StateStore::open(&self.state_dir, &state_name) else {
             return;
         };
-        let state = store.load().ok();
-        let last_success = state
-            .as_ref()
-            .and_then(|s| s.history.first())
-            .map(|r| r.finished_at);
-        let progress = state.and_then(|s| s.in_progress);
+        // A sharded run's success is recorded in the job's state when it is finalized.
+        let last_success = StateStore::open(&self.state_dir, &self.name)
+            .and_then(|main| main.load())
+            .ok()
+            .and_then(|s| s.history.first().map(|r| r.finished_at));
+        let progress = store.load().ok().and_then(|s| s.in_progress);
+        let shard = options.shard.map(|s| format!("{}/{}", s.index, s.count));
         let report = match result {
             Ok(s) => crate::report::RunReport {
                 job: self.name.clone(),
+                shard: shard.clone(),
                 run_id: Some(s.run_id.clone()),
                 outcome: "success".into(),
                 exit_code: 0,
@@ -436,6 +447,7 @@ impl Job {
             },
             Err(e) => crate::report::RunReport {
                 job: self.name.clone(),
+                shard,
                 run_id: progress.as_ref().map(|c| c.run_id.clone()),
                 outcome: if matches!(e, Error::Interrupted { .. }) {
                     "interrupted".into()
@@ -459,11 +471,11 @@ impl Job {
                 snapshot: progress.map(|c| c.snapshot_dir),
             },
         };
-        if let Err(e) = crate::report::write(&store, &report) {
+        if let Err(e) = crate::report::write(&store, &state_name, &report) {
             tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
         }
-        if let Some(dir) = metrics_dir
-            && let Err(e) = crate::metrics::write(dir, &report, last_success)
+        if let Some(dir) = options.metrics_dir.as_deref()
+            && let Err(e) = crate::metrics::write(dir, &state_name, &report, last_success)
         {
             tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
         }
@@ -496,10 +508,7 @@ impl Job {
             )
             .into());
         }
-        let state_name = match options.shard {
-            Some(s) => crate::checkpoint::shard_state_name(&self.name, s.index, s.count),
-            None => self.name.clone(),
-        };
+        let state_name = self.state_name(options);
         let store = StateStore::open(&self.state_dir, &state_name).map_err(state_error)?;
         // Two runs of one job at once would write the same snapshot: cron and systemd
         // overlap when a run is slow, so the second one stops here.

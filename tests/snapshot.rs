@@ -683,20 +683,8 @@ async fn compacting_an_evolved_snapshot_fills_the_added_column_with_nulls() {
     assert_eq!(i, 3_000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_on_one_disk_split_a_paged_sync_and_the_last_finalizes() {
-    let records = 10_007;
-    let sandbox = common::start_sandbox(SandboxConfig {
-        records,
-        latency: Duration::from_millis(5),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let ws = Workspace::with_shipped_jobs();
-    // Page numbers, the page count in each answer: 15 pages of 700 over 3 shards.
-    ws.write(
-        "jobs/paged.toml",
-        r#"provider = "seal_metrics"
+/// Page numbers, the page count in each answer: a job whose pages shards can split.
+const PAGED_JOB: &str = r#"provider = "seal_metrics"
 [endpoint]
 path = "/v2/events/pages"
 [pagination]
@@ -709,8 +697,101 @@ total_pages_pointer = "/total_pages"
 format = "csv"
 dir = "out/{job}/{run_id}"
 part_records = 2000
-"#,
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
+    let records = 10_500;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write("jobs/paged.toml", PAGED_JOB);
+    let mut env = common::provider_env(&sandbox, &ws, "seal_metrics");
+    env.push(("APISNAP_RUN_ID".into(), "r9".into()));
+    env.push((
+        "APISNAP_METRICS_DIR".into(),
+        ws.path().join("metrics").to_string_lossy().into(),
+    ));
+    let mut bad = env.clone();
+    for (k, v) in &mut bad {
+        if k == "SEAL_METRICS_PASSWORD" {
+            *v = "not-the-password".into();
+        }
+    }
+    let shard = |i: u64| format!("{i}/3");
+    // Shard 1 cannot log in; 0 and 2 finish after it, and succeed.
+    let failed = ws
+        .apisnap(&["run", "paged", "--shard", &shard(1)], &bad)
+        .await;
+    assert_exit(&failed, 3);
+    for i in [0, 2] {
+        let out = ws
+            .apisnap(&["run", "paged", "--shard", &shard(i)], &env)
+            .await;
+        assert_exit(&out, 0);
+    }
+    let report = |i: u64| -> serde_json::Value {
+        let path = ws
+            .path()
+            .join(format!("state/paged.shard-{i}-of-3.report.json"));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let prom = |i: u64| {
+        std::fs::read_to_string(
+            ws.path()
+                .join(format!("metrics/apisnap_paged.shard-{i}-of-3.prom")),
+        )
+        .unwrap()
+    };
+    assert_eq!(report(1)["outcome"], "failed");
+    assert_eq!(report(1)["exit_code"], 3);
+    assert_eq!(report(1)["shard"], "1/3");
+    assert!(
+        prom(1).contains("apisnap_last_run_success{job=\"paged\",shard=\"1/3\"} 0"),
+        "{}",
+        prom(1)
     );
+    for i in [0, 2] {
+        assert_eq!(report(i)["outcome"], "success", "shard {i}");
+        assert_eq!(report(i)["shard"], shard(i));
+        assert!(prom(i).contains(&format!(
+            "apisnap_last_run_success{{job=\"paged\",shard=\"{i}/3\"}} 1"
+        )));
+    }
+    // The job's own report and metrics are not a shard's to write.
+    assert!(!ws.path().join("state/paged.report.json").exists());
+    assert!(!ws.path().join("metrics/apisnap_paged.prom").exists());
+    assert!(!ws.path().join("out/paged/r9/_SUCCESS").exists());
+
+    // Shard 1 again, with the right password: it completes the run and finalizes it.
+    let out = ws
+        .apisnap(&["run", "paged", "--shard", &shard(1)], &env)
+        .await;
+    assert_exit(&out, 0);
+    assert!(ws.path().join("out/paged/r9/_SUCCESS").exists());
+    assert_eq!(report(1)["outcome"], "success");
+    let total: u64 = (0..3).map(|i| report(i)["records"].as_u64().unwrap()).sum();
+    assert_eq!(total, records);
+    assert!(
+        prom(1).contains("apisnap_last_success_timestamp_seconds{job=\"paged\",shard=\"1/3\"}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_on_one_disk_split_a_paged_sync_and_the_last_finalizes() {
+    let records = 10_007;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(5),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    // Page numbers, the page count in each answer: 15 pages of 700 over 3 shards.
+    ws.write("jobs/paged.toml", PAGED_JOB);
     let mut env = common::provider_env(&sandbox, &ws, "seal_metrics");
     env.push(("APISNAP_RUN_ID".into(), "r7".into()));
     common::run_shards(&ws, &env, "paged", 3).await;
