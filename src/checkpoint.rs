@@ -211,6 +211,20 @@ impl StateStore {
         }
     }
 
+    /// The names of the files beside the state (none if it cannot be listed).
+    pub fn file_names(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Local(dir) => std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Backend::Remote { remote, .. } => block_on(remote.list()).unwrap_or_default(),
+        }
+    }
+
     /// A small file beside the state, if there is one.
     pub fn get_file(&self, name: &str) -> Option<Vec<u8>> {
         match &self.backend {

@@ -645,9 +645,11 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             .and_then(|t| t.into_iter().next())
             .map(|t| t.to_rfc3339());
         let last = apisnap::report::read(&store, &def.name);
+        let shards = apisnap::report::read_shards(&store, &def.name);
         out.push(serde_json::json!({
             "job": def.name,
             "last_run": last,
+            "last_sharded_run": (!shards.is_empty()).then_some(&shards),
             "last_success": state.history.first().map(|r| serde_json::json!({
                 "run_id": r.run_id,
                 "finished_at": r.finished_at,
@@ -684,6 +686,25 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             );
+        }
+        if let Some(shards) = s["last_sharded_run"].as_array() {
+            println!(
+                "  sharded run {}: {} shard(s) reported",
+                shards[0]["run_id"].as_str().unwrap_or_default(),
+                shards.len()
+            );
+            for r in shards {
+                println!(
+                    "    shard {}: {} at {}{}",
+                    r["shard"].as_str().unwrap_or_default(),
+                    r["outcome"].as_str().unwrap_or_default(),
+                    r["finished_at"].as_str().unwrap_or_default(),
+                    r["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+            }
         }
         match s["last_success"].as_object() {
             Some(l) => println!(

@@ -57,3 +57,26 @@ pub fn write(store: &StateStore, state_name: &str, report: &RunReport) -> Result
 pub fn read(store: &StateStore, job: &str) -> Option<RunReport> {
     serde_json::from_slice(&store.get_file(&name(job))?).ok()
 }
+
+/// The reports of the shards of the job's latest sharded run, in shard order.
+pub fn read_shards(store: &StateStore, job: &str) -> Vec<RunReport> {
+    let prefix = format!("{job}.shard-");
+    let mut reports: Vec<RunReport> = store
+        .file_names()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && n.ends_with(".report.json"))
+        .filter_map(|n| serde_json::from_slice(&store.get_file(&n)?).ok())
+        .collect();
+    let latest = reports
+        .iter()
+        .max_by_key(|r| r.finished_at)
+        .and_then(|r| r.run_id.clone());
+    reports.retain(|r| r.run_id.is_some() && r.run_id == latest);
+    reports.sort_by_key(|r| {
+        r.shard
+            .as_deref()
+            .and_then(|s| s.split_once('/'))
+            .and_then(|(i, _)| i.parse::<u64>().ok())
+    });
+    reports
+}

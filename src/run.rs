@@ -448,7 +448,11 @@ impl Job {
             Err(e) => crate::report::RunReport {
                 job: self.name.clone(),
                 shard,
-                run_id: progress.as_ref().map(|c| c.run_id.clone()),
+                // A shard that failed before its first checkpoint still has its run's id.
+                run_id: progress
+                    .as_ref()
+                    .map(|c| c.run_id.clone())
+                    .or_else(|| options.run_id.clone()),
                 outcome: if matches!(e, Error::Interrupted { .. }) {
                     "interrupted".into()
                 } else {

@@ -620,6 +620,24 @@ async fn four_shards_hold_what_one_run_holds_record_for_record() {
             .unwrap();
         assert!(shard["in_progress"].is_null(), "shard {i}: {shard}");
     }
+    // `status` finds the shards' reports in the bucket.
+    let status = ws.apisnap(&["status", "--json"], &env).await;
+    assert_exit(&status, 0);
+    let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == JOB)
+        .unwrap();
+    let shards = job["last_sharded_run"].as_array().unwrap();
+    assert_eq!(shards.len(), 4, "{job}");
+    for (i, r) in shards.iter().enumerate() {
+        assert_eq!(r["shard"], format!("{i}/4"));
+        assert_eq!(r["outcome"], "success");
+        assert_eq!(r["run_id"], "nightly-1");
+    }
+    assert_eq!(job["last_success"]["records"], records);
     let again = ws.apisnap(&["finalize", JOB, "--shards", "4"], &env).await;
     assert_exit(&again, 0);
     assert!(text(&again.stdout).contains("already finalized"));

@@ -761,6 +761,37 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
             "apisnap_last_run_success{{job=\"paged\",shard=\"{i}/3\"}} 1"
         )));
     }
+    assert_eq!(
+        report(1)["run_id"],
+        "r9",
+        "the run's id, though no page was fetched"
+    );
+    // `status` shows every shard of the run.
+    let status = ws.apisnap(&["status", "--json"], &env).await;
+    assert_exit(&status, 0);
+    let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let paged = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "paged")
+        .unwrap();
+    let outcomes: Vec<_> = paged["last_sharded_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["shard"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("0/3", "success"), ("1/3", "failed"), ("2/3", "success")]
+    );
+    let status = text(&ws.apisnap(&["status"], &env).await.stdout);
+    assert!(
+        status.contains("sharded run r9: 3 shard(s) reported"),
+        "{status}"
+    );
+    assert!(status.contains("shard 1/3: failed at "), "{status}");
     // The job's own report and metrics are not a shard's to write.
     assert!(!ws.path().join("state/paged.report.json").exists());
     assert!(!ws.path().join("metrics/apisnap_paged.prom").exists());
