@@ -55,6 +55,10 @@ enum Command {
         /// checkpoint. The last shard to finish writes the manifest (see `finalize`).
         #[arg(long, env = "APISNAP_SHARD", value_name = "INDEX/COUNT")]
         shard: Option<apisnap::paginate::Shard>,
+        /// Run this pod's shard of COUNT in a Kubernetes Indexed Job: the index is the
+        /// `JOB_COMPLETION_INDEX` that Kubernetes sets in each of the Job's pods.
+        #[arg(long, value_name = "COUNT", conflicts_with = "shard")]
+        shards: Option<u64>,
         /// The run's id (the snapshot's `{run_id}`), shared by the shards of one sharded run;
         /// the Kubernetes deployment sets it from the Job's name.
         #[arg(long, env = "APISNAP_RUN_ID")]
@@ -331,6 +335,7 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             jobs_dir,
             fresh,
             shard,
+            shards,
             run_id,
             floor: None,
         } => run(
@@ -339,7 +344,10 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             apisnap::run::RunOptions {
                 fresh,
                 metrics_dir: cli.metrics_dir,
-                shard,
+                shard: match shards {
+                    Some(count) => Some(completion_index_shard(count, &env)?),
+                    None => shard,
+                },
                 run_id,
                 stop: None,
             },
@@ -415,6 +423,22 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             records,
         } => demo(jobs_dir, out, records, env),
     }
+}
+
+/// This pod's shard of `count`, from the index Kubernetes gives each pod of an Indexed Job.
+fn completion_index_shard(count: u64, env: &Env) -> Result<apisnap::paginate::Shard, Error> {
+    const VAR: &str = "JOB_COMPLETION_INDEX";
+    let bad =
+        |message: String| Error::from(apisnap::config::ConfigError::field("--shards", message));
+    let index = env.get(VAR).ok_or_else(|| {
+        bad(format!(
+            "takes this pod's index from {VAR}, which Kubernetes sets in the pods of an \
+             Indexed Job, and it is not set here: use --shard INDEX/COUNT instead"
+        ))
+    })?;
+    format!("{}/{count}", index.trim())
+        .parse()
+        .map_err(|e| bad(format!("{VAR}={index} with --shards {count}: {e}")))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {

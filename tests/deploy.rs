@@ -425,10 +425,7 @@ async fn kubernetes_shards_render_an_indexed_job_and_a_finalize_job() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert_eq!(
-        args[args.len() - 2..],
-        ["--shard", "$(JOB_COMPLETION_INDEX)/4"]
-    );
+    assert_eq!(args[args.len() - 2..], ["--shards", "4"]);
     let env = container["env"].as_array().unwrap();
     assert!(env.iter().any(|e| e["name"] == "APISNAP_RUN_ID"
         && e["valueFrom"]["fieldRef"]["fieldPath"]

@@ -892,6 +892,15 @@ async fn shards_on_one_disk_split_a_paged_sync_and_the_last_finalizes() {
         "{}",
         text(&out.stderr)
     );
+    // `--shards` outside an Indexed Job has no index to take.
+    let out = ws.apisnap(&["run", "paged", "--shards", "2"], &env).await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("JOB_COMPLETION_INDEX")
+            && text(&out.stderr).contains("--shard INDEX/COUNT"),
+        "{}",
+        text(&out.stderr)
+    );
     // A shard needs the run id its siblings share.
     env.retain(|(k, _)| k != "APISNAP_RUN_ID");
     let out = ws.apisnap(&["run", "paged", "--shard", "0/2"], &env).await;

@@ -39,7 +39,7 @@ pub struct KubernetesOptions {
     /// Time between SIGTERM and SIGKILL: enough to commit the pages received.
     pub grace_secs: u64,
     /// Split each run into this many shards: an Indexed Job whose pods run one shard each
-    /// (`--shard $(JOB_COMPLETION_INDEX)/N`), sharing the Job's name as the run id. The last
+    /// (`--shards N`: each takes its index from `JOB_COMPLETION_INDEX`), sharing the Job's name as the run id. The last
     /// shard to finish finalizes the snapshot; a finalize Job is rendered for doing it by
     /// hand. Needs `state_dir` and `output.dir` in object storage: the pods share no disk.
     pub shards: Option<u64>,
@@ -351,12 +351,10 @@ fn cron_job(
         job.name
     ]);
     if let Some(n) = o.shards {
-        // Kubernetes expands $(VAR) in args from the container's environment; an Indexed
-        // Job sets JOB_COMPLETION_INDEX in each pod.
-        args.as_array_mut().expect("an array").extend([
-            json!("--shard"),
-            json!(format!("$(JOB_COMPLETION_INDEX)/{n}")),
-        ]);
+        // An Indexed Job sets JOB_COMPLETION_INDEX in each pod; `--shards` reads it.
+        args.as_array_mut()
+            .expect("an array")
+            .extend([json!("--shards"), json!(n.to_string())]);
         // The shards of one run share its id: the name of the Job the CronJob created.
         env.push(json!({
             "name": "APISNAP_RUN_ID",

@@ -437,11 +437,16 @@ pub fn spawn(ws: &Workspace, env: &[(String, String)], args: &[&str]) -> tokio::
     cmd.spawn().expect("start apisnap")
 }
 
-/// Runs `job` as `count` shards at once (`--shard i/count`), as an Indexed Job's pods do;
-/// each must succeed.
+/// Runs `job` as `count` shards at once (`--shards count`, `JOB_COMPLETION_INDEX=i`), as an
+/// Indexed Job's pods do; each must succeed.
 pub async fn run_shards(ws: &Workspace, env: &[(String, String)], job: &str, count: u64) {
+    // As the pods of a Kubernetes Indexed Job: each is told its index in the environment.
     let shards: Vec<_> = (0..count)
-        .map(|i| spawn(ws, env, &["run", job, "--shard", &format!("{i}/{count}")]))
+        .map(|i| {
+            let mut env = env.to_vec();
+            env.push(("JOB_COMPLETION_INDEX".into(), i.to_string()));
+            spawn(ws, &env, &["run", job, "--shards", &count.to_string()])
+        })
         .collect();
     for (i, shard) in shards.into_iter().enumerate() {
         let out = shard.wait_with_output().await.unwrap();
