@@ -282,6 +282,26 @@ fn cases() -> Vec<Case> {
                 "the value comes from APISNAP_JOB_EVENTS__OUTPUT__FORMAT",
             ],
         },
+        Case {
+            name: "an override that cannot reach a key with capitals",
+            job: job(
+                "records_pointer = \"/data\"",
+                "records_pointer = \"/data\"\nquery = { pageSize = \"50\" }",
+            ),
+            provider: None,
+            env: &[
+                ("T_EMAIL", "a@example.com"),
+                ("T_PASSWORD", "pw"),
+                ("APISNAP_JOB_EVENTS__ENDPOINT__QUERY__PAGESIZE", "10"),
+            ],
+            secrets: false,
+            file: J,
+            expect: &[
+                "field `endpoint.query.pageSize`",
+                "APISNAP_JOB_EVENTS__ENDPOINT__QUERY__PAGESIZE cannot override `pageSize`",
+                "a key `pagesize` beside it",
+            ],
+        },
     ]
 }
 

@@ -156,6 +156,7 @@ fn read_file<T: DeserializeOwned>(file: &Path, prefix: &str, env: &Env) -> Resul
     let tree: serde_json::Value = merged
         .try_deserialize()
         .map_err(|e| ConfigError::file(file, e.to_string()))?;
+    check_override_case(&tree, file, prefix, env)?;
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let mut path = e.path().to_string();
         let mut message = e.inner().to_string();
@@ -177,6 +178,55 @@ fn read_file<T: DeserializeOwned>(file: &Path, prefix: &str, env: &Env) -> Resul
             message,
         })
     })
+}
+
+/// Variable names carry no case and the `config` crate lower-cases the keys it reads from
+/// them, so `…__QUERY__PAGESIZE` cannot reach the file's `pageSize`: it would silently add
+/// a `pagesize` beside it (a second query parameter, header or credential). Refused instead.
+fn check_override_case(
+    tree: &serde_json::Value,
+    file: &Path,
+    prefix: &str,
+    env: &Env,
+) -> Result<(), ConfigErrors> {
+    let vars = env.with_prefix(&format!("{prefix}__"));
+    let mut vars: Vec<&String> = vars.keys().collect();
+    vars.sort();
+    for var in vars {
+        let path: Vec<String> = var[prefix.len() + 2..]
+            .split("__")
+            .map(str::to_lowercase)
+            .collect();
+        let mut node = tree;
+        for (depth, key) in path.iter().enumerate() {
+            let Some(map) = node.as_object() else { break };
+            if let Some(spelled) = map
+                .keys()
+                .find(|k| *k != key && k.eq_ignore_ascii_case(key))
+            {
+                let field = path[..depth]
+                    .iter()
+                    .chain([spelled])
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(".");
+                return Err(ConfigError {
+                    file: Some(file.to_path_buf()),
+                    field: Some(field),
+                    message: format!(
+                        "{var} cannot override `{spelled}`: variable names carry no case, so \
+                         it would add a key `{key}` beside it; change the value in the file"
+                    ),
+                }
+                .into());
+            }
+            match map.get(key) {
+                Some(next) => node = next,
+                None => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `config` crate repeats the file name in its messages; we print it once.
