@@ -39,9 +39,10 @@ pub struct KubernetesOptions {
     /// Time between SIGTERM and SIGKILL: enough to commit the pages received.
     pub grace_secs: u64,
     /// Split each run into this many shards: an Indexed Job whose pods run one shard each
-    /// (`--shards N`: each takes its index from `JOB_COMPLETION_INDEX`), sharing the Job's name as the run id. The last
-    /// shard to finish finalizes the snapshot; a finalize Job is rendered for doing it by
-    /// hand. Needs `state_dir` and `output.dir` in object storage: the pods share no disk.
+    /// (`--shards N`: each takes its index from `JOB_COMPLETION_INDEX`), sharing the Job's
+    /// name as the run id. The last shard to finish finalizes the snapshot; a finalize Job
+    /// is rendered for doing it by hand. Needs `state_dir` and `output.dir` in object
+    /// storage: the pods share no disk.
     pub shards: Option<u64>,
 }
 
