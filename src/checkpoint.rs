@@ -211,17 +211,17 @@ impl StateStore {
         }
     }
 
-    /// The names of the files beside the state (none if it cannot be listed).
-    pub fn file_names(&self) -> Vec<String> {
+    /// The names of the files beside the state.
+    pub fn file_names(&self) -> Result<Vec<String>, StateError> {
         match &self.backend {
-            Backend::Local(dir) => std::fs::read_dir(dir)
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            Backend::Remote { remote, .. } => block_on(remote.list()).unwrap_or_default(),
+            Backend::Local(dir) => match std::fs::read_dir(dir) {
+                Ok(entries) => Ok(entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(self.io(dir, e)),
+            },
+            Backend::Remote { remote, .. } => block_on(remote.names()).map_err(|e| self.remote(e)),
         }
     }
 

@@ -669,7 +669,7 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             .and_then(|t| t.into_iter().next())
             .map(|t| t.to_rfc3339());
         let last = apisnap::report::read(&store, &def.name);
-        let shards = apisnap::report::read_shards(&store, &def.name);
+        let shards = apisnap::report::read_shards(&store, &def.name).map_err(state_error)?;
         out.push(serde_json::json!({
             "job": def.name,
             "last_run": last,

@@ -59,24 +59,26 @@ pub fn read(store: &StateStore, job: &str) -> Option<RunReport> {
 }
 
 /// The reports of the shards of the job's latest sharded run, in shard order.
-pub fn read_shards(store: &StateStore, job: &str) -> Vec<RunReport> {
+pub fn read_shards(store: &StateStore, job: &str) -> Result<Vec<RunReport>, StateError> {
     let prefix = format!("{job}.shard-");
     let mut reports: Vec<RunReport> = store
-        .file_names()
+        .file_names()?
         .into_iter()
         .filter(|n| n.starts_with(&prefix) && n.ends_with(".report.json"))
-        .filter_map(|n| serde_json::from_slice(&store.get_file(&n)?).ok())
+        .filter_map(|n| serde_json::from_slice::<RunReport>(&store.get_file(&n)?).ok())
+        // A shard refused before it knew its run (no `--run-id`) belongs to no run.
+        .filter(|r| r.job == job && r.shard.is_some() && r.run_id.is_some())
         .collect();
     let latest = reports
         .iter()
         .max_by_key(|r| r.finished_at)
         .and_then(|r| r.run_id.clone());
-    reports.retain(|r| r.run_id.is_some() && r.run_id == latest);
+    reports.retain(|r| r.run_id == latest);
     reports.sort_by_key(|r| {
         r.shard
             .as_deref()
             .and_then(|s| s.split_once('/'))
             .and_then(|(i, _)| i.parse::<u64>().ok())
     });
-    reports
+    Ok(reports)
 }

@@ -448,11 +448,12 @@ impl Job {
             Err(e) => crate::report::RunReport {
                 job: self.name.clone(),
                 shard,
-                // A shard that failed before its first checkpoint still has its run's id.
-                run_id: progress
-                    .as_ref()
-                    .map(|c| c.run_id.clone())
-                    .or_else(|| options.run_id.clone()),
+                // The run asked for (a shard's is given, and its checkpoint may be an older
+                // run's), else the one resumed.
+                run_id: options
+                    .run_id
+                    .clone()
+                    .or_else(|| progress.as_ref().map(|c| c.run_id.clone())),
                 outcome: if matches!(e, Error::Interrupted { .. }) {
                     "interrupted".into()
                 } else {

@@ -303,6 +303,20 @@ impl Remote {
             .collect())
     }
 
+    /// The names of the objects directly below this prefix (not in "subdirectories").
+    pub async fn names(&self) -> Result<Vec<String>, StorageError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| self.failed("", e))?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect())
+    }
+
     /// Uploads the local file `from` as `name`: complete under its key or not at all (one
     /// PUT, or for a large file a multipart upload that is completed last and aborted on
     /// failure). `started` hears of a multipart upload before its first part, so that it can

@@ -200,10 +200,7 @@ fn check_override_case(
         let mut node = tree;
         for (depth, key) in path.iter().enumerate() {
             let Some(map) = node.as_object() else { break };
-            if let Some(spelled) = map
-                .keys()
-                .find(|k| *k != key && k.eq_ignore_ascii_case(key))
-            {
+            if let Some(spelled) = map.keys().find(|k| *k != key && same_key(k, key)) {
                 let field = path[..depth]
                     .iter()
                     .chain([spelled])
@@ -227,6 +224,13 @@ fn check_override_case(
         }
     }
     Ok(())
+}
+
+/// Keys a variable would mean alike: case aside, and `_` for a header's `-` (shells allow no
+/// `-` in variable names).
+fn same_key(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+    norm(a) == norm(b)
 }
 
 /// The `config` crate repeats the file name in its messages; we print it once.
