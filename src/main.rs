@@ -23,8 +23,8 @@ struct Cli {
     /// Log format: text for people, json (one object per line) for log collectors.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "APISNAP_LOG_FORMAT")]
     log_format: LogFormat,
-    /// After each run, write the job's metrics to DIR/apisnap_<job>.prom (node_exporter's
-    /// textfile collector directory).
+    /// After each run, write the job's metrics to DIR/apisnap_<job>.prom (a shard's to
+    /// apisnap_<job>.shard-I-of-N.prom) for node_exporter's textfile collector.
     #[arg(long, global = true, env = "APISNAP_METRICS_DIR")]
     metrics_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -358,7 +358,14 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             shards,
             run_id,
             jobs_dir,
-        } => finalize(&job, &jobs_dir, shards, run_id.as_deref(), &env),
+        } => finalize(
+            &job,
+            &jobs_dir,
+            shards,
+            run_id.as_deref(),
+            cli.metrics_dir.as_deref(),
+            &env,
+        ),
         Command::Check { job, jobs_dir } => check(&job, &jobs_dir, &env),
         Command::Validate { paths, secrets } => Ok(validate(paths, secrets, &env)),
         Command::Schedule { jobs_dir } => schedule(&jobs_dir, cli.metrics_dir, &env),
@@ -491,11 +498,12 @@ fn finalize(
     jobs_dir: &std::path::Path,
     shards: u64,
     run_id: Option<&str>,
+    metrics_dir: Option<&std::path::Path>,
     env: &Env,
 ) -> Result<u8, Error> {
     let file = find_job(name, jobs_dir)?;
     let job = load_job(&file, env)?.build(env)?;
-    let done = runtime()?.block_on(job.finalize_shards(shards, run_id))?;
+    let done = runtime()?.block_on(job.finalize_shards(shards, run_id, metrics_dir))?;
     if done.already {
         println!(
             "{}: run {} was already finalized: {} records in {}",
@@ -669,7 +677,15 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             .and_then(|t| t.into_iter().next())
             .map(|t| t.to_rfc3339());
         let last = apisnap::report::read(&store, &def.name);
-        let shards = apisnap::report::read_shards(&store, &def.name).map_err(state_error)?;
+        let mut shards = apisnap::report::read_shards(&store, &def.name).map_err(state_error)?;
+        // A sharded run that a later whole run's report succeeded is history.
+        if let Some(l) = &last
+            && !shards
+                .iter()
+                .any(|r| r.run_id == l.run_id || r.finished_at >= l.finished_at)
+        {
+            shards.clear();
+        }
         out.push(serde_json::json!({
             "job": def.name,
             "last_run": last,
@@ -712,8 +728,12 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             );
         }
         if let Some(shards) = s["last_sharded_run"].as_array() {
+            let count = shards[0]["shard"]
+                .as_str()
+                .and_then(|s| s.split_once('/'))
+                .map_or("?", |(_, n)| n);
             println!(
-                "  sharded run {}: {} shard(s) reported",
+                "  sharded run {}: {} of {count} shards reported",
                 shards[0]["run_id"].as_str().unwrap_or_default(),
                 shards.len()
             );

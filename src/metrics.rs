@@ -1,7 +1,9 @@
 //! Metrics for node_exporter's textfile collector: after every run, `<dir>/apisnap_<job>.prom`
 //! is replaced (atomically, as the collector asks) with the job's last run: when it ended,
 //! whether it succeeded, what it moved, and when the job last succeeded — what an alert on
-//! "no successful snapshot for 26 hours" needs.
+//! "no successful snapshot for 26 hours" needs. A shard of a sharded run writes its own file
+//! (`apisnap_<job>.shard-I-of-N.prom`, labelled `shard`); the job's file is written when the
+//! run is finalized.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,7 +43,7 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
     );
     gauge(
         "last_run_success",
-        "1 if the job's last run wrote a complete snapshot (a shard's: its whole range), else 0",
+        "1 if the job's last run wrote a complete snapshot, else 0",
         if report.outcome == "success" {
             1.0
         } else {
@@ -78,7 +80,9 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
         "Tokens renewed after a 401 during the last run",
         report.reauthentications as f64,
     );
-    if let Some(t) = last_success {
+    // A shard's file leaves it out: the job's own file, written when a sharded run is
+    // finalized, carries it (a shard's would go stale between finalizations).
+    if let Some(t) = last_success.filter(|_| report.shard.is_none()) {
         gauge(
             "last_success_timestamp_seconds",
             "When the job last wrote a complete snapshot (Unix time)",

@@ -335,7 +335,31 @@ impl Job {
         let started_at = chrono::Utc::now();
         let result = self.run_once(options).await;
         self.report(started_at, &result, options);
-        result
+        let summary = result?;
+        if let Some(shard) = options.shard {
+            // Finalizing after this shard's report lets the run's report add up every
+            // shard's requests and retries.
+            let finalized = self
+                .finalize_shards(
+                    shard.count,
+                    Some(&summary.run_id),
+                    options.metrics_dir.as_deref(),
+                )
+                .await;
+            match finalized {
+                Ok(_) => {}
+                Err(Error::Incomplete { waiting, .. }) => {
+                    tracing::info!(job = %self.name, waiting = %waiting, "the snapshot is finalized when the other shards are complete");
+                }
+                // Another shard, finishing at the same moment, is finalizing it.
+                Err(Error::State {
+                    source: StateError::Locked { .. },
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(summary)
     }
 
     /// Sends the requests of a full run (same pagination, concurrency, retries) and discards
@@ -638,20 +662,8 @@ impl Job {
         }
         if let Some(range) = done.shard.clone() {
             // A shard ends with its last part committed. The snapshot completes once every
-            // shard has: the last to finish finalizes it (so does `apisnap finalize`).
+            // shard has: the last to finish finalizes it, after its report (see `run`).
             tracing::info!(job = %self.name, shard = %format!("{}/{}", range.index, range.count), records = done.records, "shard complete");
-            match self.finalize_shards(range.count, Some(&done.run_id)).await {
-                Ok(_) => {}
-                Err(Error::Incomplete { waiting, .. }) => {
-                    tracing::info!(job = %self.name, waiting = %waiting, "the snapshot is finalized when the other shards are complete");
-                }
-                // Another shard, finishing at the same moment, is finalizing it.
-                Err(Error::State {
-                    source: StateError::Locked { .. },
-                    ..
-                }) => {}
-                Err(e) => return Err(e),
-            }
             return Ok(self.summary(done, resumed, pages, started));
         }
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
@@ -795,6 +807,7 @@ impl Job {
         &self,
         count: u64,
         run_id: Option<&str>,
+        metrics_dir: Option<&std::path::Path>,
     ) -> Result<FinalizeSummary, Error> {
         let state_error = |source| Error::State {
             job: self.name.clone(),
@@ -932,6 +945,7 @@ impl Job {
                 .finish(&mut state, record.clone())
                 .map_err(state_error)?;
         }
+        self.report_finalized(&main, &stores, count, &shards, &manifest, metrics_dir);
         tracing::info!(job = %self.name, run_id = %run_id, records = manifest.records, parts = manifest.parts.len(), "sharded run finalized");
         Ok(FinalizeSummary {
             job: self.name.clone(),
@@ -941,6 +955,60 @@ impl Job {
             parts: manifest.parts.len(),
             already: false,
         })
+    }
+
+    /// The job's own report and metrics for a sharded run just finalized: the run's records
+    /// and bytes from its manifest, its requests, retries and logins added up from the
+    /// shards' reports (a shard finishing at this very moment may not have written its
+    /// report yet).
+    fn report_finalized(
+        &self,
+        main: &StateStore,
+        stores: &[StateStore],
+        count: u64,
+        shards: &[Checkpoint],
+        manifest: &Manifest,
+        metrics_dir: Option<&std::path::Path>,
+    ) {
+        let reports: Vec<crate::report::RunReport> = stores
+            .iter()
+            .zip(0..count)
+            .filter_map(|(store, i)| {
+                let name = crate::checkpoint::shard_state_name(&self.name, i, count);
+                crate::report::read(store, &name)
+            })
+            .filter(|r| r.run_id.as_deref() == Some(manifest.run_id.as_str()))
+            .collect();
+        let sum = |f: fn(&crate::report::RunReport) -> u64| reports.iter().map(f).sum();
+        let started_at = manifest.started_at;
+        let report = crate::report::RunReport {
+            job: self.name.clone(),
+            shard: None,
+            run_id: Some(manifest.run_id.clone()),
+            outcome: "success".into(),
+            exit_code: 0,
+            error: None,
+            started_at,
+            finished_at: manifest.finished_at,
+            duration_secs: (manifest.finished_at - started_at).num_milliseconds() as f64 / 1000.0,
+            records: manifest.records,
+            pages: sum(|r| r.pages),
+            bytes: shards.iter().flat_map(|c| &c.parts).map(|p| p.bytes).sum(),
+            requests: sum(|r| r.requests),
+            retries: sum(|r| r.retries),
+            logins: sum(|r| r.logins),
+            reauthentications: sum(|r| r.reauthentications),
+            snapshot: Some(shards[0].snapshot_dir.clone()),
+        };
+        if let Err(e) = crate::report::write(main, &self.name, &report) {
+            tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
+        }
+        if let Some(dir) = metrics_dir
+            && let Err(e) =
+                crate::metrics::write(dir, &self.name, &report, Some(manifest.finished_at))
+        {
+            tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
+        }
     }
 
     /// Fetches from `position` on, decodes, and writes parts, checkpointing after each.

@@ -788,7 +788,7 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
     );
     let status = text(&ws.apisnap(&["status"], &env).await.stdout);
     assert!(
-        status.contains("sharded run r9: 3 shard(s) reported"),
+        status.contains("sharded run r9: 3 of 3 shards reported"),
         "{status}"
     );
     assert!(status.contains("shard 1/3: failed at "), "{status}");
@@ -806,9 +806,30 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
     assert_eq!(report(1)["outcome"], "success");
     let total: u64 = (0..3).map(|i| report(i)["records"].as_u64().unwrap()).sum();
     assert_eq!(total, records);
+    // The run, finalized, reports as the job: records from the manifest, requests added
+    // up over the shards; its metrics carry the last success (the shards' do not).
+    let job_report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path().join("state/paged.report.json")).unwrap())
+            .unwrap();
+    assert_eq!(job_report["outcome"], "success");
+    assert_eq!(job_report["run_id"], "r9");
+    assert!(job_report["shard"].is_null());
+    assert_eq!(job_report["records"], records);
+    let requests: u64 = (0..3)
+        .map(|i| report(i)["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(job_report["requests"], requests);
+    let job_prom = std::fs::read_to_string(ws.path().join("metrics/apisnap_paged.prom")).unwrap();
     assert!(
-        prom(1).contains("apisnap_last_success_timestamp_seconds{job=\"paged\",shard=\"1/3\"}")
+        job_prom.contains("apisnap_last_success_timestamp_seconds{job=\"paged\"}"),
+        "{job_prom}"
     );
+    assert!(job_prom.contains("apisnap_last_run_records{job=\"paged\"} 10500"));
+    assert!(!prom(1).contains("last_success_timestamp"), "{}", prom(1));
+    // `status` shows the run as the job's last run, and its shards still.
+    let status = text(&ws.apisnap(&["status"], &env).await.stdout);
+    assert!(status.contains("last run: success"), "{status}");
+    assert!(status.contains("shard 1/3: success"), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
