@@ -117,3 +117,27 @@ pub fn write(
     file.persist(path(dir, state_name)).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// Removes the job's shard files that no longer describe it: after a whole run, every
+/// shard's; after a sharded run of `count` shards, those of other counts. Left behind, a
+/// shard that failed once under another split would alert forever.
+pub fn remove_stale_shards(dir: &Path, job: &str, count: Option<u64>) -> std::io::Result<()> {
+    let prefix = format!("apisnap_{job}.shard-");
+    let keep = count.map(|n| format!("-of-{n}.prom"));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let ours = name.starts_with(&prefix) && name.ends_with(".prom");
+        if ours && keep.as_ref().is_none_or(|k| !name.ends_with(k.as_str())) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}

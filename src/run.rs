@@ -503,10 +503,17 @@ impl Job {
         if let Err(e) = crate::report::write(&store, &state_name, &report) {
             tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
         }
-        if let Some(dir) = options.metrics_dir.as_deref()
-            && let Err(e) = crate::metrics::write(dir, &state_name, &report, last_success)
-        {
-            tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
+        if let Some(dir) = options.metrics_dir.as_deref() {
+            let written =
+                crate::metrics::write(dir, &state_name, &report, last_success).and_then(|()| {
+                    match options.shard {
+                        None => crate::metrics::remove_stale_shards(dir, &self.name, None),
+                        Some(_) => Ok(()),
+                    }
+                });
+            if let Err(e) = written {
+                tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
+            }
         }
     }
 
@@ -1006,6 +1013,9 @@ impl Job {
         if let Some(dir) = metrics_dir
             && let Err(e) =
                 crate::metrics::write(dir, &self.name, &report, Some(manifest.finished_at))
+                    .and_then(|()| {
+                        crate::metrics::remove_stale_shards(dir, &self.name, Some(count))
+                    })
         {
             tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
         }

@@ -797,6 +797,11 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
     assert!(!ws.path().join("metrics/apisnap_paged.prom").exists());
     assert!(!ws.path().join("out/paged/r9/_SUCCESS").exists());
 
+    // A shard of an earlier split of this job, failed: finalizing the run removes it.
+    ws.write(
+        "metrics/apisnap_paged.shard-4-of-5.prom",
+        "apisnap_last_run_success{job=\"paged\",shard=\"4/5\"} 0\n",
+    );
     // Shard 1 again, with the right password: it completes the run and finalizes it.
     let out = ws
         .apisnap(&["run", "paged", "--shard", &shard(1)], &env)
@@ -826,10 +831,32 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
     );
     assert!(job_prom.contains("apisnap_last_run_records{job=\"paged\"} 10500"));
     assert!(!prom(1).contains("last_success_timestamp"), "{}", prom(1));
+    assert!(
+        !ws.path()
+            .join("metrics/apisnap_paged.shard-4-of-5.prom")
+            .exists()
+    );
+    assert!(
+        ws.path()
+            .join("metrics/apisnap_paged.shard-0-of-3.prom")
+            .exists()
+    );
     // `status` shows the run as the job's last run, and its shards still.
     let status = text(&ws.apisnap(&["status"], &env).await.stdout);
     assert!(status.contains("last run: success"), "{status}");
     assert!(status.contains("shard 1/3: success"), "{status}");
+
+    // A later whole run: the shards are history, in `status` and in the metrics.
+    env.retain(|(k, _)| k != "APISNAP_RUN_ID");
+    assert_exit(&ws.apisnap(&["run", "paged"], &env).await, 0);
+    let status = text(&ws.apisnap(&["status"], &env).await.stdout);
+    assert!(!status.contains("sharded run"), "{status}");
+    assert!(
+        !ws.path()
+            .join("metrics/apisnap_paged.shard-0-of-3.prom")
+            .exists()
+    );
+    assert!(ws.path().join("metrics/apisnap_paged.prom").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
