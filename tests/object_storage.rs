@@ -618,15 +618,7 @@ async fn four_shards_hold_what_one_run_holds_record_for_record() {
         assert!(shard["in_progress"].is_null(), "shard {i}: {shard}");
     }
     // `status` finds the shards' reports in the bucket.
-    let status = ws.apisnap(&["status", "--json"], &env).await;
-    assert_exit(&status, 0);
-    let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let job = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == JOB)
-        .unwrap();
+    let job = common::status_of(&ws, &env, JOB).await;
     let shards = job["last_sharded_run"].as_array().unwrap();
     assert_eq!(shards.len(), 4, "{job}");
     for (i, r) in shards.iter().enumerate() {

@@ -91,15 +91,7 @@ async fn status_shows_the_last_success_and_a_resumable_run() {
     assert_eq!(report["exit_code"], 130);
     assert!(report["records"].as_u64().unwrap() > 0);
 
-    let out = ws.apisnap(&["status", "--json"], &env).await;
-    assert_exit(&out, 0);
-    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let seal = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == "seal_metrics_events")
-        .unwrap();
+    let seal = common::status_of(&ws, &env, "seal_metrics_events").await;
     assert_eq!(seal["last_success"]["records"], 20_000);
     let resumable = &seal["resumable"];
     assert!(resumable["records"].as_u64().unwrap() > 0, "{seal}");

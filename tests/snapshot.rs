@@ -767,15 +767,7 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
         "the run's id, though no page was fetched"
     );
     // `status` shows every shard of the run.
-    let status = ws.apisnap(&["status", "--json"], &env).await;
-    assert_exit(&status, 0);
-    let jobs: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let paged = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == "paged")
-        .unwrap();
+    let paged = common::status_of(&ws, &env, "paged").await;
     let outcomes: Vec<_> = paged["last_sharded_run"]
         .as_array()
         .unwrap()

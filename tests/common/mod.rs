@@ -407,6 +407,19 @@ pub fn azurite_blob() -> PathBuf {
         .clone()
 }
 
+/// `apisnap status --json`'s entry for `job` (the command must succeed).
+pub async fn status_of(ws: &Workspace, env: &[(String, String)], job: &str) -> serde_json::Value {
+    let out = ws.apisnap(&["status", "--json"], env).await;
+    assert_exit(&out, 0);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == job)
+        .unwrap_or_else(|| panic!("no {job} in {all}"))
+        .clone()
+}
+
 /// Every batch of a Parquet file; panics naming the file if it does not open.
 pub fn read_parquet(path: &Path) -> Vec<arrow_array::RecordBatch> {
     let file = std::fs::File::open(path).unwrap();
