@@ -716,38 +716,31 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
     }
     for s in &out {
         println!("{}", s["job"].as_str().unwrap_or_default());
-        if let Some(l) = s["last_run"].as_object() {
-            println!(
-                "  last run: {} at {}{}",
-                l["outcome"].as_str().unwrap_or_default(),
-                l["finished_at"].as_str().unwrap_or_default(),
-                l["error"]
-                    .as_str()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            );
+        // A report's outcome, time and error, on one line.
+        let ended = |r: &serde_json::Value| {
+            let error = r["error"].as_str().map(|e| format!(": {e}"));
+            format!(
+                "{} at {}{}",
+                r["outcome"].as_str().unwrap_or_default(),
+                r["finished_at"].as_str().unwrap_or_default(),
+                error.unwrap_or_default()
+            )
+        };
+        if s["last_run"].is_object() {
+            println!("  last run: {}", ended(&s["last_run"]));
         }
         if let Some(shards) = s["last_sharded_run"].as_array() {
-            let count = shards[0]["shard"]
-                .as_str()
-                .and_then(|s| s.split_once('/'))
-                .map_or("?", |(_, n)| n);
+            let first = &shards[0];
+            let count = first["shard"].as_str().unwrap_or_default();
             println!(
-                "  sharded run {}: {} of {count} shards reported",
-                shards[0]["run_id"].as_str().unwrap_or_default(),
-                shards.len()
+                "  sharded run {}: {} of {} shards reported",
+                first["run_id"].as_str().unwrap_or_default(),
+                shards.len(),
+                count.split_once('/').map_or("?", |(_, n)| n)
             );
             for r in shards {
-                println!(
-                    "    shard {}: {} at {}{}",
-                    r["shard"].as_str().unwrap_or_default(),
-                    r["outcome"].as_str().unwrap_or_default(),
-                    r["finished_at"].as_str().unwrap_or_default(),
-                    r["error"]
-                        .as_str()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
+                let shard = r["shard"].as_str().unwrap_or_default();
+                println!("    shard {shard}: {}", ended(r));
             }
         }
         match s["last_success"].as_object() {

@@ -28,7 +28,7 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
     let mut registry = Registry::with_prefix("apisnap");
     let mut labels: Labels = vec![("job".into(), report.job.clone())];
     if let Some(shard) = &report.shard {
-        labels.push(("shard".into(), shard.clone()));
+        labels.push(("shard".into(), shard.to_string()));
     }
     let mut gauge = |name: &str, help: &str, value: f64| {
         let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();

@@ -467,8 +467,10 @@ pub struct Paginator {
     end: Option<u64>,
 }
 
-/// One of `count` disjoint parts of one sync (`apisnap run --shard INDEX/COUNT`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One of `count` disjoint parts of one sync (`apisnap run --shard INDEX/COUNT`); written as
+/// `INDEX/COUNT` in reports too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Shard {
     pub index: u64,
     pub count: u64,
@@ -488,6 +490,20 @@ impl std::str::FromStr for Shard {
             return Err(bad());
         }
         Ok(Shard { index, count })
+    }
+}
+
+impl TryFrom<String> for Shard {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Shard, String> {
+        text.parse()
+    }
+}
+
+impl From<Shard> for String {
+    fn from(shard: Shard) -> String {
+        shard.to_string()
     }
 }
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{StateError, StateStore};
+use crate::paginate::Shard;
 
 /// How the last run of a job ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,7 +17,7 @@ pub struct RunReport {
     pub job: String,
     /// `INDEX/COUNT`, for one shard of a sharded run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<String>,
+    pub shard: Option<Shard>,
     /// The run's id (that of the checkpoint it continued, when resumed).
     pub run_id: Option<String>,
     /// `success`, `failed` or `interrupted`.
@@ -74,11 +75,6 @@ pub fn read_shards(store: &StateStore, job: &str) -> Result<Vec<RunReport>, Stat
         .max_by_key(|r| r.finished_at)
         .and_then(|r| r.run_id.clone());
     reports.retain(|r| r.run_id == latest);
-    reports.sort_by_key(|r| {
-        r.shard
-            .as_deref()
-            .and_then(|s| s.split_once('/'))
-            .and_then(|(i, _)| i.parse::<u64>().ok())
-    });
+    reports.sort_by_key(|r| r.shard.map(|s| s.index));
     Ok(reports)
 }

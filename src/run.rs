@@ -448,11 +448,11 @@ impl Job {
             .ok()
             .and_then(|s| s.history.first().map(|r| r.finished_at));
         let progress = store.load().ok().and_then(|s| s.in_progress);
-        let shard = options.shard.map(|s| format!("{}/{}", s.index, s.count));
+        let shard = options.shard;
         let report = match result {
             Ok(s) => crate::report::RunReport {
                 job: self.name.clone(),
-                shard: shard.clone(),
+                shard,
                 run_id: Some(s.run_id.clone()),
                 outcome: "success".into(),
                 exit_code: 0,
