@@ -181,6 +181,11 @@ impl StateStore {
         format!("{}.json", self.job)
     }
 
+    /// The name the state is kept under: the job's, or one shard's.
+    pub fn state_name(&self) -> &str {
+        &self.job
+    }
+
     /// The state file or object, for messages.
     pub fn describe(&self) -> String {
         match &self.backend {

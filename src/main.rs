@@ -676,7 +676,7 @@ fn status(dir: &std::path::Path, json: bool, env: &Env) -> Result<u8, Error> {
             .and_then(|s| s.upcoming(now, 1).ok())
             .and_then(|t| t.into_iter().next())
             .map(|t| t.to_rfc3339());
-        let last = apisnap::report::read(&store, &def.name);
+        let last = apisnap::report::read(&store);
         let mut shards = apisnap::report::read_shards(&store, &def.name).map_err(state_error)?;
         // A sharded run that a later whole run's report succeeded is history.
         if let Some(l) = &last

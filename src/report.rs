@@ -46,17 +46,17 @@ pub fn name(state_name: &str) -> String {
     format!("{state_name}.report.json")
 }
 
-/// Replaces the report beside the state named `state_name`.
-pub fn write(store: &StateStore, state_name: &str, report: &RunReport) -> Result<(), StateError> {
+/// Replaces the report beside the store's state (the job's, or one shard's).
+pub fn write(store: &StateStore, report: &RunReport) -> Result<(), StateError> {
     store.put_file(
-        &name(state_name),
+        &name(store.state_name()),
         &serde_json::to_vec_pretty(report).expect("reports serialize"),
     )
 }
 
-/// The last report of a job, if any.
-pub fn read(store: &StateStore, job: &str) -> Option<RunReport> {
-    serde_json::from_slice(&store.get_file(&name(job))?).ok()
+/// The last report beside the store's state, if any.
+pub fn read(store: &StateStore) -> Option<RunReport> {
+    serde_json::from_slice(&store.get_file(&name(store.state_name()))?).ok()
 }
 
 /// The reports of the shards of the job's latest sharded run, in shard order.

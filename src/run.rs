@@ -442,12 +442,13 @@ impl Job {
         let Ok(store) = StateStore::open(&self.state_dir, &state_name) else {
             return;
         };
-        // A sharded run's success is recorded in the job's state when it is finalized.
-        let last_success = StateStore::open(&self.state_dir, &self.name)
-            .and_then(|main| main.load())
-            .ok()
-            .and_then(|s| s.history.first().map(|r| r.finished_at));
-        let progress = store.load().ok().and_then(|s| s.in_progress);
+        let state = store.load().ok();
+        // A shard's metrics leave the last success to the job's, written at finalization.
+        let last_success = state
+            .as_ref()
+            .and_then(|s| s.history.first())
+            .map(|r| r.finished_at);
+        let progress = state.and_then(|s| s.in_progress);
         let shard = options.shard;
         let report = match result {
             Ok(s) => crate::report::RunReport {
@@ -500,7 +501,7 @@ impl Job {
                 snapshot: progress.map(|c| c.snapshot_dir),
             },
         };
-        if let Err(e) = crate::report::write(&store, &state_name, &report) {
+        if let Err(e) = crate::report::write(&store, &report) {
             tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
         }
         if let Some(dir) = options.metrics_dir.as_deref() {
@@ -979,11 +980,7 @@ impl Job {
     ) {
         let reports: Vec<crate::report::RunReport> = stores
             .iter()
-            .zip(0..count)
-            .filter_map(|(store, i)| {
-                let name = crate::checkpoint::shard_state_name(&self.name, i, count);
-                crate::report::read(store, &name)
-            })
+            .filter_map(crate::report::read)
             .filter(|r| r.run_id.as_deref() == Some(manifest.run_id.as_str()))
             .collect();
         let sum = |f: fn(&crate::report::RunReport) -> u64| reports.iter().map(f).sum();
@@ -1007,7 +1004,7 @@ impl Job {
             reauthentications: sum(|r| r.reauthentications),
             snapshot: Some(shards[0].snapshot_dir.clone()),
         };
-        if let Err(e) = crate::report::write(main, &self.name, &report) {
+        if let Err(e) = crate::report::write(main, &report) {
             tracing::warn!(job = %self.name, error = %e, "cannot write the run report");
         }
         if let Some(dir) = metrics_dir

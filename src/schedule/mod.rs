@@ -40,7 +40,7 @@ pub fn job_schedule(
     let store =
         crate::checkpoint::StateStore::open(&def.job.state_dir, &def.name).map_err(state_error)?;
     let state = store.load().map_err(state_error)?;
-    let last_run = crate::report::read(&store, &def.name)
+    let last_run = crate::report::read(&store)
         .map(|r| r.started_at)
         .or_else(|| state.history.first().map(|r| r.finished_at));
     Ok(Some(JobSchedule {

@@ -186,10 +186,14 @@ impl SnapshotWriter {
             if let Some(claim) = claim {
                 claim.check()?;
             }
+            // Only a multipart upload is noted (and the note cleared): a single PUT leaves
+            // nothing behind to abort.
+            let mut noted = false;
             block_on(remote.upload(&file, &written.path, |upload| {
+                noted = claim.is_some();
                 claim.map_or(Ok(()), |c| c.uploading(Some(upload)))
             }))?;
-            if let Some(claim) = claim {
+            if let Some(claim) = claim.filter(|_| noted) {
                 claim.uploading(None)?;
             }
             std::fs::remove_file(&written.path).map_err(|e| SinkError::io(&written.path, e))?;
