@@ -63,6 +63,9 @@ pub struct Checkpoint {
 pub struct ShardRange {
     pub index: u64,
     pub count: u64,
+    /// This shard's first offset or page (absent in checkpoints of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
     /// The next shard's first offset or page; `None` for the last shard, which reads to the
     /// end.
     pub end: Option<u64>,

@@ -793,15 +793,16 @@ impl Job {
             ),
             None => None,
         };
-        let empty = match (&start, end) {
-            (Position::Offset { offset: at }, Some(end))
-            | (Position::Page { page: at }, Some(end)) => *at >= end,
-            _ => false,
+        let first = match &start {
+            Position::Offset { offset: at } | Position::Page { page: at } => Some(*at),
+            _ => None,
         };
+        let empty = matches!((first, end), (Some(at), Some(end)) if at >= end);
         tracing::info!(job = %self.name, shard = %shard, start = %start, end = ?end, total = ?paginator.total(), "shard range");
         let range = crate::checkpoint::ShardRange {
             index: shard.index,
             count: shard.count,
+            start: first,
             end,
         };
         Ok(((!empty).then_some(start), Some(range), schema))
@@ -881,6 +882,27 @@ impl Job {
             .iter()
             .map(|s| s.in_progress.clone().expect("checked above"))
             .collect();
+        // Each shard split the pages by the total its own first answer stated: had it
+        // changed while they started, the ranges would leave a gap or overlap.
+        for (i, pair) in shards.windows(2).enumerate() {
+            let (end, next) = (&pair[0].shard, &pair[1].shard);
+            if let (Some(end), Some(next)) = (
+                end.as_ref().and_then(|r| r.end),
+                next.as_ref().and_then(|r| r.start),
+            ) && end != next
+            {
+                return Err(Error::Internal {
+                    job: self.name.clone(),
+                    message: format!(
+                        "shard {i}/{count} ends at {end} but shard {}/{count} starts at {next}: \
+                         the API's total changed while the shards started, so records would be \
+                         missing or doubled; run the shards again with --fresh, or set \
+                         `pagination.total_upper_bound` so that every shard splits alike",
+                        i + 1
+                    ),
+                });
+            }
+        }
         let fingerprints: std::collections::BTreeSet<_> = shards
             .iter()
             .filter(|c| c.records > 0)

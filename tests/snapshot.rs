@@ -852,6 +852,53 @@ async fn each_shard_reports_apart_so_a_failed_one_is_not_hidden() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_that_split_by_different_totals_are_not_finalized() {
+    // The API's total changes between the first shard's start and the others': 15 pages
+    // (10,500 records), then 20 (14,000).
+    let before = common::start_sandbox(SandboxConfig {
+        records: 10_500,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let after = common::start_sandbox(SandboxConfig {
+        records: 14_000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write("jobs/paged.toml", PAGED_JOB);
+    let env = |sandbox: &Sandbox| {
+        let mut env = common::provider_env(sandbox, &ws, "seal_metrics");
+        env.push(("APISNAP_RUN_ID".into(), "r3".into()));
+        env
+    };
+    let out = ws
+        .apisnap(&["run", "paged", "--shard", "0/3"], &env(&before))
+        .await;
+    assert_exit(&out, 0);
+    let out = ws
+        .apisnap(&["run", "paged", "--shard", "1/3"], &env(&after))
+        .await;
+    assert_exit(&out, 0);
+    // The last shard completes its range, but the ranges do not meet: nothing is finalized.
+    let out = ws
+        .apisnap(&["run", "paged", "--shard", "2/3"], &env(&after))
+        .await;
+    assert_exit(&out, 1);
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("shard 0/3 ends at 6 but shard 1/3 starts at 7"),
+        "{message}"
+    );
+    assert!(message.contains("total_upper_bound"), "{message}");
+    assert!(!ws.path().join("out/paged/r3/_SUCCESS").exists());
+    let out = ws
+        .apisnap(&["finalize", "paged", "--shards", "3"], &env(&after))
+        .await;
+    assert_exit(&out, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_on_one_disk_split_a_paged_sync_and_the_last_finalizes() {
     let records = 10_007;
     let sandbox = common::start_sandbox(SandboxConfig {
