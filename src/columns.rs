@@ -15,7 +15,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ConfigErrors};
+use crate::vocab::{ConfigError, ConfigErrors};
 
 /// A column file.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -197,7 +197,7 @@ impl Column {
                     }
                 };
                 if let Some(tz) = &self.timezone {
-                    crate::schedule::parse_timezone(tz)
+                    crate::vocab::parse_timezone(tz)
                         .map_err(|e| ConfigError::field(format!("{at}.timezone"), e))?;
                 }
                 DataType::Timestamp(unit, self.timezone.as_deref().map(Arc::from))

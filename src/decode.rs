@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::config::JsonPointer;
+use crate::vocab::JsonPointer;
 
 /// Where a page's records are.
 #[derive(Debug, Clone, PartialEq, Eq)]

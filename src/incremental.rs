@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::RunRecord;
-use crate::config::{ConfigError, ConfigErrors};
+use crate::vocab::{ConfigError, ConfigErrors};
 
 /// Fetch only records newer than the last successful run's.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

@@ -33,6 +33,7 @@ pub mod deploy;
 pub mod env;
 pub mod error;
 pub mod fetch;
+pub mod http;
 pub mod incremental;
 pub mod metrics;
 pub mod paginate;
@@ -41,9 +42,11 @@ pub mod report;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;
+pub mod scheduler;
 pub mod secret;
 pub mod sink;
 pub mod storage;
+pub mod vocab;
 
 pub use error::Error;
 

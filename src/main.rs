@@ -553,7 +553,8 @@ fn stop_on_signals(rt: &tokio::runtime::Runtime) -> tokio::sync::watch::Receiver
 
 /// `apisnap schedule`: run each job at its fire times until stopped.
 fn schedule(dir: &std::path::Path, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8, Error> {
-    use apisnap::schedule::{Daemon, Plan, RunJob, SystemClock, job_schedule};
+    use apisnap::schedule::Plan;
+    use apisnap::scheduler::{Daemon, RunJob, SystemClock, job_schedule};
     let rt = runtime()?;
     let stop = stop_on_signals(&rt);
     let defs = definitions(dir, env)?;

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::{ConfigError, ConfigErrors, JsonPointer};
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
 
 /// How to walk the pages of an endpoint. `type` selects the strategy.
 #[derive(Clone, Debug, Serialize, JsonSchema)]

@@ -9,7 +9,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ConfigErrors};
+use crate::vocab::{ConfigError, ConfigErrors};
 
 pub type Limiter = DefaultDirectRateLimiter;
 

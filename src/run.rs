@@ -142,7 +142,7 @@ impl JobDefinition {
             };
             headers.insert(name, value);
         }
-        let client = crate::fetch::client(
+        let client = crate::http::client(
             &provider.user_agent,
             Duration::from_secs(provider.timeout_secs),
             Duration::from_secs(provider.connect_timeout_secs),

@@ -268,7 +268,7 @@ async fn concurrent_requests_on_an_expired_token_cause_one_login() {
     let provider = def.provider.clone();
     let base = url::Url::parse(&sandbox.base_url("seal")).unwrap();
     let auth = std::sync::Arc::new(provider.auth.build("seal_metrics", &base, &env).unwrap());
-    let client = apisnap::fetch::client(
+    let client = apisnap::http::client(
         apisnap::USER_AGENT,
         Duration::from_secs(5),
         Duration::from_secs(5),

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AuthError;
 use super::token::{Token, TokenConfig};
-use crate::config::ConfigError;
 use crate::env::Env;
 use crate::secret::Secret;
+use crate::vocab::ConfigError;
 
 pub(crate) struct TokenCache {
     provider: String,

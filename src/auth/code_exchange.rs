@@ -10,9 +10,9 @@ use url::Url;
 use super::exchange::{Exchange, pointer};
 use super::token::{Token, TokenConfig};
 use super::{credentials_body, resolve_map};
-use crate::config::{ConfigError, ConfigErrors, JsonPointer, join_url};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer, join_url};
 
 /// Two-step login: POST credentials for a code, exchange the code for a token.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -65,7 +65,7 @@ pub struct AccountConfig {
     #[serde(default = "default_account_header")]
     pub header: String,
     /// The account to use; it must be one of those listed. Default: the first listed.
-    #[serde(default, deserialize_with = "crate::config::scalar_opt")]
+    #[serde(default, deserialize_with = "crate::vocab::scalar_opt")]
     #[schemars(with = "Option<String>")]
     pub id: Option<String>,
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 
 use super::string_at;
-use crate::config::JsonPointer;
+use crate::vocab::JsonPointer;
 
 /// A token endpoint's answer.
 pub(crate) struct Exchange {
@@ -18,14 +18,12 @@ impl Exchange {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("request failed: {}", crate::fetch::describe(&e)))?;
+            .map_err(|e| format!("request failed: {}", crate::http::describe(&e)))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| {
-            format!(
-                "reading the response failed: {}",
-                crate::fetch::describe(&e)
-            )
-        })?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("reading the response failed: {}", crate::http::describe(&e)))?;
         let json = serde_json::from_str(&text).ok();
         Ok(Exchange { status, text, json })
     }
@@ -39,7 +37,7 @@ impl Exchange {
             .map(|j| pointers.iter().filter_map(|p| string_at(j, p)).collect())
             .unwrap_or_default();
         if found.is_empty() {
-            crate::fetch::snippet(self.text.as_bytes())
+            crate::http::snippet(self.text.as_bytes())
         } else {
             found.join(": ")
         }
@@ -54,7 +52,7 @@ impl Exchange {
         self.json.ok_or_else(|| {
             format!(
                 "HTTP {status} but the body is not JSON: {}",
-                crate::fetch::snippet(self.text.as_bytes())
+                crate::http::snippet(self.text.as_bytes())
             )
         })
     }

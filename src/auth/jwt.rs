@@ -9,9 +9,9 @@ use url::Url;
 use super::exchange::{Exchange, pointer};
 use super::resolve_map;
 use super::token::{Token, TokenConfig};
-use crate::config::{ConfigError, ConfigErrors, JsonPointer, join_url};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer, join_url};
 
 /// Sign claims `{iat, jti, ...}` with a shared secret (HS256) and POST the result for a token.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

@@ -24,9 +24,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
 
 pub use code_exchange::{AccountConfig, CodeExchangeConfig};
 pub use jwt::JwtAssertionConfig;

@@ -6,9 +6,9 @@ use url::Url;
 
 use super::exchange::{Exchange, pointer};
 use super::token::{Token, TokenConfig};
-use crate::config::{ConfigErrors, check_base_url};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
+use crate::vocab::{ConfigErrors, check_base_url};
 
 /// POST a form `client_id`, `client_secret`, `grant_type=client_credentials`, `scope` to a
 /// token URL (which may be on another host, such as an Azure AD tenant).

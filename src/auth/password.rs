@@ -9,9 +9,9 @@ use url::Url;
 use super::exchange::{Exchange, pointer};
 use super::token::{Token, TokenConfig};
 use super::{credentials_body, resolve_map};
-use crate::config::{ConfigError, ConfigErrors, JsonPointer, join_url};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer, join_url};
 
 /// Log in by POSTing JSON credentials; read the token (and its expiry) from the response.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

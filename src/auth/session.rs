@@ -15,9 +15,9 @@ use super::oauth2::OAuth2;
 use super::password::PasswordLogin;
 use super::token::{CacheMode, Token, TokenConfig};
 use super::{AuthError, Credentials, authorization, sensitive};
-use crate::config::ConfigError;
 use crate::env::Env;
 use crate::secret::Secret;
+use crate::vocab::ConfigError;
 
 /// The ways of obtaining a token.
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Credentials, authorization, resolve, sensitive};
-use crate::config::{ConfigError, ConfigErrors};
 use crate::env::Env;
+use crate::vocab::{ConfigError, ConfigErrors};
 
 /// A static token, e.g. one issued by hand or by an interactive login.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

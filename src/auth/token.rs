@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ConfigErrors, JsonPointer};
 use crate::secret::Secret;
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
 
 /// How a token is read from the token response, used, renewed and kept.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]

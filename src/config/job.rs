@@ -104,12 +104,12 @@ pub struct EndpointConfig {
     #[schemars(example = &"/stats/events")]
     pub path: String,
     /// Query parameters sent with every page.
-    #[serde(default, deserialize_with = "super::scalar_map")]
-    #[schemars(schema_with = "super::scalar_map_schema")]
+    #[serde(default, deserialize_with = "crate::vocab::scalar_map")]
+    #[schemars(schema_with = "crate::vocab::scalar_map_schema")]
     pub query: BTreeMap<String, String>,
     /// Headers for this endpoint; they override the provider's headers of the same name.
-    #[serde(default, deserialize_with = "super::scalar_map")]
-    #[schemars(schema_with = "super::scalar_map_schema")]
+    #[serde(default, deserialize_with = "crate::vocab::scalar_map")]
+    #[schemars(schema_with = "crate::vocab::scalar_map_schema")]
     pub headers: BTreeMap<String, String>,
     /// A JSON body (POST and PUT).
     #[serde(default)]

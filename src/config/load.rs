@@ -160,7 +160,7 @@ fn read_file<T: DeserializeOwned>(file: &Path, prefix: &str, env: &Env) -> Resul
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let mut path = e.path().to_string();
         let mut message = e.inner().to_string();
-        if let Some((inner, rest)) = super::split_path(&message) {
+        if let Some((inner, rest)) = crate::vocab::split_path(&message) {
             path = if path == "." {
                 inner.to_string()
             } else {

@@ -27,8 +27,8 @@ pub struct ProviderConfig {
     pub auth: AuthConfig,
     /// Headers sent with every request to this provider; a job's endpoint headers override
     /// them.
-    #[serde(default, deserialize_with = "super::scalar_map")]
-    #[schemars(schema_with = "super::scalar_map_schema")]
+    #[serde(default, deserialize_with = "crate::vocab::scalar_map")]
+    #[schemars(schema_with = "crate::vocab::scalar_map_schema")]
     pub headers: BTreeMap<String, String>,
     /// The `User-Agent` header. Some gateways reject library defaults.
     #[serde(default = "default_user_agent")]

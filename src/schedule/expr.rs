@@ -8,13 +8,7 @@
 
 use std::str::FromStr;
 
-use chrono_tz::Tz;
-
-pub fn parse_timezone(name: &str) -> Result<Tz, String> {
-    Tz::from_str(name).map_err(|_| {
-        format!("`{name}` is not an IANA time zone: expected e.g. `UTC`, `Europe/Madrid`, `America/New_York`")
-    })
-}
+pub use crate::vocab::parse_timezone;
 
 /// Parses a user's cron expression for the `cron` crate.
 pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
@@ -274,7 +268,7 @@ mod tests {
     #[test]
     fn weekdays_fire_on_weekdays() {
         let s = parse("0 3 * * 1-5").unwrap();
-        let tz: Tz = "Europe/Madrid".parse().unwrap();
+        let tz: chrono_tz::Tz = "Europe/Madrid".parse().unwrap();
         let start = tz.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).unwrap(); // a Friday
         let next: Vec<_> = s.after(&start).take(3).collect();
         assert_eq!(next[0].weekday(), Weekday::Mon);

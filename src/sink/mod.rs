@@ -16,7 +16,7 @@ use arrow_schema::SchemaRef;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, ConfigErrors};
+use crate::vocab::{ConfigError, ConfigErrors};
 
 pub use atomic::{AtomicFile, HashingWriter, sync_dir};
 

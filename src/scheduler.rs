@@ -14,9 +14,41 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
-use super::plan::{Decision, Plan, Why};
 use crate::Error;
 use crate::run::RunSummary;
+use crate::schedule::{Decision, JobSchedule, Plan, Why};
+
+/// What the scheduler needs of a job: its schedule, and from its state whether it has an
+/// interrupted run and when it last ran. `None` for a job without a schedule.
+pub fn job_schedule(
+    def: &crate::config::JobDefinition,
+) -> Result<Option<JobSchedule>, crate::Error> {
+    let Some(config) = &def.job.schedule else {
+        return Ok(None);
+    };
+    // Validated when the file was loaded.
+    let (schedule, timezone) = config.build().map_err(|message| crate::Error::Internal {
+        job: def.name.clone(),
+        message,
+    })?;
+    let state_error = |source| crate::Error::State {
+        job: def.name.clone(),
+        source,
+    };
+    let store =
+        crate::checkpoint::StateStore::open(&def.job.state_dir, &def.name).map_err(state_error)?;
+    let state = store.load().map_err(state_error)?;
+    let last_run = crate::report::read(&store)
+        .map(|r| r.started_at)
+        .or_else(|| state.history.first().map(|r| r.finished_at));
+    Ok(Some(JobSchedule {
+        job: def.name.clone(),
+        schedule,
+        timezone,
+        last_run,
+        resumable: state.in_progress.is_some(),
+    }))
+}
 
 /// The scheduler's notion of time, so tests can move it by hand.
 pub trait Clock: Send + Sync + 'static {

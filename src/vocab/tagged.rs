@@ -32,7 +32,7 @@ macro_rules! tagged_enum {
                         return Err(D::Error::custom(format!(
                             "{m}type{m}expected one of {}, found {other}",
                             TAGS.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
-                            m = $crate::config::PATH_MARK,
+                            m = $crate::vocab::PATH_MARK,
                         )));
                     }
                     None => return Err(D::Error::missing_field("type")),
@@ -42,7 +42,7 @@ macro_rules! tagged_enum {
                     let path = e.path().to_string();
                     let message = e.inner().to_string();
                     // A nested tagged enum already carries a path: join them.
-                    let (path, message) = match $crate::config::split_path(&message) {
+                    let (path, message) = match $crate::vocab::split_path(&message) {
                         Some((p, m)) if path == "." => (p.to_string(), m.to_string()),
                         Some((p, m)) => (format!("{path}.{p}"), m.to_string()),
                         None => (path, message),
@@ -50,7 +50,7 @@ macro_rules! tagged_enum {
                     if path == "." {
                         D::Error::custom(message)
                     } else {
-                        D::Error::custom(format!("{m}{path}{m}{message}", m = $crate::config::PATH_MARK))
+                        D::Error::custom(format!("{m}{path}{m}{message}", m = $crate::vocab::PATH_MARK))
                     }
                 };
                 match tag.as_str() {
@@ -63,7 +63,7 @@ macro_rules! tagged_enum {
                             [one] => format!("`{one}`"),
                             _ => format!("one of {}", TAGS.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")),
                         },
-                        m = $crate::config::PATH_MARK,
+                        m = $crate::vocab::PATH_MARK,
                     ))),
                 }
             }
