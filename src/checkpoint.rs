@@ -10,20 +10,15 @@
 //! Each run first claims the state (a write naming it as the owner); a second pod that
 //! claims it later makes the first one's next write fail, and that run stops.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
-use object_store::UpdateVersion;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::paginate::Position;
-use crate::sink::SinkError;
-use crate::sink::snapshot::Claim;
-use crate::storage::{Location, PendingUpload, Remote, StorageError, block_on};
+pub use crate::sink::PartInfo;
+use crate::storage::{Location, Lock, PendingUpload, StorageError, Store, Version};
 
 /// A run in progress: enough to resume it exactly where its last durable part ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,7 +26,7 @@ pub struct Checkpoint {
     pub run_id: String,
     pub started_at: DateTime<Utc>,
     /// The snapshot directory the run writes into.
-    pub snapshot_dir: PathBuf,
+    pub snapshot_dir: Location,
     /// The request after the last committed record; `None` once the last page is committed.
     pub position: Option<Position>,
     /// Parts durable under their final names, in order.
@@ -71,22 +66,12 @@ pub struct ShardRange {
     pub end: Option<u64>,
 }
 
-/// One part file of a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartInfo {
-    /// The file name, in the snapshot directory.
-    pub file: String,
-    pub records: u64,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
 /// What a finished run leaves for the next one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
     pub finished_at: DateTime<Utc>,
-    pub snapshot_dir: PathBuf,
+    pub snapshot_dir: Location,
     pub records: u64,
     /// The run's high-water mark, for incremental jobs.
     #[serde(default)]
@@ -131,21 +116,15 @@ pub enum StateError {
     Remote { url: String, message: String },
 }
 
-/// The state of a job: its files in a directory, or its objects under a prefix.
+/// The state of a job (or of one shard of a sharded run), and the small files kept beside
+/// it (the run report, the note of an open upload), in its [`Store`].
 #[derive(Clone, Debug)]
 pub struct StateStore {
-    backend: Backend,
-    job: String,
-}
-
-#[derive(Clone, Debug)]
-enum Backend {
-    Local(PathBuf),
-    Remote {
-        remote: Remote,
-        /// The version of the state object this process last read or wrote.
-        version: Arc<Mutex<Option<UpdateVersion>>>,
-    },
+    store: Store,
+    /// The job's name, or a shard's ([`shard_state_name`]).
+    name: String,
+    /// The version of the state this process last read or wrote.
+    version: Arc<Mutex<Option<Version>>>,
 }
 
 /// The name a shard's state is kept under.
@@ -155,100 +134,59 @@ pub fn shard_state_name(job: &str, index: u64, count: u64) -> String {
 
 impl StateStore {
     /// A state directory on this machine.
-    pub fn new(dir: impl Into<PathBuf>, job: &str) -> Self {
+    pub fn new(dir: impl Into<PathBuf>, name: &str) -> Self {
+        Self::on(Store::local(dir), name)
+    }
+
+    /// The job's `state_dir`: a path, or an object-storage prefix.
+    pub fn open(location: &Location, name: &str) -> Result<Self, StateError> {
+        let store = Store::open(location).map_err(|e| StateError::Remote {
+            url: location.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::on(store, name))
+    }
+
+    /// The state `name` in the same store.
+    pub fn sibling(&self, name: &str) -> Self {
+        Self::on(self.store.clone(), name)
+    }
+
+    fn on(store: Store, name: &str) -> Self {
         StateStore {
-            backend: Backend::Local(dir.into()),
-            job: job.to_string(),
+            store,
+            name: name.to_string(),
+            version: Default::default(),
         }
     }
 
-    /// The job's `state_dir` setting: a path, or an object-storage prefix.
-    pub fn open(location: &str, job: &str) -> Result<Self, StateError> {
-        let backend = match Location::parse(location).map_err(|e| StateError::Remote {
-            url: location.to_string(),
-            message: e.to_string(),
-        })? {
-            Location::Local(dir) => Backend::Local(dir),
-            Location::Remote(remote) => Backend::Remote {
-                remote,
-                version: Default::default(),
-            },
-        };
-        Ok(StateStore {
-            backend,
-            job: job.to_string(),
-        })
-    }
-
-    fn name(&self) -> String {
-        format!("{}.json", self.job)
+    fn file(&self) -> String {
+        format!("{}.json", self.name)
     }
 
     /// The name the state is kept under: the job's, or one shard's.
     pub fn state_name(&self) -> &str {
-        &self.job
+        &self.name
     }
 
     /// The state file or object, for messages.
     pub fn describe(&self) -> String {
-        match &self.backend {
-            Backend::Local(dir) => dir.join(self.name()).display().to_string(),
-            Backend::Remote { remote, .. } => remote.url_of(&self.name()),
-        }
+        self.store.url_of(&self.file())
     }
 
-    /// Writes a small file beside the state (the run report), replacing it.
-    pub fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        match &self.backend {
-            Backend::Local(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-                let path = dir.join(name);
-                let mut file = tempfile::Builder::new()
-                    .prefix(&format!(".{name}."))
-                    .suffix(".tmp")
-                    .tempfile_in(dir)
-                    .map_err(|e| self.io(&path, e))?;
-                file.write_all(bytes).map_err(|e| self.io(&path, e))?;
-                file.as_file().sync_all().map_err(|e| self.io(&path, e))?;
-                file.persist(&path).map_err(|e| self.io(&path, e.error))?;
-                Ok(())
-            }
-            Backend::Remote { remote, .. } => {
-                block_on(remote.put(name, bytes.to_vec().into())).map_err(|e| self.remote(e))
-            }
-        }
-    }
-
-    /// The names of the files beside the state.
-    pub fn file_names(&self) -> Result<Vec<String>, StateError> {
-        match &self.backend {
-            Backend::Local(dir) => match std::fs::read_dir(dir) {
-                Ok(entries) => Ok(entries
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .collect()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(self.io(dir, e)),
-            },
-            Backend::Remote { remote, .. } => block_on(remote.names()).map_err(|e| self.remote(e)),
-        }
-    }
-
-    /// A small file beside the state, if there is one.
-    pub fn get_file(&self, name: &str) -> Option<Vec<u8>> {
-        match &self.backend {
-            Backend::Local(dir) => std::fs::read(dir.join(name)).ok(),
-            Backend::Remote { remote, .. } => block_on(remote.get(name))
-                .ok()
-                .flatten()
-                .map(|(bytes, _)| bytes.to_vec()),
-        }
-    }
-
-    fn remote(&self, e: StorageError) -> StateError {
+    fn failed(&self, e: StorageError) -> StateError {
         match e {
             StorageError::Conflict { url } => StateError::Conflict {
-                job: self.job.clone(),
+                job: self.name.clone(),
                 url,
+            },
+            StorageError::Locked { path } => StateError::Locked {
+                job: self.name.clone(),
+                path,
+            },
+            StorageError::Local { path, source } => StateError::Io {
+                path,
+                message: source.to_string(),
             },
             other => StateError::Remote {
                 url: self.describe(),
@@ -257,84 +195,65 @@ impl StateStore {
         }
     }
 
-    fn io(&self, path: &Path, e: impl std::fmt::Display) -> StateError {
-        StateError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }
+    /// Writes a small file beside the state (the run report), replacing it.
+    pub async fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        self.store
+            .put(name, bytes.to_vec().into())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.failed(e))
     }
 
-    /// Takes the job's lock (`flock` on `<job>.lock`), released when the guard drops — also
-    /// when the process is killed, so a crash never leaves a stale lock. Object storage has
-    /// no lock: the conditional writes of the state stand in for it.
-    pub fn lock(&self) -> Result<JobLock, StateError> {
-        let Backend::Local(dir) = &self.backend else {
-            return Ok(JobLock { _file: None });
-        };
-        std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-        let path = dir.join(format!("{}.lock", self.job));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| self.io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {
-                self.remove_stale_temporaries(dir);
-                Ok(JobLock { _file: Some(file) })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked {
-                job: self.job.clone(),
-                path,
-            }),
-            Err(std::fs::TryLockError::Error(e)) => Err(self.io(&path, e)),
-        }
+    /// The names of the files beside the state.
+    pub async fn file_names(&self) -> Result<Vec<String>, StateError> {
+        self.store.names().await.map_err(|e| self.failed(e))
     }
 
-    /// Temporary state files of a run killed while saving: with the lock held, no one else
-    /// is writing them.
-    fn remove_stale_temporaries(&self, dir: &Path) {
-        let prefix = format!(".{}.", self.job);
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // `.<job>.<random>.tmp` only: `.<job>.shard-1-of-4.<random>.tmp` belongs to a
-            // shard, whose run holds its own lock and may be saving right now.
-            let ours = name
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix(".tmp"))
-                .is_some_and(|random| !random.contains('.'));
-            if ours {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+    /// A small file beside the state, if there is one.
+    pub async fn get_file(&self, name: &str) -> Option<Vec<u8>> {
+        let (bytes, _) = self.store.get(name).await.ok().flatten()?;
+        Some(bytes.to_vec())
+    }
+
+    async fn remove_file(&self, name: &str) -> Result<(), StateError> {
+        self.store.delete(name).await.map_err(|e| self.failed(e))
+    }
+
+    /// Takes the job's lock (`<job>.lock`), released when the guard drops — also when the
+    /// process is killed, so a crash never leaves a stale lock. Object storage has no lock:
+    /// the conditional writes of the state stand in for it.
+    pub async fn lock(&self) -> Result<Lock, StateError> {
+        let lock = self
+            .store
+            .lock(&format!("{}.lock", self.name))
+            .map_err(|e| self.failed(e))?;
+        // Temporary state files of a run killed while saving: with the lock held, no one
+        // else is writing them. A shard's (`.<job>.shard-1-of-4.json.…`) stay: its run
+        // holds its own lock and may be saving right now.
+        let file = self.file();
+        self.store
+            .remove_temporaries(|of| of == file)
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(lock)
     }
 
     /// The job's state; empty when there is none yet.
-    pub fn load(&self) -> Result<JobState, StateError> {
-        let bytes = match &self.backend {
-            Backend::Local(dir) => match std::fs::read(dir.join(self.name())) {
-                Ok(bytes) => Some(bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(self.io(&dir.join(self.name()), e)),
-            },
-            Backend::Remote { remote, version } => {
-                let got = block_on(remote.get(&self.name())).map_err(|e| self.remote(e))?;
-                let (bytes, at) = got.unzip();
-                *version.lock().expect("not poisoned") = at;
-                bytes.map(|b| b.to_vec())
-            }
-        };
+    pub async fn load(&self) -> Result<JobState, StateError> {
+        let got = self
+            .store
+            .get(&self.file())
+            .await
+            .map_err(|e| self.failed(e))?;
+        let (bytes, version) = got.unzip();
+        *self.version.lock().expect("not poisoned") = version;
         match bytes {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Io {
                 path: PathBuf::from(self.describe()),
                 message: format!("{e}: the state is damaged; move it away to start the job afresh"),
             }),
             None => Ok(JobState {
-                job: self.job.clone(),
+                job: self.name.clone(),
                 ..JobState::default()
             }),
         }
@@ -342,144 +261,110 @@ impl StateStore {
 
     /// Takes the state over for this run: saves it naming this process as the owner. In
     /// object storage, whoever claims later wins, and the earlier run's next save fails.
-    pub fn claim(&self, state: &mut JobState) -> Result<(), StateError> {
+    pub async fn claim(&self, state: &mut JobState) -> Result<(), StateError> {
         state.claimed_by = Some(uuid::Uuid::new_v4().to_string());
-        self.save(state)
+        self.save(state).await
     }
 
-    /// In object storage: fails with [`StateError::Conflict`] if another run has written the
-    /// state since this process last did (asked before each upload, so that a run that lost
-    /// its claim stops before writing more).
-    pub fn check_claim(&self) -> Result<(), StateError> {
-        let Backend::Remote { remote, version } = &self.backend else {
-            return Ok(());
-        };
-        let ours = version.lock().expect("not poisoned").clone();
-        let now = block_on(remote.version(&self.name())).map_err(|e| self.remote(e))?;
-        if ours.is_some() && now.as_ref().map(|v| &v.e_tag) == ours.as_ref().map(|v| &v.e_tag) {
+    /// Fails with [`StateError::Conflict`] if another run has written the state since this
+    /// process last did (asked before each upload, so that a run that lost its claim stops
+    /// before writing more).
+    pub async fn check_claim(&self) -> Result<(), StateError> {
+        let ours = self.version.lock().expect("not poisoned").clone();
+        let unchanged = self
+            .store
+            .unchanged(&self.file(), &ours.unwrap_or_default())
+            .await
+            .map_err(|e| self.failed(e))?;
+        if unchanged {
             Ok(())
         } else {
             Err(StateError::Conflict {
-                job: self.job.clone(),
+                job: self.name.clone(),
                 url: self.describe(),
             })
         }
     }
 
-    fn upload_name(&self) -> String {
-        format!("{}.upload.json", self.job)
+    fn upload_note(&self) -> String {
+        format!("{}.upload.json", self.name)
+    }
+
+    /// Notes an open multipart upload, so that a run resuming after a kill aborts it.
+    pub async fn note_upload(&self, upload: &PendingUpload) -> Result<(), StateError> {
+        self.put_file(
+            &self.upload_note(),
+            &serde_json::to_vec(upload).expect("serializes"),
+        )
+        .await
+    }
+
+    /// The noted upload has completed.
+    pub async fn clear_upload_note(&self) -> Result<(), StateError> {
+        self.remove_file(&self.upload_note()).await
     }
 
     /// Aborts the multipart upload a killed run left unfinished, if any.
-    pub fn abort_pending_upload(&self) -> Result<Option<PendingUpload>, StateError> {
-        let Some(bytes) = self.get_file(&self.upload_name()) else {
+    pub async fn abort_pending_upload(&self) -> Result<Option<PendingUpload>, StateError> {
+        let Some(bytes) = self.get_file(&self.upload_note()).await else {
             return Ok(None);
         };
         let Ok(upload) = serde_json::from_slice::<PendingUpload>(&bytes) else {
             return Ok(None);
         };
-        block_on(upload.abort()).map_err(|e| self.remote(e))?;
-        self.remove_file(&self.upload_name())?;
+        Store::abort(&upload).await.map_err(|e| self.failed(e))?;
+        self.clear_upload_note().await?;
         Ok(Some(upload))
-    }
-
-    fn remove_file(&self, name: &str) -> Result<(), StateError> {
-        match &self.backend {
-            Backend::Local(dir) => match std::fs::remove_file(dir.join(name)) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(self.io(&dir.join(name), e)),
-            },
-            Backend::Remote { remote, .. } => {
-                block_on(remote.delete(name)).map_err(|e| self.remote(e))
-            }
-        }
     }
 
     /// Replaces the state atomically and durably (in object storage: only if no one else
     /// has written it since this process last did).
-    pub fn save(&self, state: &JobState) -> Result<(), StateError> {
+    pub async fn save(&self, state: &JobState) -> Result<(), StateError> {
         let text = serde_json::to_vec_pretty(state).expect("state serializes");
-        let dir = match &self.backend {
-            Backend::Local(dir) => dir,
-            Backend::Remote { remote, version } => {
-                let mut version = version.lock().expect("not poisoned");
-                let written = block_on(remote.put_if(&self.name(), text.into(), version.clone()))
-                    .map_err(|e| self.remote(e))?;
-                *version = Some(written);
-                return Ok(());
-            }
-        };
-        std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-        let path = dir.join(self.name());
-        let mut file = tempfile::Builder::new()
-            .prefix(&format!(".{}.", self.job))
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(|e| self.io(&path, e))?;
-        file.write_all(&text).map_err(|e| self.io(&path, e))?;
-        file.as_file().sync_all().map_err(|e| self.io(&path, e))?;
-        file.persist(&path).map_err(|e| self.io(&path, e.error))?;
-        crate::sink::sync_dir(dir).map_err(|e| self.io(dir, e))?;
+        let expected = self.version.lock().expect("not poisoned").clone();
+        let written = self
+            .store
+            .put_if(&self.file(), text.into(), expected.as_ref())
+            .await
+            .map_err(|e| self.failed(e))?;
+        *self.version.lock().expect("not poisoned") = Some(written);
         Ok(())
     }
 
     /// Records a finished run and clears the checkpoint.
-    pub fn finish(&self, state: &mut JobState, record: RunRecord) -> Result<(), StateError> {
+    pub async fn finish(&self, state: &mut JobState, record: RunRecord) -> Result<(), StateError> {
         state.in_progress = None;
         state.history.insert(0, record);
         state.history.truncate(HISTORY);
-        self.save(state)
+        self.save(state).await
     }
-}
-
-impl Claim for StateStore {
-    fn check(&self) -> Result<(), SinkError> {
-        Ok(self.check_claim()?)
-    }
-
-    fn uploading(&self, upload: Option<&PendingUpload>) -> Result<(), SinkError> {
-        match upload {
-            Some(upload) => self.put_file(
-                &self.upload_name(),
-                &serde_json::to_vec(upload).expect("serializes"),
-            )?,
-            None => self.remove_file(&self.upload_name())?,
-        }
-        Ok(())
-    }
-}
-
-/// Held while a run of the job is going.
-pub struct JobLock {
-    _file: Option<File>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_lock_is_refused_until_the_first_is_dropped() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_second_lock_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(dir.path(), "events");
-        let first = store.lock().unwrap();
-        assert!(matches!(store.lock(), Err(StateError::Locked { .. })));
+        let first = store.lock().await.unwrap();
+        assert!(matches!(store.lock().await, Err(StateError::Locked { .. })));
         drop(first);
-        store.lock().unwrap();
+        store.lock().await.unwrap();
     }
 
-    #[test]
-    fn the_lock_removes_temporaries_of_a_killed_save() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_lock_removes_temporaries_of_a_killed_save() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".events.abc123.tmp"), b"{").unwrap();
-        std::fs::write(dir.path().join(".other.abc123.tmp"), b"{").unwrap();
-        let shard = dir.path().join(".events.shard-0-of-2.abc123.tmp");
+        std::fs::write(dir.path().join(".events.json.abc123.tmp"), b"{").unwrap();
+        std::fs::write(dir.path().join(".other.json.abc123.tmp"), b"{").unwrap();
+        let shard = dir.path().join(".events.shard-0-of-2.json.abc123.tmp");
         std::fs::write(&shard, b"{").unwrap();
-        let _lock = StateStore::new(dir.path(), "events").lock().unwrap();
-        assert!(!dir.path().join(".events.abc123.tmp").exists());
+        let _lock = StateStore::new(dir.path(), "events").lock().await.unwrap();
+        assert!(!dir.path().join(".events.json.abc123.tmp").exists());
         assert!(
-            dir.path().join(".other.abc123.tmp").exists(),
+            dir.path().join(".other.json.abc123.tmp").exists(),
             "another job's file stays"
         );
         assert!(
@@ -488,16 +373,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn state_round_trips() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn state_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(dir.path(), "events");
-        let mut state = store.load().unwrap();
+        let mut state = store.load().await.unwrap();
         assert_eq!(state.job, "events");
         state.in_progress = Some(Checkpoint {
             run_id: "r".into(),
             started_at: Utc::now(),
-            snapshot_dir: "out/x".into(),
+            snapshot_dir: Location::parse("out/x").unwrap(),
             position: Some(Position::Offset { offset: 7 }),
             parts: vec![],
             records: 7,
@@ -509,7 +394,7 @@ mod tests {
             nulled: Default::default(),
             shard: None,
         });
-        store.save(&state).unwrap();
-        assert_eq!(store.load().unwrap(), state);
+        store.save(&state).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), state);
     }
 }

@@ -57,6 +57,13 @@ pub enum Error {
          they are (the last shard to finish does it, or run `apisnap finalize` again)"
     )]
     Incomplete { job: String, waiting: String },
+    /// A file the user asked for (a deployment, a schema, a column file) cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Anything else that stopped a run (a panicked stage, a runtime failure).
     #[error("job `{job}`: {message}")]
     Internal { job: String, message: String },
@@ -98,17 +105,13 @@ impl Error {
                     crate::checkpoint::StateError::Locked { .. }
                     | crate::checkpoint::StateError::Conflict { .. },
                 ..
-            }
-            | Error::Sink {
-                source:
-                    crate::sink::SinkError::State(crate::checkpoint::StateError::Conflict { .. }),
-                ..
             } => exit::LOCKED,
             Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Incomplete { .. } => exit::INCOMPLETE,
             Error::Decode { .. }
             | Error::Sink { .. }
             | Error::State { .. }
+            | Error::Write { .. }
             | Error::Internal { .. } => exit::FAILED,
         }
     }

@@ -134,7 +134,7 @@ mod tests {
         RunRecord {
             run_id: "r".into(),
             finished_at: chrono::Utc::now(),
-            snapshot_dir: "d".into(),
+            snapshot_dir: crate::storage::Location::parse("d").unwrap(),
             records: 1,
             high_water: Some(mark),
         }

@@ -45,7 +45,9 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod sink;
+pub mod status;
 pub mod storage;
+pub mod terminal;
 pub mod vocab;
 
 pub use error::Error;

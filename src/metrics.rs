@@ -44,7 +44,7 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
     gauge(
         "last_run_success",
         "1 if the job's last run wrote a complete snapshot, else 0",
-        if report.outcome == "success" {
+        if report.outcome == crate::report::Outcome::Success {
             1.0
         } else {
             0.0

@@ -589,6 +589,11 @@ impl Paginator {
         self.request(resume.cloned().unwrap_or(start))
     }
 
+    /// Pointers the fetcher must read from each answer for this strategy.
+    pub fn pointers(&self) -> Vec<JsonPointer> {
+        self.config.pointers()
+    }
+
     /// The total (records, or pages for `total_pages_pointer`) once an answer has said.
     pub fn total(&self) -> Option<u64> {
         self.total

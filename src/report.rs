@@ -3,13 +3,33 @@
 //! Each shard of a sharded run reports beside its own state
 //! (`<job>.shard-I-of-N.report.json`), so a failed shard is never hidden by another's success.
 
-use std::path::PathBuf;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{StateError, StateStore};
 use crate::paginate::Shard;
+use crate::storage::Location;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// A complete snapshot (or, for a shard, its part of one).
+    Success,
+    Failed,
+    /// Stopped by SIGTERM or Ctrl-C; the checkpoint is resumable.
+    Interrupted,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        })
+    }
+}
 
 /// How the last run of a job ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,8 +40,7 @@ pub struct RunReport {
     pub shard: Option<Shard>,
     /// The run's id (that of the checkpoint it continued, when resumed).
     pub run_id: Option<String>,
-    /// `success`, `failed` or `interrupted`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub exit_code: u8,
     /// The error, for a run that did not succeed.
     pub error: Option<String>,
@@ -38,7 +57,7 @@ pub struct RunReport {
     /// Tokens renewed after a 401.
     #[serde(default)]
     pub reauthentications: u64,
-    pub snapshot: Option<PathBuf>,
+    pub snapshot: Option<Location>,
 }
 
 /// The report's name beside the state it reports on (the job's, or one shard's).
@@ -47,29 +66,37 @@ pub fn name(state_name: &str) -> String {
 }
 
 /// Replaces the report beside the store's state (the job's, or one shard's).
-pub fn write(store: &StateStore, report: &RunReport) -> Result<(), StateError> {
-    store.put_file(
-        &name(store.state_name()),
-        &serde_json::to_vec_pretty(report).expect("reports serialize"),
-    )
+pub async fn write(store: &StateStore, report: &RunReport) -> Result<(), StateError> {
+    store
+        .put_file(
+            &name(store.state_name()),
+            &serde_json::to_vec_pretty(report).expect("reports serialize"),
+        )
+        .await
 }
 
 /// The last report beside the store's state, if any.
-pub fn read(store: &StateStore) -> Option<RunReport> {
-    serde_json::from_slice(&store.get_file(&name(store.state_name()))?).ok()
+pub async fn read(store: &StateStore) -> Option<RunReport> {
+    serde_json::from_slice(&store.get_file(&name(store.state_name())).await?).ok()
 }
 
 /// The reports of the shards of the job's latest sharded run, in shard order.
-pub fn read_shards(store: &StateStore, job: &str) -> Result<Vec<RunReport>, StateError> {
+pub async fn read_shards(store: &StateStore, job: &str) -> Result<Vec<RunReport>, StateError> {
     let prefix = format!("{job}.shard-");
-    let mut reports: Vec<RunReport> = store
-        .file_names()?
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix) && n.ends_with(".report.json"))
-        .filter_map(|n| serde_json::from_slice::<RunReport>(&store.get_file(&n)?).ok())
-        // A shard refused before it knew its run (no `--run-id`) belongs to no run.
-        .filter(|r| r.job == job && r.shard.is_some() && r.run_id.is_some())
-        .collect();
+    let mut reports: Vec<RunReport> = Vec::new();
+    for n in store.file_names().await? {
+        if !(n.starts_with(&prefix) && n.ends_with(".report.json")) {
+            continue;
+        }
+        let Some(bytes) = store.get_file(&n).await else {
+            continue;
+        };
+        match serde_json::from_slice::<RunReport>(&bytes) {
+            // A shard refused before it knew its run (no `--run-id`) belongs to no run.
+            Ok(r) if r.job == job && r.shard.is_some() && r.run_id.is_some() => reports.push(r),
+            _ => {}
+        }
+    }
     let latest = reports
         .iter()
         .max_by_key(|r| r.finished_at)

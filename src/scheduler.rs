@@ -20,7 +20,7 @@ use crate::schedule::{Decision, JobSchedule, Plan, Why};
 
 /// What the scheduler needs of a job: its schedule, and from its state whether it has an
 /// interrupted run and when it last ran. `None` for a job without a schedule.
-pub fn job_schedule(
+pub async fn job_schedule(
     def: &crate::config::JobDefinition,
 ) -> Result<Option<JobSchedule>, crate::Error> {
     let Some(config) = &def.job.schedule else {
@@ -37,8 +37,9 @@ pub fn job_schedule(
     };
     let store =
         crate::checkpoint::StateStore::open(&def.job.state_dir, &def.name).map_err(state_error)?;
-    let state = store.load().map_err(state_error)?;
+    let state = store.load().await.map_err(state_error)?;
     let last_run = crate::report::read(&store)
+        .await
         .map(|r| r.started_at)
         .or_else(|| state.history.first().map(|r| r.finished_at));
     Ok(Some(JobSchedule {

@@ -132,7 +132,7 @@ async fn fires_at_its_times_never_overlaps_and_a_stop_leaves_a_run_the_next_star
 
     let clock = ManualClock::new(utc("2026-11-23T10:07:00Z"));
     let plan = Plan::new(
-        vec![job_schedule(&def).unwrap().unwrap()],
+        vec![job_schedule(&def).await.unwrap().unwrap()],
         utc("2026-11-23T10:07:00Z"),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -216,7 +216,12 @@ async fn fires_at_its_times_never_overlaps_and_a_stop_leaves_a_run_the_next_star
         (4, 1, 1, 0)
     );
     let store = apisnap::checkpoint::StateStore::new(ws.path().join("state"), JOB);
-    let checkpoint = store.load().unwrap().in_progress.expect("a resumable run");
+    let checkpoint = store
+        .load()
+        .await
+        .unwrap()
+        .in_progress
+        .expect("a resumable run");
     assert!(
         checkpoint.records > 0 && checkpoint.records < RECORDS,
         "{} records committed",
@@ -227,7 +232,7 @@ async fn fires_at_its_times_never_overlaps_and_a_stop_leaves_a_run_the_next_star
     // The next start resumes it at once, without waiting for a fire time.
     let clock = ManualClock::new(utc("2026-11-23T13:16:00Z"));
     let plan = Plan::new(
-        vec![job_schedule(&def).unwrap().unwrap()],
+        vec![job_schedule(&def).await.unwrap().unwrap()],
         utc("2026-11-23T13:16:00Z"),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -252,7 +257,7 @@ async fn fires_at_its_times_never_overlaps_and_a_stop_leaves_a_run_the_next_star
         assert!(dir.join("_SUCCESS").exists(), "{}", dir.display());
         check_parquet_snapshot(&dir, RECORDS);
     }
-    assert!(store.load().unwrap().in_progress.is_none());
+    assert!(store.load().await.unwrap().in_progress.is_none());
 }
 
 /// The binary: SIGTERM stops `apisnap schedule` cleanly during a run, with the run's pages
@@ -270,9 +275,14 @@ async fn sigterm_stops_the_scheduler_with_a_resumable_checkpoint() {
     let env = env_for(&sandbox, &ws);
     let spawn = |args: &[&str]| common::spawn(&ws, &env, args);
     let term = common::terminate;
-    let committed = |ws: &Workspace| -> u64 {
+    let committed = async |ws: &Workspace| -> u64 {
         let store = apisnap::checkpoint::StateStore::new(ws.path().join("state"), JOB);
-        store.load().unwrap().in_progress.map_or(0, |c| c.records)
+        store
+            .load()
+            .await
+            .unwrap()
+            .in_progress
+            .map_or(0, |c| c.records)
     };
 
     // Waits until the running child has fetched `n` more pages.
@@ -294,7 +304,7 @@ async fn sigterm_stops_the_scheduler_with_a_resumable_checkpoint() {
     term(&child);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    let first = committed(&ws);
+    let first = committed(&ws).await;
     assert!(first > 0 && first < records);
 
     // The scheduler resumes it at once; SIGTERM stops it at a commit point.
@@ -309,7 +319,7 @@ async fn sigterm_stops_the_scheduler_with_a_resumable_checkpoint() {
     assert_exit(&out, 0);
     assert!(stderr.contains("resuming the interrupted run"), "{stderr}");
     assert!(stderr.contains("scheduler stopped"), "{stderr}");
-    let second = committed(&ws);
+    let second = committed(&ws).await;
     assert!(
         second > first && second < records,
         "the scheduled run committed more pages: {first} then {second}"

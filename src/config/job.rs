@@ -44,7 +44,7 @@ pub struct JobConfig {
     /// directory, or an object-storage prefix (`s3://bucket/state`, `gs://…`, `az://…`), where
     /// the checkpoint is replaced with conditional writes so two pods never both commit a run.
     #[serde(default = "default_state_dir")]
-    pub state_dir: String,
+    pub state_dir: crate::storage::Location,
     /// When `apisnap schedule` and the generated deployments run this job.
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
@@ -120,8 +120,8 @@ pub struct EndpointConfig {
     pub records_pointer: JsonPointer,
 }
 
-fn default_state_dir() -> String {
-    "state".into()
+fn default_state_dir() -> crate::storage::Location {
+    crate::storage::Location::parse("state").expect("a path")
 }
 
 fn default_concurrency() -> usize {
@@ -185,9 +185,6 @@ impl JobConfig {
             ));
         }
         self.pagination.validate(&mut errors);
-        if let Err(e) = crate::storage::check(&self.state_dir) {
-            errors.push(ConfigError::field("state_dir", e));
-        }
         if !(1..=64).contains(&self.concurrency) {
             errors.push(ConfigError::field(
                 "concurrency",

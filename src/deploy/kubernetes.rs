@@ -14,7 +14,7 @@ use super::{DeployError, Deployable, Rendered};
 use crate::schedule::CronFields;
 
 /// How secrets reach the container.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SecretsAs {
     /// Each secret variable from the `Secret`, as an environment variable.
     Env,
@@ -22,27 +22,41 @@ pub enum SecretsAs {
     Files,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct KubernetesOptions {
+    /// The container image (see deploy/Dockerfile).
+    #[arg(long, default_value = concat!("apisnap:", env!("CARGO_PKG_VERSION")))]
     pub image: String,
+    /// The namespace; default: none (kubectl's current one).
+    #[arg(long)]
     pub namespace: Option<String>,
-    /// The `Secret` that holds the credentials, keyed by variable name.
+    /// The Secret holding the credentials, one key per variable.
+    #[arg(long, default_value = "apisnap-credentials")]
     pub secret: String,
+    /// Secrets as environment variables or as mounted files.
+    #[arg(long, value_enum, default_value_t = SecretsAs::Env)]
     pub secrets_as: SecretsAs,
-    /// The claim for snapshots, state and the token cache, and its size.
+    /// The PersistentVolumeClaim for snapshots, state and the token cache.
+    #[arg(long, default_value = "apisnap-data")]
     pub claim: String,
+    /// Its size.
+    #[arg(long, default_value = "10Gi")]
     pub storage: String,
-    /// A run that could not start within this many seconds of its time is skipped.
+    /// Skip a run that could not start within this many seconds of its time.
+    #[arg(long, default_value_t = 3600)]
     pub starting_deadline_secs: u64,
     /// Pods retried (each resuming the checkpoint) before the Job fails.
+    #[arg(long, default_value_t = 3)]
     pub backoff_limit: u32,
-    /// Time between SIGTERM and SIGKILL: enough to commit the pages received.
+    /// Seconds between SIGTERM and SIGKILL: enough to commit the pages received.
+    #[arg(long, default_value_t = 120)]
     pub grace_secs: u64,
-    /// Split each run into this many shards: an Indexed Job whose pods run one shard each
-    /// (`--shards N`: each takes its index from `JOB_COMPLETION_INDEX`), sharing the Job's
-    /// name as the run id. The last shard to finish finalizes the snapshot; a finalize Job
-    /// is rendered for doing it by hand. Needs `state_dir` and `output.dir` in object
+    /// Split each run into N shards, one pod each: an Indexed Job whose pods run one shard
+    /// each (`--shards N`: each takes its index from `JOB_COMPLETION_INDEX`), sharing the
+    /// Job's name as the run id. The last shard to finish finalizes the snapshot; a finalize
+    /// Job is rendered for doing it by hand. The job's state and output must be in object
     /// storage: the pods share no disk.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..))]
     pub shards: Option<u64>,
 }
 
@@ -179,7 +193,7 @@ pub fn render(jobs: &[Deployable], o: &KubernetesOptions) -> Result<Vec<Rendered
                 ("output.dir", job.output_root.to_string_lossy()),
             ]
             .into_iter()
-            .filter(|(_, at)| !crate::storage::is_remote(at))
+            .filter(|(_, at)| crate::storage::local_dir(at).is_some())
             .map(|(field, at)| format!("`{field}` ({at})"))
             .collect();
             if !local.is_empty() {

@@ -89,7 +89,7 @@ impl Deployable {
             secret_vars,
             secret_files,
             output_root: output_root(&def.job.output.dir, &def.name),
-            state_dir: PathBuf::from(&def.job.state_dir),
+            state_dir: PathBuf::from(def.job.state_dir.as_str()),
         }))
     }
 }
@@ -118,7 +118,7 @@ fn collect_secrets(value: &serde_json::Value, vars: &mut Vec<String>, files: &mu
 
 /// `out/{job}/{date}` -> `out/seal_metrics_events`.
 fn output_root(template: &str, job: &str) -> PathBuf {
-    if crate::storage::is_remote(template) {
+    if crate::storage::local_dir(template).is_none() {
         // A URL, kept as text (path components would fold its `//`).
         let text = template.replace("{job}", job);
         let cut = text.find('{').map_or(text.as_str(), |i| &text[..i]);

@@ -14,23 +14,35 @@ use crate::schedule::CronFields;
 use crate::schedule::expr::{list, step};
 
 /// Where things are on the target host.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct SystemdOptions {
-    /// The apisnap binary.
+    /// The apisnap binary on the target host.
+    #[arg(long, default_value = "/usr/local/bin/apisnap")]
     pub bin: PathBuf,
-    /// The jobs directory (job files and `providers/`).
+    /// The jobs directory on the target host (job files and `providers/`).
+    #[arg(
+        long = "target-jobs-dir",
+        id = "target_jobs_dir",
+        default_value = "/etc/apisnap/jobs"
+    )]
     pub jobs_dir: PathBuf,
-    /// The working directory: relative output and state paths of the jobs are under it.
+    /// The working directory on the target host (relative output and state go there).
+    #[arg(long, default_value = "/var/lib/apisnap")]
     pub workdir: PathBuf,
-    /// Where the credential files are, one per secret variable, named after it.
+    /// The directory of credential files on the target host, one per secret variable.
+    #[arg(long, default_value = "/etc/apisnap/credentials")]
     pub credentials_dir: PathBuf,
-    /// A dedicated user; `None` for a dynamic user allocated per run.
+    /// Run as this user instead of a dynamic one.
+    #[arg(long)]
     pub user: Option<String>,
-    /// Spread the start over up to this many seconds (many hosts, one API).
+    /// Spread each start over up to this many seconds (many hosts, one API).
+    #[arg(long)]
     pub randomized_delay_secs: Option<u64>,
-    /// node_exporter's textfile collector directory, for `--metrics-dir`.
+    /// node_exporter's textfile collector directory (passed as --metrics-dir).
+    #[arg(long)]
     pub metrics_dir: Option<PathBuf>,
     /// How long a stop may take: the run commits its whole pages first.
+    #[arg(skip = 120u64)]
     pub stop_timeout_secs: u64,
 }
 
@@ -126,8 +138,8 @@ fn service(job: &Deployable, o: &SystemdOptions) -> String {
     // Object storage needs no path here, only the network.
     let mut writable: Vec<PathBuf> = [&job.output_root, &job.state_dir]
         .into_iter()
-        .filter(|p| !crate::storage::is_remote(&p.to_string_lossy()))
-        .map(|p| resolve(&o.workdir, p))
+        .filter_map(|p| crate::storage::local_dir(&p.to_string_lossy()))
+        .map(|p| resolve(&o.workdir, &p))
         .collect();
     if o.workdir.strip_prefix("/var/lib").is_err() {
         writable.insert(0, o.workdir.clone());

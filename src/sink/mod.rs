@@ -1,15 +1,17 @@
 //! Arrow batches to files analysts open: Parquet (zstd) or CSV.
 //!
 //! A file is written under a hidden temporary name in its final directory, fsynced, renamed,
-//! and the directory fsynced ([`atomic`]): nothing partial is ever visible under a final
+//! and the directory fsynced ([`AtomicFile`]): nothing partial is ever visible under a final
 //! name, and a crash leaves at worst a `.tmp` file behind.
 
-mod atomic;
 pub(crate) mod csv;
+mod hashing;
 mod parquet;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
+
+use crate::storage::Location;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -18,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::vocab::{ConfigError, ConfigErrors};
 
-pub use atomic::{AtomicFile, HashingWriter, sync_dir};
+pub use crate::storage::AtomicFile;
+pub use hashing::HashingWriter;
 
 /// Where and how a job writes its snapshot.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -206,14 +209,15 @@ impl OutputConfig {
         job: &str,
         at: chrono::DateTime<chrono::Utc>,
         run_id: &str,
-    ) -> PathBuf {
-        PathBuf::from(
-            self.dir
+    ) -> Result<Location, SinkError> {
+        Ok(Location::parse(
+            &self
+                .dir
                 .replace("{job}", job)
                 .replace("{date}", &at.format("%Y-%m-%d").to_string())
                 .replace("{timestamp}", &at.format("%Y%m%dT%H%M%SZ").to_string())
                 .replace("{run_id}", run_id),
-        )
+        )?)
     }
 
     /// Opens a writer for `path` (created under a temporary name until [`BatchWriter::finish`]).
@@ -251,6 +255,16 @@ fn check_template(template: &str) -> Result<(), String> {
     crate::storage::check(template)
 }
 
+/// One part file of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// The file name, in the snapshot directory.
+    pub file: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
 /// A file being written.
 pub trait BatchWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
@@ -280,9 +294,6 @@ pub enum SinkError {
     Encode { path: PathBuf, message: String },
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    /// This run no longer owns the job's state (another took over).
-    #[error(transparent)]
-    State(#[from] crate::checkpoint::StateError),
 }
 
 impl SinkError {
@@ -323,8 +334,10 @@ mod tests {
                     .unwrap()
                     .with_timezone(&chrono::Utc),
                 "r"
-            ),
-            PathBuf::from("out/e/2026-01-02")
+            )
+            .unwrap()
+            .to_string(),
+            "out/e/2026-01-02"
         );
     }
 }

@@ -11,63 +11,31 @@
 //! Parts close at page boundaries once they hold `part_records` records, so that a
 //! checkpoint can say exactly which request follows the last committed record.
 //!
-//! In object storage (`dir = "s3://…"`) the same layout holds, with keys for files: a part
-//! is written to a local spool directory and then uploaded complete (one PUT, or a
-//! multipart upload completed last), so it is never visible under its key half-written.
+//! The snapshot lives in a [`Store`]: parts are written in its [`Staging`] directory and
+//! closed there; the run then publishes each closed part ([`Store::upload`]: in object
+//! storage an upload, on disk nothing more) before its checkpoint names it. Everything
+//! below is written once for disk and object storage alike.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{BatchWriter, OutputConfig, SinkError, sync_dir};
-use crate::checkpoint::PartInfo;
-use crate::storage::{Location, Remote, block_on};
+use super::{BatchWriter, OutputConfig, PartInfo, SinkError};
+use crate::storage::{Location, Staging, Store};
 
-/// Where a snapshot's files go.
-#[derive(Clone, Debug)]
-pub enum Target {
-    Dir(PathBuf),
-    Remote(Remote),
-}
-
-impl Target {
-    /// The snapshot directory as the checkpoint names it: a path, or an object-storage URL.
-    pub fn of(dir: &Path) -> Result<Target, SinkError> {
-        match dir.to_str().map(Location::parse) {
-            Some(Ok(Location::Remote(remote))) => Ok(Target::Remote(remote)),
-            Some(Err(e)) => Err(e.into()),
-            _ => Ok(Target::Dir(dir.to_path_buf())),
-        }
-    }
-}
-
-/// What a snapshot in object storage asks of the run that writes it.
-pub trait Claim: Send {
-    /// Before each upload: fails if the run no longer owns the job's state.
-    fn check(&self) -> Result<(), SinkError>;
-    /// A multipart upload began (`Some`) or ended (`None`): kept where a run resuming
-    /// after a kill finds it and aborts it.
-    fn uploading(&self, upload: Option<&crate::storage::PendingUpload>) -> Result<(), SinkError>;
-}
-
-/// Writes the parts of one snapshot.
+/// Writes the parts of one snapshot into a staging directory.
 pub struct SnapshotWriter {
-    target: Target,
-    /// Where part files are written: the snapshot directory itself, or a spool directory
-    /// from which they are uploaded.
-    dir: PathBuf,
-    _spool: Option<tempfile::TempDir>,
+    staging: Staging,
     /// The start of part names: `part-`, or `part-0003-` for shard 3 of a sharded run.
     prefix: String,
-    /// Added to part names in object storage: the run's claim, so that a run that lost its
-    /// claim can never overwrite a part of the run that took over.
+    /// Added to part names where other machines may write too (object storage): the run's
+    /// claim, so that a run that lost its claim can never overwrite a part of the run that
+    /// took over.
     tag: Option<String>,
-    /// The run's hold on the job's state, asked before each upload.
-    claim: Option<Box<dyn Claim>>,
     output: OutputConfig,
     schema: SchemaRef,
     current: Option<Box<dyn BatchWriter>>,
@@ -75,37 +43,32 @@ pub struct SnapshotWriter {
     parts: Vec<PartInfo>,
 }
 
+/// A part closed in the staging directory, to be published under its name.
+#[derive(Debug)]
+pub struct ClosedPart {
+    pub info: PartInfo,
+    /// Where it was written.
+    pub path: PathBuf,
+}
+
 impl SnapshotWriter {
     /// Continues after `parts` (empty for a new snapshot).
     pub fn new(
-        target: Target,
+        staging: Staging,
         output: &OutputConfig,
         schema: SchemaRef,
         parts: Vec<PartInfo>,
-    ) -> Result<Self, SinkError> {
-        let (dir, spool) = match &target {
-            Target::Dir(dir) => (dir.clone(), None),
-            Target::Remote(_) => {
-                let spool = tempfile::Builder::new()
-                    .prefix("apisnap-spool-")
-                    .tempdir()
-                    .map_err(|e| SinkError::io(&std::env::temp_dir(), e))?;
-                (spool.path().to_path_buf(), Some(spool))
-            }
-        };
-        Ok(SnapshotWriter {
-            target,
-            dir,
-            _spool: spool,
+    ) -> Self {
+        SnapshotWriter {
+            staging,
             prefix: "part-".into(),
             tag: None,
-            claim: None,
             output: output.clone(),
             schema,
             current: None,
             current_records: 0,
             parts,
-        })
+        }
     }
 
     /// Starts part names with `prefix` (a shard's).
@@ -114,13 +77,9 @@ impl SnapshotWriter {
         self
     }
 
-    /// In object storage: names parts with `tag` (the run's claim) and keeps `claim`
-    /// informed of each upload.
-    pub fn claimed(mut self, tag: Option<&str>, claim: impl Claim + 'static) -> Self {
-        if matches!(self.target, Target::Remote(_)) {
-            self.tag = tag.map(|t| t.chars().take(8).collect());
-            self.claim = Some(Box::new(claim));
-        }
+    /// Ends part names with `tag` (the first characters of the run's claim).
+    pub fn tagged(mut self, tag: Option<&str>) -> Self {
+        self.tag = tag.map(|t| t.chars().take(8).collect());
         self
     }
 
@@ -129,6 +88,7 @@ impl SnapshotWriter {
         self.current.is_some()
     }
 
+    /// Every part so far, the one just closed included.
     pub fn parts(&self) -> &[PartInfo] {
         &self.parts
     }
@@ -146,18 +106,23 @@ impl SnapshotWriter {
         )
     }
 
+    fn open_part(&mut self) -> Result<(), SinkError> {
+        let path = self.staging.path(&self.part_name(self.parts.len()));
+        self.current = Some(self.output.open(&path, self.schema.clone())?);
+        self.current_records = 0;
+        Ok(())
+    }
+
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
         if self.current.is_none() {
-            let path = self.dir.join(self.part_name(self.parts.len()));
-            self.current = Some(self.output.open(&path, self.schema.clone())?);
-            self.current_records = 0;
+            self.open_part()?;
         }
         self.current_records += batch.num_rows() as u64;
         self.current.as_mut().expect("opened above").write(batch)
     }
 
     /// At the end of a page: closes the part if it is full. Returns the part closed, if any.
-    pub fn end_of_page(&mut self) -> Result<Option<PartInfo>, SinkError> {
+    pub fn end_of_page(&mut self) -> Result<Option<ClosedPart>, SinkError> {
         let big = match (&self.current, self.output.part_bytes) {
             (Some(w), Some(limit)) => w.size() >= limit,
             _ => false,
@@ -169,97 +134,53 @@ impl SnapshotWriter {
         }
     }
 
-    /// Closes the current part: durable under its final name. A snapshot with no record at
-    /// all still gets one (empty) part, so that readers find its columns.
-    pub fn close_part(&mut self) -> Result<Option<PartInfo>, SinkError> {
+    /// Closes the current part: complete and durable in the staging directory. A snapshot
+    /// with no record at all still gets one (empty) part, so that readers find its columns.
+    pub fn close_part(&mut self) -> Result<Option<ClosedPart>, SinkError> {
         if self.current.is_none() && self.parts.is_empty() {
-            let path = self.dir.join(self.part_name(0));
-            self.current = Some(self.output.open(&path, self.schema.clone())?);
+            self.open_part()?;
         }
         let Some(writer) = self.current.take() else {
             return Ok(None);
         };
         let written = writer.finish()?;
-        let file = self.part_name(self.parts.len());
-        if let Target::Remote(remote) = &self.target {
-            let claim = self.claim.as_deref();
-            if let Some(claim) = claim {
-                claim.check()?;
-            }
-            // Only a multipart upload is noted (and the note cleared): a single PUT leaves
-            // nothing behind to abort.
-            let mut noted = false;
-            block_on(remote.upload(&file, &written.path, |upload| {
-                noted = claim.is_some();
-                claim.map_or(Ok(()), |c| c.uploading(Some(upload)))
-            }))?;
-            if let Some(claim) = claim.filter(|_| noted) {
-                claim.uploading(None)?;
-            }
-            std::fs::remove_file(&written.path).map_err(|e| SinkError::io(&written.path, e))?;
-        }
-        let part = PartInfo {
-            file,
+        let info = PartInfo {
+            file: self.part_name(self.parts.len()),
             records: written.records,
             bytes: written.bytes,
             sha256: written.sha256,
         };
-        self.parts.push(part.clone());
+        self.parts.push(info.clone());
         self.current_records = 0;
-        Ok(Some(part))
+        Ok(Some(ClosedPart {
+            info,
+            path: written.path,
+        }))
     }
 }
 
-/// Prepares a snapshot directory for a resumed run: temporary files of the killed run go, and
-/// so do its parts (names starting with `prefix`: a shard touches only its own) renamed
-/// after the last checkpoint (they will be written again from the checkpoint's position,
-/// never duplicated).
-pub fn prepare_resume(
-    dir: &Path,
+/// Prepares a snapshot for a resumed run: temporary files of the killed run go, and so do
+/// its parts (names starting with `prefix`: a shard touches only its own) published after
+/// the last checkpoint (they will be written again from the checkpoint's position, never
+/// duplicated), and a manifest or `_SUCCESS` written early. Returns what it removed.
+pub async fn prepare_resume(
+    snapshot: &Store,
     committed: &[PartInfo],
     prefix: &str,
-) -> Result<Vec<PathBuf>, SinkError> {
-    if let Target::Remote(remote) = Target::of(dir)? {
-        return block_on(async {
-            let mut removed = Vec::new();
-            for name in remote.list().await? {
-                let uncommitted_part =
-                    name.starts_with(prefix) && !committed.iter().any(|p| p.file == name);
-                if uncommitted_part || name == "_manifest.json" || name == "_SUCCESS" {
-                    remote.delete(&name).await?;
-                    removed.push(PathBuf::from(remote.url_of(&name)));
-                }
-            }
-            Ok(removed)
-        });
-    }
-    let mut removed = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-        Err(e) => return Err(SinkError::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| SinkError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest, marker);
-        // a shard's are its parts', and other shards may be writing theirs meanwhile.
-        let stale_temp = name.ends_with(".tmp")
-            && if prefix == "part-" {
-                name.starts_with('.')
-            } else {
-                name.starts_with(&format!(".{prefix}"))
-            };
+) -> Result<Vec<String>, SinkError> {
+    // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest, marker);
+    // a shard's are its parts', and other shards may be writing theirs meanwhile.
+    let mut removed = snapshot
+        .remove_temporaries(|of| prefix == "part-" || of.starts_with(prefix))
+        .await?;
+    for name in snapshot.names().await? {
         let uncommitted_part =
             name.starts_with(prefix) && !committed.iter().any(|p| p.file == name);
         let early_marker = name == "_manifest.json" || name == "_SUCCESS";
-        if stale_temp || uncommitted_part || early_marker {
-            std::fs::remove_file(entry.path()).map_err(|e| SinkError::io(&entry.path(), e))?;
-            removed.push(entry.path());
+        if uncommitted_part || early_marker {
+            snapshot.delete(&name).await?;
+            removed.push(name);
         }
-    }
-    if !removed.is_empty() {
-        sync_dir(dir)?;
     }
     Ok(removed)
 }
@@ -269,128 +190,90 @@ pub fn compacted_name(output: &OutputConfig) -> String {
     format!("part-all.{}", output.format.extension())
 }
 
-/// Merges `parts` into one durable file, `part-all.<ext>`, and returns it. The parts are
-/// left in place: the caller checkpoints the merged file first, then removes them, so a crash
-/// at any point leaves either the parts or the merged file named by the checkpoint.
-pub fn compact(
-    dir: &Path,
+/// Merges `parts` into one durable file, `part-all.<ext>`, staged in `staging` and
+/// returned to be published. The parts are left in place: the caller publishes and
+/// checkpoints the merged file first, then removes them, so a crash at any point leaves
+/// either the parts or the merged file named by the checkpoint.
+pub async fn compact(
+    snapshot: &Store,
+    staging: &Staging,
     output: &OutputConfig,
     schema: SchemaRef,
     parts: &[PartInfo],
-) -> Result<PartInfo, SinkError> {
-    if let Target::Remote(remote) = Target::of(dir)? {
-        // Merged on this machine from downloaded copies, then uploaded like a part.
-        let spool = tempfile::Builder::new()
-            .prefix("apisnap-compact-")
-            .tempdir()
-            .map_err(|e| SinkError::io(&std::env::temp_dir(), e))?;
-        for part in parts {
-            let bytes = block_on(remote.get(&part.file))?.ok_or_else(|| {
-                SinkError::encode(
-                    Path::new(&remote.url_of(&part.file)),
-                    "the part named by the checkpoint is missing",
-                )
-            })?;
-            let path = spool.path().join(&part.file);
-            std::fs::write(&path, &bytes.0).map_err(|e| SinkError::io(&path, e))?;
-        }
-        let merged = compact(spool.path(), output, schema, parts)?;
-        // Not recorded for abort after a kill: the merged file is re-made on resume under the
-        // same key, which a fresh upload replaces.
-        block_on(
-            remote.upload(&merged.file, &spool.path().join(&merged.file), |_| {
-                Ok::<(), SinkError>(())
-            }),
-        )?;
-        return Ok(merged);
+) -> Result<ClosedPart, SinkError> {
+    let mut inputs = Vec::new();
+    for part in parts {
+        inputs.push(snapshot.local_copy(&part.file, staging).await?);
     }
     let name = compacted_name(output);
-    let path = dir.join(&name);
-    match output.format {
+    let path = staging.path(&name);
+    let info = match output.format {
         super::Format::Parquet => {
             let mut writer = output.open(&path, schema.clone())?;
-            for part in parts {
-                let part_path = dir.join(&part.file);
-                let reader = std::fs::File::open(&part_path)
-                    .map_err(|e| SinkError::io(&part_path, e))
+            for part_path in &inputs {
+                let reader = std::fs::File::open(part_path)
+                    .map_err(|e| SinkError::io(part_path, e))
                     .and_then(|f| {
                         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
                             .and_then(|b| b.build())
-                            .map_err(|e| SinkError::encode(&part_path, e))
+                            .map_err(|e| SinkError::encode(part_path, e))
                     })?;
                 for batch in reader {
-                    let batch = batch.map_err(|e| SinkError::encode(&part_path, e))?;
+                    let batch = batch.map_err(|e| SinkError::encode(part_path, e))?;
                     writer.write(
-                        &widen(batch, &schema).map_err(|e| SinkError::encode(&part_path, e))?,
+                        &widen(batch, &schema).map_err(|e| SinkError::encode(part_path, e))?,
                     )?;
                 }
             }
             let written = writer.finish()?;
-            Ok(PartInfo {
+            PartInfo {
                 file: name,
                 records: written.records,
                 bytes: written.bytes,
                 sha256: written.sha256,
-            })
+            }
         }
         super::Format::Csv => {
             // Every part starts with the same header: keep the first one only.
             let header = super::csv::header(&schema).map_err(|e| SinkError::encode(&path, e))?;
             let (atomic, file) = super::AtomicFile::create(&path)?;
             let mut out = super::HashingWriter::new(file);
-            for (i, part) in parts.iter().enumerate() {
-                let part_path = dir.join(&part.file);
-                let bytes = std::fs::read(&part_path).map_err(|e| SinkError::io(&part_path, e))?;
+            for (i, part_path) in inputs.iter().enumerate() {
+                let bytes = std::fs::read(part_path).map_err(|e| SinkError::io(part_path, e))?;
                 let body = if i == 0 {
                     &bytes[..]
                 } else {
                     bytes.strip_prefix(header.as_slice()).ok_or_else(|| {
-                        SinkError::encode(&part_path, "its header differs from the first part's")
+                        SinkError::encode(part_path, "its header differs from the first part's")
                     })?
                 };
                 out.write_all(body).map_err(|e| SinkError::io(&path, e))?;
             }
             let (file, sha256, _) = out.finish().map_err(|e| SinkError::io(&path, e))?;
             let bytes = atomic.commit(file)?;
-            Ok(PartInfo {
+            PartInfo {
                 file: name,
                 records: parts.iter().map(|p| p.records).sum(),
                 bytes,
                 sha256,
-            })
+            }
         }
-    }
+    };
+    Ok(ClosedPart { info, path })
 }
 
 /// Removes the parts of a snapshot (after compaction has replaced them).
-pub fn remove_parts(dir: &Path, parts: &[PartInfo]) -> Result<(), SinkError> {
-    match Target::of(dir)? {
-        Target::Remote(remote) => block_on(async {
-            for part in parts {
-                remote.delete(&part.file).await?;
-            }
-            Ok(())
-        }),
-        Target::Dir(dir) => {
-            for part in parts {
-                let path = dir.join(&part.file);
-                std::fs::remove_file(&path).map_err(|e| SinkError::io(&path, e))?;
-            }
-            sync_dir(&dir)
-        }
+pub async fn remove_parts(snapshot: &Store, parts: &[PartInfo]) -> Result<(), SinkError> {
+    for part in parts {
+        snapshot.delete(&part.file).await?;
     }
+    Ok(())
 }
 
 /// Removes a snapshot's `_SUCCESS`, so that no reader takes it for complete while it is
 /// written again (a second run into a snapshot of the same name).
-pub fn unmark(dir: &Path) -> Result<(), SinkError> {
-    match Target::of(dir)? {
-        Target::Remote(remote) => Ok(block_on(remote.delete("_SUCCESS"))?),
-        Target::Dir(dir) => {
-            let _ = std::fs::remove_file(dir.join("_SUCCESS"));
-            Ok(())
-        }
-    }
+pub async fn unmark(snapshot: &Store) -> Result<(), SinkError> {
+    Ok(snapshot.delete("_SUCCESS").await?)
 }
 
 /// A batch of an earlier part, with null columns for the columns added after it (schema
@@ -460,148 +343,85 @@ impl ColumnInfo {
 pub struct Latest {
     pub job: String,
     pub run_id: String,
-    pub snapshot: PathBuf,
+    pub snapshot: Location,
     pub finished_at: DateTime<Utc>,
     pub records: u64,
 }
 
 impl Latest {
-    fn of(manifest: &Manifest, snapshot: &Path) -> Latest {
+    fn of(manifest: &Manifest, snapshot: &Location) -> Latest {
         Latest {
             job: manifest.job.clone(),
             run_id: manifest.run_id.clone(),
-            snapshot: snapshot.to_path_buf(),
+            snapshot: snapshot.clone(),
             finished_at: manifest.finished_at,
             records: manifest.records,
         }
     }
 }
 
-/// Writes `_manifest.json`, then `_SUCCESS` (each durable), then `latest.json` one level up,
-/// then prunes old complete snapshots of the job beyond `retain`.
-pub fn finalize(dir: &Path, manifest: &Manifest, retain: Option<usize>) -> Result<(), SinkError> {
-    if let Target::Remote(remote) = Target::of(dir)? {
-        return block_on(finalize_remote(&remote, dir, manifest, retain));
-    }
-    write_atomic(
-        &dir.join("_manifest.json"),
-        &serde_json::to_vec_pretty(manifest).expect("manifest serializes"),
-    )?;
-    write_atomic(&dir.join("_SUCCESS"), b"")?;
-    let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
-        return Ok(());
-    };
-    let latest = Latest::of(manifest, dir);
-    // A run killed while replacing latest.json left its temporary file.
-    if let Ok(entries) = std::fs::read_dir(parent) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".latest.json.") && name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            }
+/// Completes a snapshot: removes `part-*` files the manifest does not name (attempts that
+/// did not commit: a killed run, a run that lost its claim), so that a reader listing
+/// `part-*` finds exactly the manifest's; writes `_manifest.json`, then `_SUCCESS` (each
+/// durable), then `latest.json` one level up; then prunes old complete snapshots of the job
+/// beyond `retain`.
+pub async fn finalize(
+    snapshot: &Store,
+    manifest: &Manifest,
+    retain: Option<usize>,
+) -> Result<(), SinkError> {
+    for name in snapshot.names().await? {
+        if name.starts_with("part-") && !manifest.parts.iter().any(|p| p.file == name) {
+            snapshot.delete(&name).await?;
         }
     }
-    write_atomic(
-        &parent.join("latest.json"),
-        &serde_json::to_vec_pretty(&latest).expect("serializes"),
-    )?;
+    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
+    snapshot.put("_manifest.json", json.into()).await?;
+    snapshot.put("_SUCCESS", bytes::Bytes::new()).await?;
+    let Some(parent) = snapshot.parent() else {
+        return Ok(());
+    };
+    // A run killed while replacing latest.json left its temporary file.
+    parent.remove_temporaries(|of| of == "latest.json").await?;
+    let latest = Latest::of(manifest, snapshot.location());
+    let json = serde_json::to_vec_pretty(&latest).expect("serializes");
+    parent.put("latest.json", json.into()).await?;
     if let Some(keep) = retain {
-        prune(parent, dir, &manifest.job, keep)?;
+        prune(&parent, snapshot.location(), &manifest.job, keep).await?;
     }
     Ok(())
 }
 
 /// Removes the oldest complete snapshots of `job` in `parent` so that `keep` remain. Only
-/// directories with a `_SUCCESS` and a manifest naming the job are touched; the current one
+/// snapshots with a `_SUCCESS` and a manifest naming the job are touched; the current one
 /// always stays.
-fn prune(parent: &Path, current: &Path, job: &str, keep: usize) -> Result<(), SinkError> {
-    let mut complete: Vec<(DateTime<Utc>, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(parent).map_err(|e| SinkError::io(parent, e))? {
-        let path = entry.map_err(|e| SinkError::io(parent, e))?.path();
-        if !path.join("_SUCCESS").is_file() {
-            continue;
-        }
-        let Some(finished) = std::fs::read(path.join("_manifest.json"))
-            .ok()
-            .and_then(|text| finished_at(&text, job))
-        else {
-            continue;
-        };
-        complete.push((finished, path));
-    }
-    for path in oldest_beyond(complete, keep) {
-        if path == current {
-            continue;
-        }
-        // _SUCCESS first: a reader never sees a half-deleted snapshot as complete.
-        std::fs::remove_file(path.join("_SUCCESS")).map_err(|e| SinkError::io(&path, e))?;
-        std::fs::remove_dir_all(&path).map_err(|e| SinkError::io(&path, e))?;
-        tracing::info!(snapshot = %path.display(), "pruned an old snapshot (retain)");
-    }
-    Ok(())
-}
-
-/// [`finalize`] in object storage: each object is complete when it appears, in the same
-/// order (manifest, `_SUCCESS`, `latest.json`).
-async fn finalize_remote(
-    remote: &Remote,
-    dir: &Path,
-    manifest: &Manifest,
-    retain: Option<usize>,
-) -> Result<(), SinkError> {
-    // Parts of attempts that did not commit (a killed run, a run that lost its claim) go
-    // before the snapshot is declared complete, so that a reader listing `part-*` finds
-    // exactly the manifest's.
-    for name in remote.list().await? {
-        if name.starts_with("part-") && !manifest.parts.iter().any(|p| p.file == name) {
-            remote.delete(&name).await?;
-        }
-    }
-    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
-    remote.put("_manifest.json", json.into()).await?;
-    remote.put("_SUCCESS", bytes::Bytes::new()).await?;
-    let Some(parent) = remote.parent() else {
-        return Ok(());
-    };
-    let latest = Latest::of(manifest, dir);
-    let json = serde_json::to_vec_pretty(&latest).expect("serializes");
-    parent.put("latest.json", json.into()).await?;
-    if let Some(keep) = retain {
-        prune_remote(&parent, remote, &manifest.job, keep).await?;
-    }
-    Ok(())
-}
-
-/// [`prune`] in object storage.
-async fn prune_remote(
-    parent: &Remote,
-    current: &Remote,
+async fn prune(
+    parent: &Store,
+    current: &Location,
     job: &str,
     keep: usize,
 ) -> Result<(), SinkError> {
-    let names = parent.list().await?;
     let mut complete: Vec<(DateTime<Utc>, String)> = Vec::new();
-    for name in &names {
-        let Some(snapshot) = name.strip_suffix("/_SUCCESS") else {
+    for dir in parent.dirs().await? {
+        let snapshot = parent.child(&dir);
+        if !snapshot.exists("_SUCCESS").await? {
             continue;
-        };
-        let manifest = parent.get(&format!("{snapshot}/_manifest.json")).await?;
+        }
+        let manifest = snapshot.get("_manifest.json").await?;
         let Some(finished) = manifest.and_then(|(text, _)| finished_at(&text, job)) else {
             continue;
         };
-        complete.push((finished, snapshot.to_string()));
+        complete.push((finished, dir));
     }
-    for snapshot in oldest_beyond(complete, keep) {
-        let doomed = parent.child(&snapshot);
-        if doomed.url() == current.url() {
+    for dir in oldest_beyond(complete, keep) {
+        let doomed = parent.child(&dir);
+        if doomed.location() == current {
             continue;
         }
         // _SUCCESS first: a reader never sees a half-deleted snapshot as complete.
         doomed.delete("_SUCCESS").await?;
-        for name in doomed.list().await? {
-            doomed.delete(&name).await?;
-        }
-        tracing::info!(snapshot = %doomed.url(), "pruned an old snapshot (retain)");
+        doomed.remove_all().await?;
+        tracing::info!(snapshot = %doomed.location(), "pruned an old snapshot (retain)");
     }
     Ok(())
 }
@@ -627,13 +447,4 @@ fn oldest_beyond<T: Ord>(mut complete: Vec<(DateTime<Utc>, T)>, keep: usize) -> 
     complete.sort();
     let excess = complete.len().saturating_sub(keep.max(1));
     complete.into_iter().take(excess).map(|(_, s)| s).collect()
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
-    let (file, mut handle) = super::AtomicFile::create(path)?;
-    handle
-        .write_all(bytes)
-        .map_err(|e| SinkError::io(path, e))?;
-    file.commit(handle)?;
-    Ok(())
 }

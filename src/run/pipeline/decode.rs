@@ -1,0 +1,218 @@
+//! The decode stages: pages decoded ahead on the blocking pool with the columns last settled
+//! on, then in page order by the decode stage, which decides about the pages that need it
+//! (the first, one with a new field, one with a value its column cannot take).
+
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use tokio::sync::mpsc;
+
+use super::{FetchedPage, ToWriter};
+use crate::Error;
+use crate::decode::{PageDecoder, infer_schema};
+
+/// Infers the schema from the first page (unless a resumed run brings it), then decodes
+/// every page into batches, each page followed by its end marker. A field that the schema
+/// lacks is handled by the drift policy.
+pub(super) fn decode_stage(
+    job: &str,
+    page_size: usize,
+    (drift, on_invalid): (crate::config::Drift, crate::config::OnInvalid),
+    schema: Option<SchemaRef>,
+    settled: Settled,
+    mut pages: mpsc::Receiver<FetchedPage>,
+    batches: mpsc::Sender<ToWriter>,
+) -> Result<(), Error> {
+    use crate::config::Drift;
+    let strict = drift != Drift::Ignore;
+    let make = |schema: SchemaRef| {
+        PageDecoder::new(schema, page_size, strict).map_err(|e| Error::Internal {
+            job: job.to_string(),
+            message: format!("cannot build the decoder: {e}"),
+        })
+    };
+    let mut current: Option<(SchemaRef, PageDecoder)> = None;
+    if let Some(schema) = schema {
+        if batches
+            .blocking_send(ToWriter::Open(schema.clone()))
+            .is_err()
+        {
+            return Ok(());
+        }
+        settled.set(&schema);
+        current = Some((schema.clone(), make(schema)?));
+    }
+    while let Some(page) = pages.blocking_recv() {
+        let fail = |message: String| Error::Decode {
+            job: job.to_string(),
+            position: page.position.to_string(),
+            message,
+        };
+        let slice = &page.body[page.records.clone()];
+        // The first page with records sets the columns (an empty first page has none).
+        let undecided = current.as_ref().is_none_or(|(s, _)| s.fields().is_empty());
+        if undecided && (current.is_none() || !slice.starts_with(b"[]")) {
+            let schema = Arc::new(infer_schema(slice).map_err(fail)?);
+            tracing::debug!(job, fields = schema.fields().len(), "schema inferred");
+            if batches
+                .blocking_send(ToWriter::Open(schema.clone()))
+                .is_err()
+            {
+                return Ok(());
+            }
+            settled.set(&schema);
+            current = Some((schema.clone(), make(schema)?));
+        }
+        let (schema, decoder) = current.as_mut().expect("set above");
+        let mut nulled = Vec::new();
+        let ahead = page
+            .decoded
+            .filter(|(with, _)| Arc::ptr_eq(with, schema))
+            .map(|(_, batches)| batches);
+        let decoded = match ahead.map_or_else(|| decoder.decode_all(slice), Ok) {
+            Ok(b) => b,
+            Err(e) => {
+                let added = if strict {
+                    crate::decode::new_fields(schema, slice).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                if added.is_empty() {
+                    // Not a new field: a value the column's type cannot take.
+                    if on_invalid == crate::config::OnInvalid::Null {
+                        let (repaired, counts) =
+                            crate::decode::null_invalid(schema, slice, strict).map_err(fail)?;
+                        tracing::warn!(job, position = %page.position, values = ?counts, "values that cannot be read written as null (schema.on_invalid = null)");
+                        nulled = counts;
+                        // A failed decode leaves the decoder mid-batch: start a clean one.
+                        *decoder = make(schema.clone())?;
+                        decoder
+                            .decode_all(&repaired)
+                            .map_err(|e| fail(e.to_string()))?
+                    } else {
+                        let why = crate::decode::find_invalid(schema, slice, strict)
+                            .map(|i| i.to_string())
+                            .unwrap_or_else(|| e.to_string());
+                        return Err(fail(format!(
+                            "{why}. Fix the column file or set `schema.on_invalid = \"null\"` \
+                             to write null instead (counted in the manifest)"
+                        )));
+                    }
+                } else {
+                    let names: Vec<String> =
+                        added.iter().map(|f| format!("`{}`", f.name())).collect();
+                    if drift == Drift::Fail {
+                        return Err(fail(format!(
+                            "the records have field(s) {} that the snapshot's columns do not \
+                         (they are fixed by the column file, or else by the first page). Set \
+                         `schema.drift = \"evolve\"` to add new fields as columns, or \
+                         `\"ignore\"` to drop them",
+                            names.join(", ")
+                        )));
+                    }
+                    tracing::warn!(job, position = %page.position, fields = %names.join(", "), "new fields: adding columns (schema.drift = evolve)");
+                    let mut fields: Vec<arrow_schema::FieldRef> =
+                        schema.fields().iter().cloned().collect();
+                    fields.extend(added.into_iter().map(Arc::new));
+                    let evolved = Arc::new(arrow_schema::Schema::new(fields));
+                    if batches
+                        .blocking_send(ToWriter::Open(evolved.clone()))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                    *decoder = make(evolved.clone())?;
+                    settled.set(&evolved);
+                    *schema = evolved;
+                    decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
+                }
+            }
+        };
+        for batch in decoded {
+            if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
+                return Ok(());
+            }
+        }
+        if batches
+            .blocking_send(ToWriter::PageEnd {
+                next: page.next,
+                nulled,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The columns the decode stage has settled on, for pages decoded ahead.
+#[derive(Clone, Default)]
+pub(super) struct Settled(Arc<std::sync::RwLock<Option<SchemaRef>>>);
+
+impl Settled {
+    pub(super) fn set(&self, schema: &SchemaRef) {
+        *self.0.write().expect("not poisoned") = Some(schema.clone());
+    }
+
+    fn get(&self) -> Option<SchemaRef> {
+        self.0.read().expect("not poisoned").clone()
+    }
+}
+
+/// Decodes pages ahead of the decode stage, several at a time on the blocking pool, and
+/// hands them on in page order. A page that does not decode with the settled columns (or
+/// arrives before there are any) goes on undecoded: the decode stage decides about it.
+pub(super) async fn decode_ahead(
+    page_size: usize,
+    strict: bool,
+    settled: Settled,
+    mut pages: mpsc::Receiver<FetchedPage>,
+    out: mpsc::Sender<FetchedPage>,
+) {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesOrdered;
+    let depth = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        tokio::select! {
+            // Hand on finished pages first: the decode stage is waiting for them in order.
+            biased;
+            Some(page) = pending.next(), if !pending.is_empty() => {
+                if out.send(page).await.is_err() {
+                    return;
+                }
+            }
+            page = pages.recv(), if open && pending.len() < depth => match page {
+                Some(page) => pending.push_back(decode_one(page, page_size, strict, settled.get())),
+                None => open = false,
+            },
+        }
+    }
+}
+
+async fn decode_one(
+    mut page: FetchedPage,
+    page_size: usize,
+    strict: bool,
+    schema: Option<SchemaRef>,
+) -> FetchedPage {
+    let Some(schema) = schema else {
+        return page;
+    };
+
+    let (body, range) = (page.body.clone(), page.records.clone());
+    let with = schema.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        PageDecoder::new(schema, page_size, strict)
+            .ok()?
+            .decode_all(&body[range])
+            .ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    page.decoded = decoded.map(|batches| (with, batches));
+    page
+}

@@ -1,0 +1,146 @@
+//! The fetch stage: requests in flight, answers taken in page order, the paginator told
+//! what each held.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::FetchedPage;
+use crate::Error;
+use crate::paginate::{Next, PageRequest, Position};
+use crate::run::Job;
+
+impl Job {
+    /// Requests pages until the paginator says stop, keeping up to `concurrency` requests in
+    /// flight where the next request is known in advance, and hands them on in page order.
+    /// Returns the number of pages.
+    pub(in crate::run) async fn fetch_stage(
+        &self,
+        start: Position,
+        end: Option<u64>,
+        pages: mpsc::Sender<FetchedPage>,
+        mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<u64, Error> {
+        let interrupted = || Error::Interrupted {
+            job: self.name.clone(),
+        };
+        let mut paginator = self.paginator.clone();
+        paginator.set_end(end);
+        let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
+        let mut expected = Some(paginator.request(start));
+        let mut previous: Option<(Position, Bytes, std::ops::Range<usize>)> = None;
+        let mut count = 0;
+        let spawn = |request: &PageRequest| {
+            let fetcher = self.fetcher.clone();
+            let request = request.clone();
+            AbortOnDrop(tokio::spawn(async move { fetcher.fetch(&request).await }))
+        };
+        loop {
+            if in_flight.is_empty() {
+                match expected.take() {
+                    Some(r) => {
+                        let handle = spawn(&r);
+                        in_flight.push_back((r, handle));
+                    }
+                    None => break,
+                }
+            }
+            while in_flight.len() < self.concurrency {
+                let last = &in_flight.back().expect("not empty").0;
+                match paginator.speculate(last) {
+                    Some(r) => {
+                        let handle = spawn(&r);
+                        in_flight.push_back((r, handle));
+                    }
+                    None => break,
+                }
+            }
+            let (current, mut handle) = in_flight.pop_front().expect("not empty");
+            let joined = match stop.as_mut() {
+                Some(stop) if *stop.borrow() => return Err(interrupted()),
+                Some(stop) => tokio::select! {
+                    joined = &mut handle.0 => joined,
+                    // Pages already handed on are finished and committed by the writer;
+                    // requests in flight are dropped.
+                    _ = stop.wait_for(|s| *s) => return Err(interrupted()),
+                },
+                None => (&mut handle.0).await,
+            };
+            let page = joined.map_err(|e| Error::Internal {
+                job: self.name.clone(),
+                message: format!("a request task stopped: {e}"),
+            })??;
+            let paginate_error = |message: String| Error::Paginate {
+                job: self.name.clone(),
+                position: current.position.to_string(),
+                message,
+            };
+            let next = paginator
+                .next(&current, &page.outcome)
+                .map_err(|e| paginate_error(e.0))?;
+            let records = &page.body[page.records.clone()];
+            if let Some((at, body, range)) = &previous
+                && page.outcome.records > 0
+                && body[range.clone()] == *records
+            {
+                return Err(paginate_error(format!(
+                    "the server returned the same records as at {at}: it seems to ignore the \
+                     pagination parameters; stopping instead of looping"
+                )));
+            }
+            tracing::debug!(job = %self.name, position = %current.position, records = page.outcome.records, "page");
+            count += 1;
+            {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.counters.pages.fetch_add(1, Relaxed);
+                self.counters
+                    .records
+                    .fetch_add(page.outcome.records, Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(page.body.len() as u64, Relaxed);
+            }
+            previous = Some((
+                current.position.clone(),
+                page.body.clone(),
+                page.records.clone(),
+            ));
+            let fetched = FetchedPage {
+                position: current.position,
+                next: match &next {
+                    Next::Continue(n) => Some(n.position.clone()),
+                    Next::Done => None,
+                },
+                body: page.body,
+                records: page.records,
+                decoded: None,
+            };
+            if pages.send(fetched).await.is_err() {
+                // The decoder stopped; its error is the one to report.
+                break;
+            }
+            match next {
+                Next::Done => break,
+                // The speculation in flight is the right next request: keep it.
+                Next::Continue(n) if in_flight.front().is_some_and(|(r, _)| *r == n) => {}
+                Next::Continue(n) => {
+                    // A short page (or the end) proved the speculation wrong: drop it.
+                    in_flight.clear();
+                    expected = Some(n);
+                }
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// A spawned request that is cancelled when dropped: speculative requests past the end, or
+/// past a short page, are abandoned without output.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<crate::fetch::Page, crate::fetch::FetchError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

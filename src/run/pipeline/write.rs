@@ -1,0 +1,273 @@
+//! The write stage: batches appended to part files; at a page boundary a full part is
+//! closed, published, and only then named by the checkpoint.
+
+use arrow_schema::SchemaRef;
+use tokio::sync::mpsc;
+
+use super::{ToWriter, WriteOutcome};
+use crate::Error;
+use crate::checkpoint::{Checkpoint, JobState, PartInfo, StateStore};
+use crate::paginate::Position;
+use crate::sink::OutputConfig;
+use crate::sink::snapshot::{ClosedPart, SnapshotWriter};
+use crate::storage::Store;
+
+/// Records not yet in a durable part: they join the checkpoint when their part closes.
+#[derive(Default)]
+struct Pending {
+    records: u64,
+    /// The highest cursor-field value among them (incremental jobs).
+    mark: Option<serde_json::Value>,
+    /// Values written as null among them, per column.
+    nulled: std::collections::BTreeMap<String, u64>,
+}
+
+/// The writer's bookkeeping: the job's state, its checkpoint, and what is not yet in it.
+struct Ledger<'a> {
+    job: &'a str,
+    state_store: &'a StateStore,
+    snapshot: &'a Store,
+    /// The writer runs on a blocking thread; storage is async.
+    runtime: tokio::runtime::Handle,
+    state: JobState,
+    checkpoint: Checkpoint,
+    pending: Pending,
+}
+
+impl Ledger<'_> {
+    /// Publishes the part just closed (if any), then moves the checkpoint past the parts,
+    /// with the pending records, and saves it.
+    fn commit(
+        &mut self,
+        closed: Option<ClosedPart>,
+        parts: &[PartInfo],
+        position: Option<Position>,
+    ) -> Result<(), Error> {
+        let p = std::mem::take(&mut self.pending);
+        let checkpoint = &mut self.checkpoint;
+        checkpoint.parts = parts.to_vec();
+        checkpoint.records += p.records;
+        checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
+        for (field, n) in p.nulled {
+            *checkpoint.nulled.entry(field).or_insert(0) += n;
+        }
+        checkpoint.position = position;
+        self.state.in_progress = Some(checkpoint.clone());
+        let (job, state_store, snapshot, state) =
+            (self.job, self.state_store, self.snapshot, &self.state);
+        self.runtime.block_on(async {
+            if let Some(part) = closed {
+                publish(job, state_store, snapshot, part).await?;
+            }
+            state_store
+                .save(state)
+                .await
+                .map_err(|source| state_error(job, source))
+        })?;
+        tracing::debug!(
+            job = self.job,
+            records = self.checkpoint.records,
+            parts = self.checkpoint.parts.len(),
+            "checkpoint"
+        );
+        Ok(())
+    }
+}
+
+fn state_error(job: &str, source: crate::checkpoint::StateError) -> Error {
+    Error::State {
+        job: job.to_string(),
+        source,
+    }
+}
+
+/// Puts a closed part under its name. The run must still own the job's state (in object
+/// storage another pod may have taken over), and an upload that a kill would leave open is
+/// noted beside the state for the run that resumes.
+async fn publish(
+    job: &str,
+    state_store: &StateStore,
+    snapshot: &Store,
+    part: ClosedPart,
+) -> Result<(), Error> {
+    let sink_error = |e: crate::storage::StorageError| Error::Sink {
+        job: job.to_string(),
+        source: e.into(),
+    };
+    let state_error = |source| state_error(job, source);
+    state_store.check_claim().await.map_err(state_error)?;
+    let upload = snapshot
+        .upload(&part.info.file, &part.path)
+        .await
+        .map_err(sink_error)?;
+    let noted = upload.pending();
+    if let Some(pending) = &noted {
+        state_store
+            .note_upload(pending)
+            .await
+            .map_err(state_error)?;
+    }
+    upload.finish().await.map_err(sink_error)?;
+    if noted.is_some() {
+        state_store.clear_upload_note().await.map_err(state_error)?;
+    }
+    Ok(())
+}
+
+/// What the write stage needs.
+pub(super) struct WriteInputs<'a> {
+    pub(super) job: &'a str,
+    pub(super) output: &'a OutputConfig,
+    pub(super) state_store: &'a StateStore,
+    pub(super) snapshot: &'a Store,
+    pub(super) cursor_field: Option<&'a str>,
+    pub(super) state: JobState,
+}
+
+/// Appends batches to part files; at a page end, closes a full part (or the last one),
+/// then moves the checkpoint past it. If the input ends early at a page boundary (an error
+/// upstream, a stop request), the part being written holds whole pages only and is kept too;
+/// otherwise it is dropped with its temporary file.
+pub(super) fn write_stage(
+    inputs: WriteInputs<'_>,
+    mut batches: mpsc::Receiver<ToWriter>,
+) -> Result<WriteOutcome, Error> {
+    let WriteInputs {
+        job,
+        output,
+        state_store,
+        snapshot: store,
+        cursor_field,
+        state,
+    } = inputs;
+    let sink_error = |source| Error::Sink {
+        job: job.to_string(),
+        source,
+    };
+    let checkpoint = state.in_progress.clone().expect("a run in progress");
+    let mut snapshot: Option<SnapshotWriter> = None;
+    let mut schema: Option<SchemaRef> = None;
+    // The request after the last page received: where a part closed now would resume.
+    let mut resume_at = checkpoint.position.clone();
+    let mut ledger = Ledger {
+        job,
+        state_store,
+        snapshot: store,
+        runtime: tokio::runtime::Handle::current(),
+        state,
+        checkpoint,
+        pending: Pending::default(),
+    };
+    // Whether everything received so far ends with a whole page.
+    let mut at_boundary = true;
+    while let Some(message) = batches.blocking_recv() {
+        match message {
+            ToWriter::Open(s) => {
+                // A new schema mid-run (evolution): the part being written closes at this
+                // page boundary, under the old schema, and the checkpoint moves past it.
+                if let Some(previous) = snapshot.as_mut()
+                    && previous.has_open_part()
+                {
+                    let closed = previous.close_part().map_err(sink_error)?;
+                    let parts = previous.parts().to_vec();
+                    ledger.commit(closed, &parts, resume_at.clone())?;
+                }
+                if let Some(old) = &schema {
+                    let first_part = ledger.checkpoint.parts.len();
+                    for f in s.fields() {
+                        if old.field_with_name(f.name()).is_err() && !old.fields().is_empty() {
+                            ledger
+                                .checkpoint
+                                .columns_added
+                                .push((f.name().clone(), first_part));
+                        }
+                    }
+                }
+                let shard = ledger.checkpoint.shard.as_ref().map(|s| s.index);
+                // Where other machines may write too, a part's name carries the run's claim.
+                let tag = store
+                    .shared()
+                    .then_some(ledger.state.claimed_by.as_deref())
+                    .flatten();
+                let staging = store.staging().map_err(|e| sink_error(e.into()))?;
+                snapshot = Some(
+                    SnapshotWriter::new(
+                        staging,
+                        output,
+                        s.clone(),
+                        ledger.checkpoint.parts.clone(),
+                    )
+                    .named(&crate::run::shards::part_prefix_of(shard))
+                    .tagged(tag),
+                );
+                ledger.checkpoint.schema_fingerprint = Some(fingerprint(&s));
+                ledger.checkpoint.schema = Some(s.as_ref().clone());
+                schema = Some(s);
+            }
+            ToWriter::Batch(batch) => {
+                at_boundary = false;
+                ledger.pending.records += batch.num_rows() as u64;
+                if let Some(field) = cursor_field {
+                    ledger.pending.mark = crate::incremental::higher(
+                        ledger.pending.mark.take(),
+                        crate::incremental::column_max(&batch, field),
+                    );
+                }
+                snapshot
+                    .as_mut()
+                    .expect("Open comes first")
+                    .write(&batch)
+                    .map_err(sink_error)?;
+            }
+            ToWriter::PageEnd { next, nulled } => {
+                at_boundary = true;
+                resume_at = next.clone();
+                for (field, n) in nulled {
+                    *ledger.pending.nulled.entry(field).or_insert(0) += n;
+                }
+                let writer = snapshot.as_mut().expect("Open comes first");
+                let closed = if next.is_none() {
+                    writer.close_part()
+                } else {
+                    writer.end_of_page()
+                }
+                .map_err(sink_error)?;
+                if closed.is_some() || next.is_none() {
+                    let parts = writer.parts().to_vec();
+                    ledger.commit(closed, &parts, next.clone())?;
+                }
+                if next.is_none() {
+                    return Ok(WriteOutcome {
+                        state: ledger.state,
+                        complete: true,
+                        schema,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(writer) = snapshot.as_mut()
+        && writer.has_open_part()
+        && at_boundary
+    {
+        let closed = writer.close_part().map_err(sink_error)?;
+        let parts = writer.parts().to_vec();
+        ledger.commit(closed, &parts, resume_at)?;
+        tracing::info!(
+            job,
+            records = ledger.checkpoint.records,
+            "the interrupted run's whole pages are committed"
+        );
+    }
+    Ok(WriteOutcome {
+        state: ledger.state,
+        complete: false,
+        schema,
+    })
+}
+
+fn fingerprint(schema: &arrow_schema::Schema) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_vec(schema).expect("schemas serialize");
+    format!("{:x}", Sha256::digest(&text))
+}
