@@ -48,6 +48,10 @@ pub struct Checkpoint {
     /// column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
+    /// The fingerprint of the pagination settings the positions were made under
+    /// ([`crate::paginate::Paginator::fingerprint`]); absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagination: Option<String>,
     /// For one shard of a sharded run: which, and where its pages end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRange>,
@@ -392,6 +396,7 @@ mod tests {
             high_water: None,
             columns_added: Vec::new(),
             nulled: Default::default(),
+            pagination: None,
             shard: None,
         });
         store.save(&state).await.unwrap();

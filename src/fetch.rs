@@ -23,7 +23,7 @@ use url::Url;
 use crate::auth::{AuthError, Authenticator, Credentials};
 use crate::decode;
 use crate::http::{describe, parse_retry_after, snippet};
-use crate::paginate::{PageOutcome, PageRequest};
+use crate::paginate::{PageOutcome, PageRequest, Pointers};
 use crate::ratelimit::Limiter;
 use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
 
@@ -227,7 +227,9 @@ pub struct Fetcher {
     auth: Arc<Authenticator>,
     retry: RetryConfig,
     records_pointer: JsonPointer,
-    pointers: Vec<JsonPointer>,
+    /// What the paginator reads in each answer, by name and as the list the scan reads.
+    pointers: Pointers,
+    pointer_list: Vec<JsonPointer>,
     /// Hosts that may receive credentials: the provider's and those it allows.
     hosts: Vec<String>,
     limiter: Option<Arc<Limiter>>,
@@ -249,8 +251,8 @@ pub struct FetcherParts {
     pub auth: Arc<Authenticator>,
     pub retry: RetryConfig,
     pub records_pointer: JsonPointer,
-    /// Pointers whose values the paginator reads.
-    pub pointers: Vec<JsonPointer>,
+    /// The places in each answer the paginator reads.
+    pub pointers: Pointers,
     pub allowed_hosts: Vec<String>,
     pub limiter: Option<Arc<Limiter>>,
 }
@@ -275,6 +277,7 @@ impl Fetcher {
             auth: parts.auth,
             retry: parts.retry,
             records_pointer: parts.records_pointer,
+            pointer_list: parts.pointers.list(),
             pointers: parts.pointers,
             hosts,
             limiter: parts.limiter,
@@ -474,13 +477,13 @@ impl Fetcher {
         let decode::Scanned {
             records: located,
             values,
-        } = decode::scan(&body, &self.records_pointer, &self.pointers).map_err(bad_body)?;
+        } = decode::scan(&body, &self.records_pointer, &self.pointer_list).map_err(bad_body)?;
         Ok(Page {
             status,
             records: located.range,
             outcome: PageOutcome {
                 records: located.count,
-                values,
+                values: self.pointers.read(values),
                 link_next: link.and_then(|l| crate::paginate::link_next(&l, url)),
                 content_range,
                 url: Some(url.clone()),

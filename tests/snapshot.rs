@@ -998,3 +998,75 @@ async fn shards_on_one_disk_split_a_paged_sync_and_the_last_finalizes() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_made_under_other_pagination_is_refused_until_fresh() {
+    let records = 20_000;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(40),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let page_size = |size: &str| {
+        env_for(
+            &sandbox,
+            &ws,
+            &[
+                (
+                    "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
+                    size,
+                ),
+                ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+            ],
+        )
+    };
+    let child = spawn(&ws, &page_size("500"), &["run", JOB]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    terminate(&child);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let state_file = ws.path().join("state/seal_metrics_events.json");
+    let before = std::fs::read(&state_file).unwrap();
+
+    // The page size was edited after the kill: the checkpoint's offsets no longer mean the
+    // same pages, so the run refuses, touching nothing.
+    let out = ws.apisnap(&["run", JOB], &page_size("250")).await;
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("pagination of seal_metrics_events changed") && stderr.contains("--fresh"),
+        "{stderr}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let kept: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(
+        state["in_progress"], kept["in_progress"],
+        "the checkpoint is kept"
+    );
+
+    // A checkpoint of an older version (no fingerprint) whose position is of another
+    // strategy is refused too, never read as "done".
+    let mut old = kept.clone();
+    old["in_progress"]
+        .as_object_mut()
+        .unwrap()
+        .remove("pagination");
+    old["in_progress"]["position"] = serde_json::json!({"type": "cursor", "cursor": "abc"});
+    std::fs::write(&state_file, serde_json::to_vec(&old).unwrap()).unwrap();
+    let out = ws.apisnap(&["run", JOB], &page_size("500")).await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("--fresh"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = ws
+        .apisnap(&["run", JOB, "--fresh"], &page_size("250"))
+        .await;
+    assert_exit(&out, 0);
+    check_parquet_snapshot(&snapshot_dirs(&ws.path().join("out"))[0], records);
+}

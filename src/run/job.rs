@@ -125,7 +125,7 @@ impl JobDefinition {
             auth: Arc::new(auth),
             retry: provider.retry.clone(),
             records_pointer: endpoint.records_pointer.clone(),
-            pointers: paginator.pointers(),
+            pointers: paginator.pointers().clone(),
             allowed_hosts: provider.allowed_hosts.clone(),
             limiter: provider
                 .rate_limit
@@ -245,7 +245,7 @@ impl Job {
     /// Fetches the first page, and lets a copy of the paginator read it (for the total).
     /// `lenient`: a page the paginator cannot make sense of is still shown (`check`).
     pub(super) async fn first_page(&self, lenient: bool) -> Result<FirstPage, Error> {
-        let request = self.paginator.first(None);
+        let request = self.paginator.first();
         let page = self.fetcher.fetch(&request).await?;
         let mut paginator = self.paginator.clone();
         let next = paginator.next(&request, &page.outcome);
@@ -322,7 +322,7 @@ impl Job {
             Ok(())
         });
         let fetched = self
-            .fetch_stage(self.paginator.first(None).position, None, tx, None)
+            .fetch_stage(self.paginator.first().position, None, tx, None)
             .await;
         let parsed = join(&self.name, sink).await;
         let pages = fetched?;

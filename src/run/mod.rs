@@ -215,6 +215,7 @@ impl Job {
         }
         let (checkpoint, resumed) = match state.in_progress.clone() {
             Some(cp) => {
+                self.check_resumable(&cp)?;
                 if let Some(upload) = state_store
                     .abort_pending_upload()
                     .await
@@ -265,6 +266,35 @@ impl Job {
         })
     }
 
+    /// Refuses a checkpoint whose position the job's pagination cannot continue: edited
+    /// since the killed run, it could send a request without paging parameters, be told
+    /// "done", and complete a snapshot with records missing.
+    fn check_resumable(&self, cp: &Checkpoint) -> Result<(), Error> {
+        let other_settings = cp.position.is_some()
+            && cp
+                .pagination
+                .as_deref()
+                .is_some_and(|made_under| made_under != self.paginator.fingerprint());
+        let other_kind = cp
+            .position
+            .as_ref()
+            .is_some_and(|p| self.paginator.resume(p).is_err());
+        if other_settings || other_kind {
+            return Err(ConfigError::field(
+                "pagination",
+                format!(
+                    "the pagination of {} changed since the interrupted run (run {}, at {}); \
+                     run it with --fresh to start over",
+                    self.name,
+                    cp.run_id,
+                    describe_position(&cp.position)
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// The checkpoint of a new run: its snapshot directory made ready, its first position
     /// (a shard's from a first request), the incremental value it sends.
     async fn start(
@@ -287,7 +317,7 @@ impl Job {
             .await
             .map_err(|e| self.sink_error(e))?;
         let (position, shard, schema) = match options.shard {
-            None => (Some(self.paginator.first(None).position), None, None),
+            None => (Some(self.paginator.first().position), None, None),
             Some(shard) => self.plan_shard(shard).await?,
         };
         let since = match &self.incremental {
@@ -313,6 +343,7 @@ impl Job {
             high_water: state.history.iter().find_map(|r| r.high_water.clone()),
             columns_added: Vec::new(),
             nulled: Default::default(),
+            pagination: Some(self.paginator.fingerprint().to_string()),
             shard,
         })
     }

@@ -28,7 +28,11 @@ impl Job {
         let mut paginator = self.paginator.clone();
         paginator.set_end(end);
         let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
-        let mut expected = Some(paginator.request(start));
+        let mut expected = Some(paginator.resume(&start).map_err(|e| Error::Paginate {
+            job: self.name.clone(),
+            position: start.to_string(),
+            message: e.0,
+        })?);
         let mut previous: Option<(Position, Bytes, std::ops::Range<usize>)> = None;
         let mut count = 0;
         let spawn = |request: &PageRequest| {

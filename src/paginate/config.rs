@@ -1,0 +1,351 @@
+//! The job file's `[pagination]` table: one struct per strategy, validated, and built into
+//! the runtime [`Paginator`].
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::cursor::{Cursor, LinkHeader, NextUrl};
+use super::numbered::{Offset, Pages};
+use super::range::Ranges;
+use super::{Paginator, Pointers, Single, Strategy};
+use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
+
+/// How to walk the pages of an endpoint. `type` selects the strategy.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PaginationConfig {
+    /// Skip/limit: `?skip=0&limit=100`, then `?skip=100&limit=100`, ...
+    Offset(OffsetConfig),
+    /// Page numbers: `?page=1&per_page=100`, then `?page=2&per_page=100`, ...
+    Page(PageConfig),
+    /// An opaque cursor from each answer, sent back for the next page.
+    Cursor(CursorConfig),
+    /// The URL of the next page, in each answer's body.
+    NextUrl(NextUrlConfig),
+    /// The URL of the next page, in the `Link: <…>; rel="next"` header (RFC 8288).
+    LinkHeader(LinkHeaderConfig),
+    /// `Range: entities=0-99; max=100` requests, the next range after `Content-Range` (Armor).
+    RangeHeader(RangeHeaderConfig),
+    /// One request, no pages.
+    None(NoPaginationConfig),
+}
+
+crate::tagged_enum!(PaginationConfig {
+    "offset" => Offset(OffsetConfig),
+    "page" => Page(PageConfig),
+    "cursor" => Cursor(CursorConfig),
+    "next_url" => NextUrl(NextUrlConfig),
+    "link_header" => LinkHeader(LinkHeaderConfig),
+    "range_header" => RangeHeader(RangeHeaderConfig),
+    "none" => None(NoPaginationConfig),
+});
+
+/// Where the pagination parameters go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamsIn {
+    /// The query string.
+    #[default]
+    Query,
+    /// Top-level fields of the JSON body (POST endpoints).
+    Body,
+}
+
+/// Skip/limit. Stops on an empty page, a reached total or a false has-more flag — never on a
+/// merely short page, since servers that cap their page size would otherwise lose records.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffsetConfig {
+    /// The parameter holding the number of records to skip.
+    #[serde(default = "default_offset_param")]
+    pub offset_param: String,
+    /// The parameter holding the page size.
+    #[serde(default = "default_limit_param")]
+    pub limit_param: String,
+    /// Records asked for per request.
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// The offset of the first request.
+    #[serde(default)]
+    pub start_offset: u64,
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where the total number of records is in each answer, if the API says.
+    #[serde(default)]
+    pub total_pointer: Option<JsonPointer>,
+    /// Where a boolean "more pages follow" flag is, if the API has one.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+    /// For `apisnap run --shard`, when the API does not say its total: at most this many
+    /// records (the last shard reads on to the real end whatever this says).
+    #[serde(default)]
+    pub total_upper_bound: Option<u64>,
+}
+
+/// Page numbers. Stops on an empty page, a reached total, a false has-more flag, or the last
+/// page number when the API gives the page count.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// The parameter holding the page number.
+    #[serde(default = "default_page_param")]
+    pub page_param: String,
+    /// The parameter holding the page size; none is sent when empty.
+    #[serde(default = "default_size_param")]
+    pub size_param: String,
+    /// Records asked for per page.
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// The number of the first page: 0 or 1.
+    #[serde(default = "default_first_page")]
+    pub first_page: u64,
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where the total number of records is.
+    #[serde(default)]
+    pub total_pointer: Option<JsonPointer>,
+    /// Where the number of pages is.
+    #[serde(default)]
+    pub total_pages_pointer: Option<JsonPointer>,
+    /// Where a boolean "more pages follow" flag is.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+    /// For `apisnap run --shard`, when the API does not say its total: at most this many
+    /// records (the last shard reads on to the real end whatever this says).
+    #[serde(default)]
+    pub total_upper_bound: Option<u64>,
+}
+
+/// Cursors. Stops when the answer has no cursor (absent, null or empty), on an empty page,
+/// or on a false has-more flag. The same cursor twice is an error, not a loop.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CursorConfig {
+    /// The parameter the cursor is sent in.
+    #[serde(default = "default_cursor_param")]
+    pub cursor_param: String,
+    /// Where the next cursor is in each answer.
+    #[serde(default = "default_cursor_pointer")]
+    pub cursor_pointer: JsonPointer,
+    /// The parameter holding the page size, if the API takes one.
+    #[serde(default)]
+    pub limit_param: Option<String>,
+    /// Records asked for per request (with `limit_param`).
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where a boolean "more pages follow" flag is.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+}
+
+/// The next page's URL in the body. Stops when it is absent, null or empty. The same URL
+/// twice is an error. URLs on another host are refused unless the provider allows the host.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextUrlConfig {
+    /// Where the next URL is in each answer (absolute, or relative to the request's URL).
+    #[serde(default = "default_next_pointer")]
+    pub next_pointer: JsonPointer,
+}
+
+/// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkHeaderConfig {}
+
+/// Ranges of entities in a request header, the next range from `Content-Range`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeHeaderConfig {
+    /// The range unit.
+    #[serde(default = "default_range_unit")]
+    pub unit: String,
+    /// Entities asked for per request.
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+}
+
+/// A single request.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoPaginationConfig {}
+
+fn default_offset_param() -> String {
+    "skip".into()
+}
+fn default_limit_param() -> String {
+    "limit".into()
+}
+fn default_page_size() -> u64 {
+    100
+}
+fn default_page_param() -> String {
+    "page".into()
+}
+fn default_size_param() -> String {
+    "per_page".into()
+}
+fn default_first_page() -> u64 {
+    1
+}
+fn default_cursor_param() -> String {
+    "cursor".into()
+}
+fn default_cursor_pointer() -> JsonPointer {
+    "/next_cursor".parse().expect("valid pointer")
+}
+fn default_next_pointer() -> JsonPointer {
+    "/next".parse().expect("valid pointer")
+}
+fn default_range_unit() -> String {
+    "entities".into()
+}
+
+fn check_size(size: u64, errors: &mut ConfigErrors) {
+    if size == 0 {
+        errors.push(ConfigError::field(
+            "pagination.page_size",
+            "0 records per page would never advance: expected 1 or more, e.g. 100",
+        ));
+    }
+}
+
+fn check_param(name: &str, field: &str, errors: &mut ConfigErrors) {
+    if name.is_empty() {
+        errors.push(ConfigError::field(field, "expected a parameter name"));
+    }
+}
+
+impl PaginationConfig {
+    pub fn validate(&self, errors: &mut ConfigErrors) {
+        match self {
+            PaginationConfig::Offset(c) => {
+                check_size(c.page_size, errors);
+                check_param(&c.offset_param, "pagination.offset_param", errors);
+                check_param(&c.limit_param, "pagination.limit_param", errors);
+                if c.offset_param == c.limit_param {
+                    errors.push(ConfigError::field(
+                        "pagination.limit_param",
+                        "must differ from `offset_param`",
+                    ));
+                }
+            }
+            PaginationConfig::Page(c) => {
+                check_size(c.page_size, errors);
+                check_param(&c.page_param, "pagination.page_param", errors);
+                if c.first_page > 1 {
+                    errors.push(ConfigError::field(
+                        "pagination.first_page",
+                        format!("{} is not a first page: expected 0 or 1", c.first_page),
+                    ));
+                }
+            }
+            PaginationConfig::Cursor(c) => {
+                check_size(c.page_size, errors);
+                check_param(&c.cursor_param, "pagination.cursor_param", errors);
+                if c.cursor_pointer.is_root() {
+                    errors.push(ConfigError::field(
+                        "pagination.cursor_pointer",
+                        "expected the cursor's place in the answer, e.g. `/next_cursor`",
+                    ));
+                }
+            }
+            PaginationConfig::NextUrl(c) => {
+                if c.next_pointer.is_root() {
+                    errors.push(ConfigError::field(
+                        "pagination.next_pointer",
+                        "expected the next URL's place in the answer, e.g. `/next`",
+                    ));
+                }
+            }
+            PaginationConfig::RangeHeader(c) => {
+                check_size(c.page_size, errors);
+                if c.unit.is_empty() || !c.unit.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+                    errors.push(ConfigError::field(
+                        "pagination.unit",
+                        "expected a word such as `entities`",
+                    ));
+                }
+            }
+            PaginationConfig::LinkHeader(_) | PaginationConfig::None(_) => {}
+        }
+    }
+
+    /// The runtime paginator: one strategy, its parameters and pointers settled once.
+    pub fn build(&self) -> Paginator {
+        let strategy: Box<dyn Strategy> = match self {
+            PaginationConfig::Offset(c) => Box::new(Offset::new(c)),
+            PaginationConfig::Page(c) => Box::new(Pages::new(c)),
+            PaginationConfig::Cursor(c) => Box::new(Cursor::new(c)),
+            PaginationConfig::NextUrl(_) => Box::new(NextUrl::default()),
+            PaginationConfig::LinkHeader(_) => Box::new(LinkHeader::default()),
+            PaginationConfig::RangeHeader(c) => Box::new(Ranges::new(c)),
+            PaginationConfig::None(_) => Box::new(Single),
+        };
+        Paginator::new(
+            strategy,
+            self.pointers(),
+            self.page_size(),
+            self.fingerprint(),
+        )
+    }
+
+    /// A digest of the settings that decide what each position means: a checkpoint made
+    /// under other settings cannot be resumed under these.
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = serde_json::to_vec(self).expect("configs serialize");
+        format!("{:x}", Sha256::digest(&text))[..16].to_string()
+    }
+
+    /// Whether the strategy's parameters go into the JSON body.
+    pub fn params_in_body(&self) -> bool {
+        match self {
+            PaginationConfig::Offset(c) => c.params_in == ParamsIn::Body,
+            PaginationConfig::Page(c) => c.params_in == ParamsIn::Body,
+            PaginationConfig::Cursor(c) => c.params_in == ParamsIn::Body,
+            _ => false,
+        }
+    }
+
+    /// The page size asked for, where the strategy has one.
+    pub fn page_size(&self) -> Option<u64> {
+        match self {
+            PaginationConfig::Offset(c) => Some(c.page_size),
+            PaginationConfig::Page(c) => Some(c.page_size),
+            PaginationConfig::Cursor(c) => c.limit_param.as_ref().map(|_| c.page_size),
+            PaginationConfig::RangeHeader(c) => Some(c.page_size),
+            _ => None,
+        }
+    }
+
+    /// The places in each answer this strategy reads, by what they mean.
+    fn pointers(&self) -> Pointers {
+        let mut p = Pointers::default();
+        match self {
+            PaginationConfig::Offset(c) => {
+                p.total = c.total_pointer.clone();
+                p.has_more = c.has_more_pointer.clone();
+            }
+            PaginationConfig::Page(c) => {
+                p.total = c.total_pointer.clone();
+                p.total_pages = c.total_pages_pointer.clone();
+                p.has_more = c.has_more_pointer.clone();
+            }
+            PaginationConfig::Cursor(c) => {
+                p.next = Some(c.cursor_pointer.clone());
+                p.has_more = c.has_more_pointer.clone();
+            }
+            PaginationConfig::NextUrl(c) => p.next = Some(c.next_pointer.clone()),
+            PaginationConfig::LinkHeader(_)
+            | PaginationConfig::RangeHeader(_)
+            | PaginationConfig::None(_) => {}
+        }
+        p
+    }
+}

@@ -1,0 +1,205 @@
+//! Strategies that learn each next request from the answer before it: an opaque `cursor`,
+//! the next page's URL in the body (`next_url`) or in the `Link` header (`link_header`).
+//! None of them can speculate; all of them refuse to follow the same cursor or URL twice.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::config::{CursorConfig, ParamsIn};
+use super::{PageOutcome, PageRequest, PaginateError, Position, Strategy, as_flag};
+
+/// Cursors. Stops when the answer has no cursor (absent, null or empty), on an empty page,
+/// or on a false has-more flag.
+#[derive(Clone, Debug)]
+pub(super) struct Cursor {
+    cursor_param: String,
+    /// The page-size parameter and its value, if the API takes one.
+    limit: Option<(String, u64)>,
+    params_in: ParamsIn,
+    reads_has_more: bool,
+    /// Cursors already followed, to stop loops.
+    seen: HashSet<String>,
+}
+
+impl Cursor {
+    pub(super) fn new(c: &CursorConfig) -> Self {
+        Cursor {
+            cursor_param: c.cursor_param.clone(),
+            limit: c.limit_param.clone().map(|p| (p, c.page_size)),
+            params_in: c.params_in,
+            reads_has_more: c.has_more_pointer.is_some(),
+            seen: HashSet::new(),
+        }
+    }
+}
+
+impl Strategy for Cursor {
+    fn first(&self) -> Position {
+        Position::Cursor { cursor: None }
+    }
+
+    fn request(&self, position: &Position) -> Option<PageRequest> {
+        let Position::Cursor { cursor } = position else {
+            return None;
+        };
+        let mut req = PageRequest::at(position.clone());
+        if let Some(cursor) = cursor {
+            req = req.param(self.params_in, &self.cursor_param, cursor.clone().into());
+        }
+        if let Some((param, size)) = &self.limit {
+            req = req.param(self.params_in, param, (*size).into());
+        }
+        Some(req)
+    }
+
+    fn next(
+        &mut self,
+        _: &Position,
+        page: &PageOutcome,
+    ) -> Result<Option<Position>, PaginateError> {
+        let more = self
+            .reads_has_more
+            .then(|| as_flag(page.values.has_more.as_ref()));
+        let cursor = match &page.values.next {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return Ok(None),
+        };
+        if page.records == 0 || more == Some(false) {
+            return Ok(None);
+        }
+        if !self.seen.insert(cursor.clone()) {
+            return Err(PaginateError(format!(
+                "the server returned cursor `{cursor}` a second time: stopping instead of \
+                 looping"
+            )));
+        }
+        Ok(Some(Position::Cursor {
+            cursor: Some(cursor),
+        }))
+    }
+
+    fn clone_box(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
+}
+
+/// URLs already followed: the next page's, from the body or the `Link` header.
+#[derive(Clone, Debug, Default)]
+struct Followed(HashSet<String>);
+
+impl Followed {
+    fn follow(&mut self, url: Url, records: u64) -> Result<Option<Position>, PaginateError> {
+        if records == 0 {
+            return Ok(None);
+        }
+        if !self.0.insert(url.to_string()) {
+            return Err(PaginateError(format!(
+                "the server pointed to {url} a second time: stopping instead of looping"
+            )));
+        }
+        Ok(Some(Position::Url {
+            url: Some(url.to_string()),
+        }))
+    }
+}
+
+/// The request at a URL position: the endpoint's own URL first, then the server's.
+fn url_request(position: &Position) -> Option<PageRequest> {
+    let Position::Url { url } = position else {
+        return None;
+    };
+    Some(PageRequest {
+        url: url.as_deref().and_then(|u| Url::parse(u).ok()),
+        ..PageRequest::at(position.clone())
+    })
+}
+
+/// The next page's URL in the body. Stops when it is absent, null or empty.
+#[derive(Clone, Debug, Default)]
+pub(super) struct NextUrl {
+    followed: Followed,
+}
+
+impl Strategy for NextUrl {
+    fn first(&self) -> Position {
+        Position::Url { url: None }
+    }
+
+    fn request(&self, position: &Position) -> Option<PageRequest> {
+        url_request(position)
+    }
+
+    fn next(
+        &mut self,
+        _: &Position,
+        page: &PageOutcome,
+    ) -> Result<Option<Position>, PaginateError> {
+        let next = match &page.values.next {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+            _ => return Ok(None),
+        };
+        let url = match page.url.as_ref() {
+            Some(base) => base.join(next),
+            None => Url::parse(next),
+        }
+        .map_err(|e| PaginateError(format!("the next URL `{next}` is not a URL: {e}")))?;
+        self.followed.follow(url, page.records)
+    }
+
+    fn clone_box(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
+}
+
+/// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LinkHeader {
+    followed: Followed,
+}
+
+impl Strategy for LinkHeader {
+    fn first(&self) -> Position {
+        Position::Url { url: None }
+    }
+
+    fn request(&self, position: &Position) -> Option<PageRequest> {
+        url_request(position)
+    }
+
+    fn next(
+        &mut self,
+        _: &Position,
+        page: &PageOutcome,
+    ) -> Result<Option<Position>, PaginateError> {
+        match &page.link_next {
+            Some(url) => self.followed.follow(url.clone(), page.records),
+            None => Ok(None),
+        }
+    }
+
+    fn clone_box(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), resolved against `base`.
+pub fn link_next(header: &str, base: &Url) -> Option<Url> {
+    for link in header.split(',') {
+        let (target, params) = link.split_once(';').unwrap_or((link, ""));
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim();
+            p.strip_prefix("rel=").is_some_and(|v| {
+                v.trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+        });
+        if is_next {
+            return base.join(target).ok();
+        }
+    }
+    None
+}

@@ -1,0 +1,426 @@
+//! Pagination: which page comes next and when to stop.
+//!
+//! [`PaginationConfig`] is the job file's `[pagination]` table, one struct per strategy;
+//! `build()` returns a [`Paginator`]: the strategy's runtime object, its parameters and the
+//! places in an answer it reads ([`Pointers`], by name) settled once. The fetch stage asks
+//! it for the first request, for *speculative* requests (what would come next if every page
+//! were full: the strategies whose next request is known in advance allow several in
+//! flight), and, once a page has arrived, for the real next request. A speculation that
+//! turns out wrong (a short page from a server that caps its page size) is discarded, so no
+//! record is skipped. A [`Position`] is plain data, so that checkpoints can store it; a
+//! position of another strategy (the job's pagination was edited after a killed run) is
+//! refused, never read as "done".
+//!
+//! - [`numbered`]: `offset` and `page`, the strategies that can be split into shards.
+//! - [`cursor`]: `cursor`, `next_url` and `link_header`, which learn each next request from
+//!   the answer before it.
+//! - [`range`]: `range_header` (`Range: entities=0-99`, answered with `Content-Range`).
+
+mod config;
+mod cursor;
+mod numbered;
+mod range;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::vocab::JsonPointer;
+
+pub use config::{
+    CursorConfig, LinkHeaderConfig, NextUrlConfig, NoPaginationConfig, OffsetConfig, PageConfig,
+    PaginationConfig, ParamsIn, RangeHeaderConfig,
+};
+pub use cursor::link_next;
+
+/// Where a page starts. Stored in checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Position {
+    Offset {
+        offset: u64,
+    },
+    Page {
+        page: u64,
+    },
+    /// `None`: the first page, requested without a cursor.
+    Cursor {
+        cursor: Option<String>,
+    },
+    /// `None`: the endpoint's own URL.
+    Url {
+        url: Option<String>,
+    },
+    Range {
+        start: u64,
+    },
+    Single,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Offset { offset } => write!(f, "offset {offset}"),
+            Position::Page { page } => write!(f, "page {page}"),
+            Position::Cursor { cursor: None } => f.write_str("the first page"),
+            Position::Cursor { cursor: Some(c) } => write!(f, "cursor {c}"),
+            Position::Url { url: None } => f.write_str("the first page"),
+            Position::Url { url: Some(u) } => write!(f, "{u}"),
+            Position::Range { start } => write!(f, "range from {start}"),
+            Position::Single => f.write_str("the only page"),
+        }
+    }
+}
+
+/// One request's pagination part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub position: Position,
+    /// Query parameters to add to the endpoint's own.
+    pub query: Vec<(String, String)>,
+    /// Fields to set at the top level of the endpoint's JSON body.
+    pub body: Vec<(String, serde_json::Value)>,
+    /// Headers to add (`Range`).
+    pub headers: Vec<(String, String)>,
+    /// A URL given by the server: replaces the endpoint's URL and query.
+    pub url: Option<Url>,
+}
+
+impl PageRequest {
+    fn at(position: Position) -> Self {
+        PageRequest {
+            position,
+            query: Vec::new(),
+            body: Vec::new(),
+            headers: Vec::new(),
+            url: None,
+        }
+    }
+
+    fn param(mut self, params_in: ParamsIn, name: &str, value: serde_json::Value) -> Self {
+        if name.is_empty() {
+            return self;
+        }
+        match params_in {
+            ParamsIn::Query => {
+                let text = match &value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                self.query.push((name.to_string(), text));
+            }
+            ParamsIn::Body => self.body.push((name.to_string(), value)),
+        }
+        self
+    }
+}
+
+/// The places in an answer a strategy reads, by what they mean.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pointers {
+    /// The total number of records.
+    pub total: Option<JsonPointer>,
+    /// The number of pages.
+    pub total_pages: Option<JsonPointer>,
+    /// A "more pages follow" flag.
+    pub has_more: Option<JsonPointer>,
+    /// The next cursor, or the next page's URL.
+    pub next: Option<JsonPointer>,
+}
+
+impl Pointers {
+    /// The pointers to read, for [`crate::decode::scan`]; [`Pointers::read`] takes its
+    /// answer back in the same order.
+    pub fn list(&self) -> Vec<JsonPointer> {
+        [&self.total, &self.total_pages, &self.has_more, &self.next]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The values found at [`Pointers::list`], by name.
+    pub fn read(&self, found: Vec<Option<serde_json::Value>>) -> Values {
+        let mut found = found.into_iter();
+        let mut take = |slot: &Option<JsonPointer>| slot.as_ref().and_then(|_| found.next()?);
+        Values {
+            total: take(&self.total),
+            total_pages: take(&self.total_pages),
+            has_more: take(&self.has_more),
+            next: take(&self.next),
+        }
+    }
+}
+
+/// What an answer held at its strategy's [`Pointers`] (`None`: absent, or not read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Values {
+    pub total: Option<serde_json::Value>,
+    pub total_pages: Option<serde_json::Value>,
+    pub has_more: Option<serde_json::Value>,
+    pub next: Option<serde_json::Value>,
+}
+
+/// What the paginator needs to know about a page it asked for.
+#[derive(Clone, Debug, Default)]
+pub struct PageOutcome {
+    /// Records on the page.
+    pub records: u64,
+    /// Values at the strategy's pointers.
+    pub values: Values,
+    /// The `Link` header's `rel="next"` target, resolved.
+    pub link_next: Option<Url>,
+    /// The `Content-Range` header.
+    pub content_range: Option<String>,
+    /// The URL the page was fetched from.
+    pub url: Option<Url>,
+}
+
+/// Pagination went wrong in a way that retrying cannot fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PaginateError(pub String);
+
+/// One of `count` disjoint parts of one sync (`apisnap run --shard INDEX/COUNT`); written as
+/// `INDEX/COUNT` in reports too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let bad = || format!("`{text}`: expected INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4");
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            index.trim().parse().map_err(|_| bad())?,
+            count.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl TryFrom<String> for Shard {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Shard, String> {
+        text.parse()
+    }
+}
+
+impl From<Shard> for String {
+    fn from(shard: Shard) -> String {
+        shard.to_string()
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The paginator's verdict on a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue(PageRequest),
+    Done,
+}
+
+/// One strategy at run time. Positions are plain data; each strategy knows its own kind and
+/// answers `None` for another's.
+trait Strategy: std::fmt::Debug + Send + Sync {
+    /// Where the pages start.
+    fn first(&self) -> Position;
+    /// The request at `position`, or `None` if it is not one of this strategy's positions.
+    fn request(&self, position: &Position) -> Option<PageRequest>;
+    /// The position after `previous` if it comes back with `step` records; `None` where the
+    /// answer is needed to know, or past a known end.
+    fn speculate(&self, _previous: &Position, _step: u64) -> Option<Position> {
+        None
+    }
+    /// What follows `previous` (`None`: the end), given what its page held.
+    fn next(
+        &mut self,
+        previous: &Position,
+        page: &PageOutcome,
+    ) -> Result<Option<Position>, PaginateError>;
+    /// The total (records, or pages where the API counts pages) once an answer has said.
+    fn total(&self) -> Option<u64> {
+        None
+    }
+    /// Splits the pages for `shard`: its first position and where the next shard's begins.
+    fn plan_shard(&self, _shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
+        Err(PaginateError(
+            "only `offset` and `page` pagination can be split into shards: the others learn \
+             each next request from the answer before it"
+                .into(),
+        ))
+    }
+    /// Ends the pages at `end` (a shard's range).
+    fn set_end(&mut self, _end: Option<u64>) {}
+    fn clone_box(&self) -> Box<dyn Strategy>;
+}
+
+/// The runtime side of [`PaginationConfig`].
+#[derive(Debug)]
+pub struct Paginator {
+    strategy: Box<dyn Strategy>,
+    pointers: Pointers,
+    /// How far a speculative request jumps: the records a full page holds. `None` after a
+    /// short page (most likely the last one), until the next page shows the server's size.
+    step: Option<u64>,
+    fingerprint: String,
+}
+
+impl Clone for Paginator {
+    fn clone(&self) -> Self {
+        Paginator {
+            strategy: self.strategy.clone_box(),
+            pointers: self.pointers.clone(),
+            step: self.step,
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+}
+
+impl Paginator {
+    fn new(
+        strategy: Box<dyn Strategy>,
+        pointers: Pointers,
+        page_size: Option<u64>,
+        fingerprint: String,
+    ) -> Self {
+        Paginator {
+            strategy,
+            pointers,
+            step: page_size,
+            fingerprint,
+        }
+    }
+
+    /// The places in each answer the fetcher reads for this paginator.
+    pub fn pointers(&self) -> &Pointers {
+        &self.pointers
+    }
+
+    /// Names the settings positions depend on; kept in the checkpoint, so that a run resumed
+    /// under other settings is refused instead of misreading its position.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The first request.
+    pub fn first(&self) -> PageRequest {
+        self.request(&self.strategy.first())
+    }
+
+    /// The request at `position`, taken from a checkpoint; an error if the position is not
+    /// one of this strategy's (the pagination was changed since it was written).
+    pub fn resume(&self, position: &Position) -> Result<PageRequest, PaginateError> {
+        self.strategy.request(position).ok_or_else(|| {
+            PaginateError(format!(
+                "the checkpoint's position ({position}) is not one of this pagination's"
+            ))
+        })
+    }
+
+    fn request(&self, position: &Position) -> PageRequest {
+        self.strategy
+            .request(position)
+            .expect("a strategy's own positions are its own")
+    }
+
+    /// The total (records, or pages for `total_pages_pointer`) once an answer has said.
+    pub fn total(&self) -> Option<u64> {
+        self.strategy.total()
+    }
+
+    /// Splits the pages into `shard.count` disjoint runs of whole pages: this shard's first
+    /// position, and where the next shard's begins. The total is what the first answer said
+    /// (records, or pages where the API counts pages), else the configured upper bound. The
+    /// last shard has no end, so that records added meanwhile are not lost.
+    pub fn plan_shard(&self, shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
+        self.strategy.plan_shard(shard)
+    }
+
+    /// Ends the pages at `end` (a shard's range; `None`: the API's end).
+    pub fn set_end(&mut self, end: Option<u64>) {
+        self.strategy.set_end(end);
+    }
+
+    /// The request that follows `previous` if `previous` comes back full; `None` for
+    /// strategies that need the answer to know, or past a known total.
+    pub fn speculate(&self, previous: &PageRequest) -> Option<PageRequest> {
+        let position = self.strategy.speculate(&previous.position, self.step?)?;
+        Some(self.request(&position))
+    }
+
+    /// Decides what follows `previous`, given what its page held.
+    pub fn next(
+        &mut self,
+        previous: &PageRequest,
+        page: &PageOutcome,
+    ) -> Result<Next, PaginateError> {
+        // Learn the server's page size from what arrived.
+        match self.step {
+            Some(step) if page.records < step => self.step = None,
+            None if page.records > 0 => self.step = Some(page.records),
+            _ => {}
+        }
+        Ok(match self.strategy.next(&previous.position, page)? {
+            Some(position) => Next::Continue(self.request(&position)),
+            None => Next::Done,
+        })
+    }
+}
+
+/// One request, no pages.
+#[derive(Clone, Debug)]
+struct Single;
+
+impl Strategy for Single {
+    fn first(&self) -> Position {
+        Position::Single
+    }
+
+    fn request(&self, position: &Position) -> Option<PageRequest> {
+        matches!(position, Position::Single).then(|| PageRequest::at(Position::Single))
+    }
+
+    fn next(&mut self, _: &Position, _: &PageOutcome) -> Result<Option<Position>, PaginateError> {
+        Ok(None)
+    }
+
+    fn clone_box(&self) -> Box<dyn Strategy> {
+        Box::new(self.clone())
+    }
+}
+
+/// A count at a total pointer: a number, or a number in a string.
+fn as_count(value: Option<&serde_json::Value>) -> Option<u64> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A has-more flag: `true`, `"true"`, `1`. Anything else, absent included, is false.
+fn as_flag(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

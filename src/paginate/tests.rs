@@ -1,0 +1,247 @@
+use super::*;
+use crate::paginate::range::parse_content_range;
+
+fn offset(page_size: u64) -> Paginator {
+    offset_config(page_size).build()
+}
+
+fn offset_config(page_size: u64) -> PaginationConfig {
+    PaginationConfig::Offset(OffsetConfig {
+        offset_param: "skip".into(),
+        limit_param: "limit".into(),
+        page_size,
+        start_offset: 0,
+        params_in: ParamsIn::Query,
+        total_pointer: None,
+        has_more_pointer: None,
+        total_upper_bound: None,
+    })
+}
+
+fn records(n: u64) -> PageOutcome {
+    PageOutcome {
+        records: n,
+        ..PageOutcome::default()
+    }
+}
+
+#[test]
+fn shards_split_whole_pages_and_the_last_reads_on() {
+    // 10,500 records in pages of 1,000, by an upper bound: 11 pages over 4 shards.
+    let mut config = offset_config(1000);
+    if let PaginationConfig::Offset(c) = &mut config {
+        c.total_upper_bound = Some(10_500);
+    }
+    let mut seen = Vec::new();
+    for index in 0..4 {
+        let mut p = config.build();
+        let (start, end) = p.plan_shard(Shard { index, count: 4 }).unwrap();
+        p.set_end(end);
+        let mut request = p.resume(&start).unwrap();
+        loop {
+            let Position::Offset { offset } = request.position else {
+                panic!("offsets");
+            };
+            seen.push((index, offset));
+            // The data grew past the bound: the last shard reads on to the real end.
+            let page = records(if offset < 12_000 { 1000 } else { 0 });
+            match p.next(&request, &page).unwrap() {
+                Next::Continue(next) => {
+                    if let Some(s) = p.speculate(&request) {
+                        assert_eq!(s, next, "speculation stays in the shard");
+                    }
+                    request = next;
+                }
+                Next::Done => break,
+            }
+        }
+    }
+    let starts: Vec<u64> = seen.iter().map(|(_, o)| *o).collect();
+    assert_eq!(starts, (0..=12).map(|i| i * 1000).collect::<Vec<_>>());
+    let first_of = |shard| seen.iter().find(|(s, _)| *s == shard).unwrap().1;
+    assert_eq!(
+        (first_of(0), first_of(1), first_of(2), first_of(3)),
+        (0, 2000, 5000, 8000)
+    );
+    let p = offset(1000);
+    let e = p.plan_shard(Shard { index: 0, count: 2 }).unwrap_err();
+    assert!(e.0.contains("total_upper_bound"), "{e}");
+    assert_eq!("3/4".parse::<Shard>(), Ok(Shard { index: 3, count: 4 }));
+    assert!("4/4".parse::<Shard>().is_err() && "1".parse::<Shard>().is_err());
+}
+
+#[test]
+fn short_page_does_not_stop_but_empty_does() {
+    let mut p = offset(100);
+    let first = p.first();
+    assert_eq!(first.query[0], ("skip".into(), "0".into()));
+    let Next::Continue(second) = p.next(&first, &records(40)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(second.position, Position::Offset { offset: 40 });
+    // The speculation assumed a full page: it differs, so it is discarded.
+    assert_ne!(p.speculate(&first), Some(second.clone()));
+    assert_eq!(p.next(&second, &records(0)).unwrap(), Next::Done);
+}
+
+#[test]
+fn link_headers() {
+    let base = Url::parse("https://api.example.com/v1/items?page=1").unwrap();
+    let h = r#"<https://api.example.com/v1/items?page=1>; rel="prev", </v1/items?page=3>; rel="next last""#;
+    assert_eq!(
+        link_next(h, &base).unwrap().as_str(),
+        "https://api.example.com/v1/items?page=3"
+    );
+    assert!(link_next(r#"<x>; rel="prev""#, &base).is_none());
+}
+
+#[test]
+fn content_range() {
+    assert_eq!(
+        parse_content_range("entities 0-99/1234"),
+        Some((99, Some(1234)))
+    );
+    assert_eq!(parse_content_range("entities 100-199/*"), Some((199, None)));
+}
+
+#[test]
+fn stop_conditions() {
+    // A has-more flag.
+    let mut p = PaginationConfig::Offset(OffsetConfig {
+        offset_param: "skip".into(),
+        limit_param: "limit".into(),
+        page_size: 10,
+        start_offset: 0,
+        params_in: ParamsIn::Query,
+        total_pointer: None,
+        has_more_pointer: Some("/more".parse().unwrap()),
+        total_upper_bound: None,
+    })
+    .build();
+    let first = p.first();
+    let page = |more: bool| PageOutcome {
+        records: 10,
+        values: Values {
+            has_more: Some(more.into()),
+            ..Values::default()
+        },
+        ..PageOutcome::default()
+    };
+    assert!(matches!(
+        p.next(&first, &page(true)).unwrap(),
+        Next::Continue(_)
+    ));
+    assert_eq!(p.next(&first, &page(false)).unwrap(), Next::Done);
+
+    // A page count, 0-based pages, parameters in the body.
+    let mut p = PaginationConfig::Page(PageConfig {
+        page_param: "p".into(),
+        size_param: "n".into(),
+        page_size: 10,
+        first_page: 0,
+        params_in: ParamsIn::Body,
+        total_pointer: None,
+        total_pages_pointer: Some("/pages".parse().unwrap()),
+        has_more_pointer: None,
+        total_upper_bound: None,
+    })
+    .build();
+    let first = p.first();
+    assert_eq!(
+        first.body,
+        [("p".to_string(), 0.into()), ("n".to_string(), 10.into())]
+    );
+    let pages = |n: u64| PageOutcome {
+        records: 10,
+        values: Values {
+            total_pages: Some(n.into()),
+            ..Values::default()
+        },
+        ..PageOutcome::default()
+    };
+    let Next::Continue(second) = p.next(&first, &pages(2)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(second.position, Position::Page { page: 1 });
+    assert_eq!(p.speculate(&second), None, "no page 2 of 2");
+    assert_eq!(p.next(&second, &pages(2)).unwrap(), Next::Done);
+}
+
+#[test]
+fn records_past_the_total_are_an_error() {
+    let mut p = PaginationConfig::Offset(OffsetConfig {
+        offset_param: "skip".into(),
+        limit_param: "limit".into(),
+        page_size: 10,
+        start_offset: 20,
+        params_in: ParamsIn::Query,
+        total_pointer: Some("/total".parse().unwrap()),
+        has_more_pointer: None,
+        total_upper_bound: None,
+    })
+    .build();
+    let first = p.first();
+    let out = PageOutcome {
+        records: 10,
+        values: Values {
+            total: Some(15.into()),
+            ..Values::default()
+        },
+        ..PageOutcome::default()
+    };
+    assert!(
+        p.next(&first, &out)
+            .unwrap_err()
+            .0
+            .contains("past its own total of 15")
+    );
+}
+
+#[test]
+fn a_repeated_cursor_is_an_error() {
+    let mut p = PaginationConfig::Cursor(CursorConfig {
+        cursor_param: "cursor".into(),
+        cursor_pointer: "/next".parse().unwrap(),
+        limit_param: None,
+        page_size: 10,
+        params_in: ParamsIn::Query,
+        has_more_pointer: None,
+    })
+    .build();
+    let first = p.first();
+    let out = PageOutcome {
+        records: 5,
+        values: Values {
+            next: Some("abc".into()),
+            ..Values::default()
+        },
+        ..PageOutcome::default()
+    };
+    let Next::Continue(second) = p.next(&first, &out).unwrap() else {
+        panic!()
+    };
+    assert_eq!(second.query, [("cursor".to_string(), "abc".to_string())]);
+    assert!(
+        p.next(&second, &out)
+            .unwrap_err()
+            .0
+            .contains("`abc` a second time")
+    );
+}
+
+#[test]
+fn a_position_of_another_strategy_is_refused() {
+    let p = offset(100);
+    assert!(p.resume(&Position::Offset { offset: 300 }).is_ok());
+    let e = p
+        .resume(&Position::Cursor {
+            cursor: Some("abc".into()),
+        })
+        .unwrap_err();
+    assert!(e.0.contains("not one of this pagination's"), "{e}");
+    assert_ne!(
+        p.fingerprint(),
+        offset(50).fingerprint(),
+        "the page size is part of what a position means"
+    );
+}
