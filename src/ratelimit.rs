@@ -9,7 +9,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::{ConfigError, ConfigErrors};
+use crate::vocab::ConfigErrors;
 
 pub type Limiter = DefaultDirectRateLimiter;
 
@@ -30,18 +30,12 @@ fn default_burst() -> u32 {
 
 impl RateLimitConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
-        if self.requests_per_second == 0 {
-            errors.push(ConfigError::field(
-                "rate_limit.requests_per_second",
-                "expected at least 1 (remove the table for no limit)",
-            ));
-        }
-        if self.burst == 0 {
-            errors.push(ConfigError::field(
-                "rate_limit.burst",
-                "expected at least 1",
-            ));
-        }
+        errors.require(
+            self.requests_per_second > 0,
+            "rate_limit.requests_per_second",
+            "expected at least 1 (remove the table for no limit)",
+        );
+        errors.require(self.burst > 0, "rate_limit.burst", "expected at least 1");
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, ConfigErrors, check_base_url};
+use super::{ConfigErrors, check_base_url};
 use crate::auth::AuthConfig;
 use crate::fetch::RetryConfig;
 
@@ -74,24 +74,21 @@ impl ProviderConfig {
         for (name, value) in &self.headers {
             super::job::check_header(name, value, "headers", &mut errors);
         }
-        if self.user_agent.trim().is_empty() {
-            errors.push(ConfigError::field(
-                "user_agent",
-                "expected a non-empty User-Agent, e.g. `apisnap/0.1 (data-team@example.com)`",
-            ));
-        }
-        if self.timeout_secs == 0 {
-            errors.push(ConfigError::field(
-                "timeout_secs",
-                "expected at least 1 second",
-            ));
-        }
-        if self.connect_timeout_secs == 0 {
-            errors.push(ConfigError::field(
-                "connect_timeout_secs",
-                "expected at least 1 second",
-            ));
-        }
+        errors.require(
+            !self.user_agent.trim().is_empty(),
+            "user_agent",
+            "expected a non-empty User-Agent, e.g. `apisnap/0.1 (data-team@example.com)`",
+        );
+        errors.require(
+            self.timeout_secs > 0,
+            "timeout_secs",
+            "expected at least 1 second",
+        );
+        errors.require(
+            self.connect_timeout_secs > 0,
+            "connect_timeout_secs",
+            "expected at least 1 second",
+        );
         self.retry.validate(&mut errors);
         if let Some(r) = &self.rate_limit {
             r.validate(&mut errors);

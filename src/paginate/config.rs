@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cursor::{Cursor, LinkHeader, NextUrl};
+use super::cursor::{Cursor, NextIn, NextUrl};
 use super::numbered::{Offset, Pages};
 use super::range::Ranges;
 use super::{Paginator, Pointers, Single, Strategy};
@@ -282,8 +282,8 @@ impl PaginationConfig {
             PaginationConfig::Offset(c) => Box::new(Offset::new(c)),
             PaginationConfig::Page(c) => Box::new(Pages::new(c)),
             PaginationConfig::Cursor(c) => Box::new(Cursor::new(c)),
-            PaginationConfig::NextUrl(_) => Box::new(NextUrl::default()),
-            PaginationConfig::LinkHeader(_) => Box::new(LinkHeader::default()),
+            PaginationConfig::NextUrl(_) => Box::new(NextUrl::new(NextIn::Body)),
+            PaginationConfig::LinkHeader(_) => Box::new(NextUrl::new(NextIn::LinkHeader)),
             PaginationConfig::RangeHeader(c) => Box::new(Ranges::new(c)),
             PaginationConfig::None(_) => Box::new(Single),
         };

@@ -105,21 +105,29 @@ impl Followed {
     }
 }
 
-/// The request at a URL position: the endpoint's own URL first, then the server's.
-fn url_request(position: &Position) -> Option<PageRequest> {
-    let Position::Url { url } = position else {
-        return None;
-    };
-    Some(PageRequest {
-        url: url.as_deref().and_then(|u| Url::parse(u).ok()),
-        ..PageRequest::at(position.clone())
-    })
+/// Where the next page's URL is.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum NextIn {
+    /// The body, at the `next` pointer (`next_url`). Stops when it is absent, null or empty.
+    Body,
+    /// The `Link` header's `rel="next"` (`link_header`). Stops when there is none.
+    LinkHeader,
 }
 
-/// The next page's URL in the body. Stops when it is absent, null or empty.
-#[derive(Clone, Debug, Default)]
+/// The next page's URL, given by each answer.
+#[derive(Clone, Debug)]
 pub(super) struct NextUrl {
+    source: NextIn,
     followed: Followed,
+}
+
+impl NextUrl {
+    pub(super) fn new(source: NextIn) -> Self {
+        NextUrl {
+            source,
+            followed: Followed::default(),
+        }
+    }
 }
 
 impl Strategy for NextUrl {
@@ -128,44 +136,13 @@ impl Strategy for NextUrl {
     }
 
     fn request(&self, position: &Position) -> Option<PageRequest> {
-        url_request(position)
-    }
-
-    fn next(
-        &mut self,
-        _: &Position,
-        page: &PageOutcome,
-    ) -> Result<Option<Position>, PaginateError> {
-        let next = match &page.values.next {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
-            _ => return Ok(None),
+        let Position::Url { url } = position else {
+            return None;
         };
-        let url = match page.url.as_ref() {
-            Some(base) => base.join(next),
-            None => Url::parse(next),
-        }
-        .map_err(|e| PaginateError(format!("the next URL `{next}` is not a URL: {e}")))?;
-        self.followed.follow(url, page.records)
-    }
-
-    fn clone_box(&self) -> Box<dyn Strategy> {
-        Box::new(self.clone())
-    }
-}
-
-/// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none.
-#[derive(Clone, Debug, Default)]
-pub(super) struct LinkHeader {
-    followed: Followed,
-}
-
-impl Strategy for LinkHeader {
-    fn first(&self) -> Position {
-        Position::Url { url: None }
-    }
-
-    fn request(&self, position: &Position) -> Option<PageRequest> {
-        url_request(position)
+        Some(PageRequest {
+            url: url.as_deref().and_then(|u| Url::parse(u).ok()),
+            ..PageRequest::at(position.clone())
+        })
     }
 
     fn next(
@@ -173,10 +150,24 @@ impl Strategy for LinkHeader {
         _: &Position,
         page: &PageOutcome,
     ) -> Result<Option<Position>, PaginateError> {
-        match &page.link_next {
-            Some(url) => self.followed.follow(url.clone(), page.records),
-            None => Ok(None),
-        }
+        let url = match self.source {
+            NextIn::LinkHeader => match &page.link_next {
+                Some(url) => url.clone(),
+                None => return Ok(None),
+            },
+            NextIn::Body => {
+                let next = match &page.values.next {
+                    Some(serde_json::Value::String(s)) if !s.is_empty() => s,
+                    _ => return Ok(None),
+                };
+                match page.url.as_ref() {
+                    Some(base) => base.join(next),
+                    None => Url::parse(next),
+                }
+                .map_err(|e| PaginateError(format!("the next URL `{next}` is not a URL: {e}")))?
+            }
+        };
+        self.followed.follow(url, page.records)
     }
 
     fn clone_box(&self) -> Box<dyn Strategy> {

@@ -141,14 +141,7 @@ impl BatchWriter for CsvWriter {
         let (inner, sha256, _) = buffered
             .finish()
             .map_err(|e| SinkError::io(file.path(), e))?;
-        let path = file.path().to_path_buf();
-        let bytes = file.commit(inner)?;
-        Ok(WrittenFile {
-            path,
-            records,
-            bytes,
-            sha256,
-        })
+        WrittenFile::commit(file, inner, records, sha256)
     }
 }
 

@@ -177,30 +177,26 @@ impl OutputConfig {
                 ));
             }
         }
-        if self.part_records == 0 {
-            errors.push(ConfigError::field(
-                "output.part_records",
-                "expected at least 1",
-            ));
-        }
-        if self.part_bytes == Some(0) {
-            errors.push(ConfigError::field(
-                "output.part_bytes",
-                "expected at least 1",
-            ));
-        }
-        if self.retain == Some(0) {
-            errors.push(ConfigError::field(
-                "output.retain",
-                "0 would delete the snapshot just written: expected 1 or more",
-            ));
-        }
-        if self.row_group_records == 0 {
-            errors.push(ConfigError::field(
-                "output.row_group_records",
-                "expected at least 1",
-            ));
-        }
+        errors.require(
+            self.part_records > 0,
+            "output.part_records",
+            "expected at least 1",
+        );
+        errors.require(
+            self.part_bytes != Some(0),
+            "output.part_bytes",
+            "expected at least 1",
+        );
+        errors.require(
+            self.retain != Some(0),
+            "output.retain",
+            "0 would delete the snapshot just written: expected 1 or more",
+        );
+        errors.require(
+            self.row_group_records > 0,
+            "output.row_group_records",
+            "expected at least 1",
+        );
     }
 
     /// The snapshot directory for a run started at `at`.
@@ -281,6 +277,25 @@ pub struct WrittenFile {
     pub records: u64,
     pub bytes: u64,
     pub sha256: String,
+}
+
+impl WrittenFile {
+    /// Makes `inner` durable under `file`'s final name, and says what it holds.
+    fn commit(
+        file: AtomicFile,
+        inner: std::fs::File,
+        records: u64,
+        sha256: String,
+    ) -> Result<WrittenFile, SinkError> {
+        let path = file.path().to_path_buf();
+        let bytes = file.commit(inner)?;
+        Ok(WrittenFile {
+            path,
+            records,
+            bytes,
+            sha256,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -197,14 +197,7 @@ impl BatchWriter for ParquetWriter {
             .map_err(|e| SinkError::encode(file.path(), e))?
             .finish()
             .map_err(|e| SinkError::io(file.path(), e))?;
-        let path = file.path().to_path_buf();
-        let bytes = file.commit(inner)?;
-        Ok(WrittenFile {
-            path,
-            records,
-            bytes,
-            sha256,
-        })
+        WrittenFile::commit(file, inner, records, sha256)
     }
 }
 

@@ -73,6 +73,13 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl ConfigErrors {
+    /// Records a mistake at `field` unless `ok`.
+    pub fn require(&mut self, ok: bool, field: &str, message: &str) {
+        if !ok {
+            self.push(ConfigError::field(field, message));
+        }
+    }
+
     pub fn push(&mut self, error: ConfigError) {
         self.0.push(error);
     }

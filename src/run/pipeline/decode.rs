@@ -31,16 +31,24 @@ pub(super) fn decode_stage(
             message: format!("cannot build the decoder: {e}"),
         })
     };
-    let mut current: Option<(SchemaRef, PageDecoder)> = None;
-    if let Some(schema) = schema {
+    // New columns go to the writer, then to the pages decoded ahead; `None` when the writer
+    // has stopped (its error is the one to report).
+    let open = |schema: &SchemaRef| -> Result<Option<PageDecoder>, Error> {
         if batches
             .blocking_send(ToWriter::Open(schema.clone()))
             .is_err()
         {
-            return Ok(());
+            return Ok(None);
         }
-        settled.set(&schema);
-        current = Some((schema.clone(), make(schema)?));
+        settled.set(schema);
+        make(schema.clone()).map(Some)
+    };
+    let mut current: Option<(SchemaRef, PageDecoder)> = None;
+    if let Some(schema) = schema {
+        let Some(decoder) = open(&schema)? else {
+            return Ok(());
+        };
+        current = Some((schema, decoder));
     }
     while let Some(page) = pages.blocking_recv() {
         let fail = |message: String| Error::Decode {
@@ -54,14 +62,10 @@ pub(super) fn decode_stage(
         if undecided && (current.is_none() || !slice.starts_with(b"[]")) {
             let schema = Arc::new(infer_schema(slice).map_err(fail)?);
             tracing::debug!(job, fields = schema.fields().len(), "schema inferred");
-            if batches
-                .blocking_send(ToWriter::Open(schema.clone()))
-                .is_err()
-            {
+            let Some(decoder) = open(&schema)? else {
                 return Ok(());
-            }
-            settled.set(&schema);
-            current = Some((schema.clone(), make(schema)?));
+            };
+            current = Some((schema, decoder));
         }
         let (schema, decoder) = current.as_mut().expect("set above");
         let mut nulled = Vec::new();
@@ -115,14 +119,10 @@ pub(super) fn decode_stage(
                         schema.fields().iter().cloned().collect();
                     fields.extend(added.into_iter().map(Arc::new));
                     let evolved = Arc::new(arrow_schema::Schema::new(fields));
-                    if batches
-                        .blocking_send(ToWriter::Open(evolved.clone()))
-                        .is_err()
-                    {
+                    let Some(evolved_decoder) = open(&evolved)? else {
                         return Ok(());
-                    }
-                    *decoder = make(evolved.clone())?;
-                    settled.set(&evolved);
+                    };
+                    *decoder = evolved_decoder;
                     *schema = evolved;
                     decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
                 }

@@ -1,0 +1,102 @@
+//! Completing a whole run's snapshot after its last part.
+
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+
+use super::Job;
+use crate::Error;
+use crate::checkpoint::{Checkpoint, JobState, RunRecord, StateStore};
+use crate::sink::snapshot::{ColumnInfo, Manifest, finalize, remove_parts};
+use crate::storage::Store;
+
+impl Job {
+    /// Completes a whole run's snapshot after its last part: compaction (if asked), the
+    /// manifest, `_SUCCESS`, `latest.json`, and the run in the job's history.
+    pub(super) async fn complete(
+        &self,
+        state_store: &StateStore,
+        snapshot: &Store,
+        mut state: JobState,
+        schema: Option<SchemaRef>,
+    ) -> Result<Checkpoint, Error> {
+        let state_error = |e| self.state_error(e);
+        let sink_error = |e| self.sink_error(e);
+        let mut done = state.in_progress.clone().expect("the run's checkpoint");
+        let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+        let csv_columns_differ =
+            self.output.format == crate::sink::Format::Csv && !done.columns_added.is_empty();
+        if self.output.compact && csv_columns_differ {
+            // CSV parts with different headers cannot be concatenated.
+            tracing::warn!(job = %self.name, "columns were added during the run: the CSV parts are kept, not compacted");
+        }
+        if self.output.compact && done.parts.len() > 1 && !csv_columns_differ {
+            // The merged file is published, then named by the checkpoint, and only then do
+            // the parts go: a crash in between resumes into one or the other, never both.
+            let staging = snapshot.staging().map_err(|e| sink_error(e.into()))?;
+            let merged = crate::sink::snapshot::compact(
+                snapshot,
+                &staging,
+                &self.output,
+                schema.clone(),
+                &done.parts,
+            )
+            .await
+            .map_err(sink_error)?;
+            // Not noted for abort after a kill: the merged file is made again on resume
+            // under the same name, which a fresh upload replaces.
+            snapshot
+                .upload(&merged.info.file, &merged.path)
+                .await
+                .map_err(|e| sink_error(e.into()))?
+                .finish()
+                .await
+                .map_err(|e| sink_error(e.into()))?;
+            let old = std::mem::replace(&mut done.parts, vec![merged.info]);
+            state.in_progress = Some(done.clone());
+            state_store.save(&state).await.map_err(state_error)?;
+            remove_parts(snapshot, &old).await.map_err(sink_error)?;
+        }
+        let manifest = self.manifest(&done, &schema, &done.columns_added, done.nulled.clone());
+        finalize(snapshot, &manifest, self.output.retain)
+            .await
+            .map_err(sink_error)?;
+        state_store
+            .finish(
+                &mut state,
+                RunRecord {
+                    run_id: done.run_id.clone(),
+                    finished_at: manifest.finished_at,
+                    snapshot_dir: done.snapshot_dir.clone(),
+                    records: done.records,
+                    high_water: done.high_water.clone(),
+                },
+            )
+            .await
+            .map_err(state_error)?;
+        Ok(done)
+    }
+
+    /// The manifest of a snapshot that completes now, from the checkpoint of the run (the
+    /// first shard's, for a sharded run, with the run's totals in `records` and `parts`).
+    pub(super) fn manifest(
+        &self,
+        run: &Checkpoint,
+        schema: &arrow_schema::Schema,
+        added: &[(String, usize)],
+        nulled: std::collections::BTreeMap<String, u64>,
+    ) -> Manifest {
+        Manifest {
+            job: self.name.clone(),
+            run_id: run.run_id.clone(),
+            started_at: run.started_at,
+            finished_at: chrono::Utc::now(),
+            endpoint: self.fetcher.endpoint(),
+            format: self.output.format.extension().to_string(),
+            records: run.records,
+            parts: run.parts.clone(),
+            schema: ColumnInfo::of(schema, added),
+            invalid_values_nulled: nulled,
+        }
+    }
+}
