@@ -2,23 +2,30 @@
 //!
 //! # Layout
 //!
-//! One run flows through these modules, in this order (see `ARCHITECTURE.md`):
+//! One run flows through these modules, in this order (see `ARCHITECTURE.md`); each imports
+//! only from those below it.
 //!
 //! - [`config`]: job and provider files (TOML), environment overrides, validation. The config
-//!   is data; each piece `build()`s the runtime object that does the work.
-//! - [`secret`]: `env:`/`file:` secret references and the redacted [`secret::Secret`] type.
+//!   is data; [`run::Job`] is built from it once.
+//! - [`run`]: one run — open (lock, state, resume or start), the pipeline (fetch -> decode ->
+//!   write with bounded channels), complete (manifest, `_SUCCESS`, `latest.json`) — and
+//!   sharded runs.
 //! - [`auth`]: turns credentials into request headers and keeps the token fresh.
-//! - [`fetch`]: the HTTP client: one request, retried with backoff, errors that name the request.
-//! - [`paginate`]: which page comes next and when to stop.
+//! - [`fetch`]: one page request, retried with backoff, errors that name the request.
+//! - [`paginate`]: which page comes next and when to stop; one runtime type per strategy.
 //! - [`ratelimit`]: requests per second per provider, shared by its jobs.
 //! - [`incremental`]: high-water marks, so a run fetches only what is new.
-//! - [`decode`]: page bodies to Arrow record batches, schema inferred from the first page.
-//! - [`sink`]: Arrow batches to Parquet or CSV files that appear under their final name only
-//!   when complete.
-//! - [`run`]: the pipeline that wires fetch -> decode -> write with bounded channels.
-//! - [`schedule`]: cron expressions as users write them, translated for the `cron` crate.
-//! - [`sandbox`]: a real HTTP server that emulates the reference providers for tests and demos.
-//! - [`demo`]: the first command a newcomer runs.
+//! - [`decode`] and [`columns`]: page bodies to Arrow record batches, with columns declared
+//!   or inferred from the first page.
+//! - [`sink`]: Arrow batches to Parquet or CSV parts, and the snapshot they make.
+//! - [`checkpoint`]: the job's state between runs; [`report`] and [`metrics`]: what a run did.
+//! - [`storage`]: the only module that knows a local directory from object storage.
+//! - [`http`], [`secret`], [`env`], [`vocab`]: leaves — the HTTP client's helpers, redacted
+//!   secrets, the environment, the words configs are written in.
+//! - [`status`], [`schedule`] and [`scheduler`], [`deploy`], [`terminal`], [`demo`]: what the
+//!   other commands need.
+//! - [`sandbox`]: a real HTTP server that emulates the reference providers for tests, demos
+//!   and benchmarks; never used by a real run.
 //!
 //! Library code returns typed errors ([`Error`]); the binary renders them and picks the exit
 //! code.
