@@ -48,6 +48,10 @@ pub struct Checkpoint {
     /// column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
+    /// The records the API stated the pages hold (a total pointer, a `Content-Range`
+    /// total), once the last page has told: what the completed snapshot is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated_records: Option<u64>,
     /// The fingerprint of the pagination settings the positions were made under
     /// ([`crate::paginate::Paginator::fingerprint`]); absent in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,10 +239,7 @@ impl StateStore {
         // else is writing them. A shard's (`.<job>.shard-1-of-4.json.…`) stay: its run
         // holds its own lock and may be saving right now.
         let file = self.file();
-        self.store
-            .remove_temporaries(|of| of == file)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let _ = self.store.remove_temporaries(|of| of == file).await;
         Ok(lock)
     }
 
@@ -396,6 +397,7 @@ mod tests {
             high_water: None,
             columns_added: Vec::new(),
             nulled: Default::default(),
+            stated_records: None,
             pagination: None,
             shard: None,
         });

@@ -51,6 +51,18 @@ pub enum Error {
          from there"
     )]
     Interrupted { job: String },
+    /// The records written do not add up to the count the API stated.
+    #[error(
+        "job `{job}`: the API stated {stated} records but the run wrote {written}: the \
+         parts are committed and the snapshot is not marked complete. Run it again with \
+         --fresh once the API answers consistently, or set `on_count_mismatch = \"warn\"` \
+         in the job to accept the difference"
+    )]
+    Count {
+        job: String,
+        stated: u64,
+        written: u64,
+    },
     /// `apisnap finalize` of a sharded run while some shards are not complete.
     #[error(
         "job `{job}`: not every shard is complete ({waiting}); the snapshot is finalized once \
@@ -99,7 +111,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
-            Error::Fetch(_) | Error::Paginate { .. } => exit::UPSTREAM,
+            Error::Fetch(_) | Error::Paginate { .. } | Error::Count { .. } => exit::UPSTREAM,
             Error::State {
                 source:
                     crate::checkpoint::StateError::Locked { .. }

@@ -163,14 +163,14 @@ pub enum FetchError {
         body: String,
     },
     #[error(
-        "job `{job}`: the server sent the next page to {url}, on host `{host}`, which is not \
-         the provider's: refusing to send credentials there. If the host is trusted, add it \
-         to the provider's `allowed_hosts`"
+        "job `{job}`: the server sent the next page to {url}, {why}: refusing to send \
+         credentials there. If the host is trusted, add it to the provider's `allowed_hosts` \
+         (a host name, or an origin such as `https://cdn.example.com:8443`)"
     )]
     ForeignHost {
         job: String,
         url: String,
-        host: String,
+        why: String,
     },
     #[error("job `{job}`: {source}")]
     Auth {
@@ -199,7 +199,7 @@ impl FetchError {
                 reason.clone()
             }
             FetchError::Auth { source, .. } => source.to_string(),
-            FetchError::ForeignHost { host, .. } => format!("foreign host {host}"),
+            FetchError::ForeignHost { why, .. } => format!("foreign origin: {why}"),
         }
     }
 }
@@ -230,8 +230,8 @@ pub struct Fetcher {
     /// What the paginator reads in each answer, by name and as the list the scan reads.
     pointers: Pointers,
     pointer_list: Vec<JsonPointer>,
-    /// Hosts that may receive credentials: the provider's and those it allows.
-    hosts: Vec<String>,
+    /// Where credentials may go: the provider's origin and those it allows.
+    origins: crate::http::Origins,
     limiter: Option<Arc<Limiter>>,
     /// Query parameters of this run only (an incremental sync's mark).
     run_query: std::sync::RwLock<Vec<(String, String)>>,
@@ -259,13 +259,7 @@ pub struct FetcherParts {
 
 impl Fetcher {
     pub fn new(parts: FetcherParts) -> Self {
-        let mut hosts: Vec<String> = parts
-            .url
-            .host_str()
-            .map(str::to_string)
-            .into_iter()
-            .collect();
-        hosts.extend(parts.allowed_hosts);
+        let origins = crate::http::Origins::new(&parts.url, &parts.allowed_hosts);
         Fetcher {
             job: parts.job,
             client: parts.client,
@@ -279,7 +273,7 @@ impl Fetcher {
             records_pointer: parts.records_pointer,
             pointer_list: parts.pointers.list(),
             pointers: parts.pointers,
-            hosts,
+            origins,
             limiter: parts.limiter,
             run_query: Default::default(),
             requests: AtomicU64::new(0),
@@ -309,13 +303,40 @@ impl Fetcher {
         format!("{} {}", self.method, self.url)
     }
 
-    /// A page request as shown in logs and errors: method and URL, without credentials.
+    /// A page request as shown in logs and errors: method and URL, without credentials
+    /// (a server's URL may quote one: it is redacted too).
     pub fn describe(&self, page: &PageRequest) -> String {
         let mut text = format!("{} {}", self.method, self.page_url(page));
         if let Some((_, range)) = page.headers.iter().find(|(k, _)| k == "Range") {
             text.push_str(&format!(" (Range: {range})"));
         }
-        text
+        self.auth.redact(&text)
+    }
+
+    /// A request to a URL the server gave (a next page, a `Link`), without the credentials
+    /// the server echoed in it: the query parameters credentials travel in, and any whose
+    /// value is a credential or token. So the URL can be logged and kept in the checkpoint,
+    /// and the request carries each credential once, where the provider says.
+    pub fn scrubbed(&self, mut page: PageRequest) -> PageRequest {
+        let Some(url) = page.url.as_mut() else {
+            return page;
+        };
+        let names = self.auth.query_names();
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, v)| !names.iter().any(|n| n == k) && self.auth.redact(v) == *v)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if kept.len() != url.query_pairs().count() {
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(&kept);
+            }
+            page.position = crate::paginate::Position::Url {
+                url: Some(url.to_string()),
+            };
+        }
+        page
     }
 
     fn page_url(&self, page: &PageRequest) -> Url {
@@ -357,13 +378,11 @@ impl Fetcher {
     /// Fetches one page, retrying transient failures with backoff.
     pub async fn fetch(&self, page: &PageRequest) -> Result<Page, FetchError> {
         let url = self.page_url(page);
-        if let Some(host) = url.host_str()
-            && !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
-        {
+        if let Some(why) = self.origins.refuse(&url) {
             return Err(FetchError::ForeignHost {
                 job: self.job.clone(),
                 url: url.to_string(),
-                host: host.to_string(),
+                why,
             });
         }
         let request = self.describe(page);
@@ -451,7 +470,14 @@ impl Fetcher {
                 .map(str::to_string)
         };
         let retry_after = header(reqwest::header::RETRY_AFTER).and_then(|v| parse_retry_after(&v));
-        let link = header(reqwest::header::LINK);
+        // RFC 8288: links may come on several header lines, read as one list.
+        let links: Vec<&str> = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let link = (!links.is_empty()).then(|| links.join(", "));
         let content_range = header(reqwest::header::CONTENT_RANGE);
         let body = response.bytes().await.map_err(|e| FetchError::Transport {
             job: self.job.clone(),

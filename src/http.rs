@@ -39,16 +39,14 @@ pub fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// The most of a server's text an error message quotes.
+const QUOTED: usize = 200;
+
 /// The first 200 bytes of a body, as text, for error messages.
 pub fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let cut = body.len().min(MAX);
-    let text = String::from_utf8_lossy(&body[..cut]);
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control() || *c == ' ')
-        .collect();
-    if body.len() > MAX {
+    let cut = body.len().min(QUOTED);
+    let mut out = printable(&String::from_utf8_lossy(&body[..cut]));
+    if body.len() > QUOTED {
         out.push('…');
     }
     if out.is_empty() {
@@ -56,6 +54,20 @@ pub fn snippet(body: &[u8]) -> String {
     } else {
         out
     }
+}
+
+/// A server's text made fit for one log line: control characters (newlines, escapes) out,
+/// so that a server cannot forge log lines or move the terminal; at most 200 characters.
+pub fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == ' ')
+        .take(QUOTED)
+        .collect();
+    if text.chars().count() > QUOTED {
+        out.push('…');
+    }
+    out
 }
 
 /// The HTTP client for one provider: keep-alive, compression, timeouts, User-Agent.
@@ -74,9 +86,104 @@ pub fn client(
         .build()
 }
 
+/// The places a provider's credentials may go: its `base_url`'s origin (scheme, host and
+/// port) and those of its `allowed_hosts`. A URL the server supplies (a next page, a `Link`)
+/// elsewhere gets nothing, and never over plain `http://` when the provider is `https://`.
+#[derive(Clone, Debug)]
+pub struct Origins {
+    provider: url::Origin,
+    allowed: Vec<url::Origin>,
+}
+
+impl Origins {
+    /// `allowed` entries are host names, which share the provider's scheme and port, or
+    /// origins of their own (`https://cdn.example.com:8443`).
+    pub fn new(base: &url::Url, allowed: &[String]) -> Origins {
+        let provider = base.origin();
+        let allowed = allowed
+            .iter()
+            .filter_map(|entry| {
+                if entry.contains("://") {
+                    return url::Url::parse(entry).ok().map(|u| u.origin());
+                }
+                let mut url = base.clone();
+                url.set_host(Some(entry)).ok()?;
+                Some(url.origin())
+            })
+            .collect();
+        Origins { provider, allowed }
+    }
+
+    /// `None` if credentials may go to `url`; else why not, in words for the error.
+    pub fn refuse(&self, url: &url::Url) -> Option<String> {
+        let origin = url.origin();
+        if origin == self.provider || self.allowed.contains(&origin) {
+            return None;
+        }
+        let url::Origin::Tuple(scheme, host, port) = &self.provider else {
+            return Some("at an opaque origin".into());
+        };
+        let host_of = url.host_str().unwrap_or_default();
+        let same_host = host_of.eq_ignore_ascii_case(&host.to_string())
+            || self.allowed.iter().any(|o| match o {
+                url::Origin::Tuple(_, h, _) => h.to_string().eq_ignore_ascii_case(host_of),
+                url::Origin::Opaque(_) => false,
+            });
+        Some(if !same_host {
+            format!("on host `{host_of}`, which is not the provider's")
+        } else if url.scheme() != scheme {
+            format!(
+                "over {}://, while the provider is {scheme}://, which is not the provider's \
+                 origin",
+                url.scheme()
+            )
+        } else {
+            format!(
+                "on port {}, which is not the provider's ({port})",
+                url.port_or_known_default().unwrap_or_default()
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_only_to_the_providers_origins() {
+        let base = url::Url::parse("https://api.example.com/v1").unwrap();
+        let origins = Origins::new(
+            &base,
+            &[
+                "cdn.example.com".into(),
+                "https://files.example.com:8443".into(),
+            ],
+        );
+        let refuse = |u: &str| origins.refuse(&url::Url::parse(u).unwrap());
+        assert_eq!(refuse("https://api.example.com/v1/next?page=2"), None);
+        assert_eq!(refuse("https://API.example.com:443/x"), None);
+        assert_eq!(refuse("https://cdn.example.com/x"), None);
+        assert_eq!(refuse("https://files.example.com:8443/x"), None);
+        let other = refuse("https://evil.example.net/x").unwrap();
+        assert!(other.contains("on host `evil.example.net`"), "{other}");
+        let port = refuse("https://api.example.com:8443/x").unwrap();
+        assert!(port.contains("on port 8443"), "{port}");
+        let plain = refuse("http://api.example.com/x").unwrap();
+        assert!(plain.contains("over http://"), "{plain}");
+        assert!(refuse("http://cdn.example.com/x").is_some(), "no downgrade");
+    }
+
+    #[test]
+    fn server_text_cannot_forge_log_lines() {
+        let forged = "bad password\n2026-12-01T00:00:00Z INFO run finished\u{1b}[2J";
+        let clean = printable(forged);
+        assert!(
+            !clean.contains('\n') && !clean.contains('\u{1b}'),
+            "{clean:?}"
+        );
+        assert!(printable(&"x".repeat(500)).chars().count() <= 201);
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -1009,30 +1009,39 @@ async fn a_checkpoint_made_under_other_pagination_is_refused_until_fresh() {
     })
     .await;
     let ws = Workspace::with_shipped_jobs();
-    let page_size = |size: &str| {
-        env_for(
-            &sandbox,
-            &ws,
-            &[
-                (
-                    "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
-                    size,
-                ),
-                ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
-            ],
-        )
-    };
-    let child = spawn(&ws, &page_size("500"), &["run", JOB]);
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[
+            (
+                "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
+                "500",
+            ),
+            ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+        ],
+    );
+    let child = spawn(&ws, &env, &["run", JOB]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     terminate(&child);
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let state_file = ws.path().join("state/seal_metrics_events.json");
-    let before = std::fs::read(&state_file).unwrap();
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let job_file = ws.path().join("jobs/seal_metrics_events.toml");
+    let shipped = std::fs::read_to_string(&job_file).unwrap();
 
-    // The page size was edited after the kill: the checkpoint's offsets no longer mean the
-    // same pages, so the run refuses, touching nothing.
-    let out = ws.apisnap(&["run", JOB], &page_size("250")).await;
+    // The job was switched to page numbers after the kill: the checkpoint's offset is not
+    // a page, and the run refuses, touching nothing.
+    std::fs::write(
+        &job_file,
+        shipped.replace(
+            "type = \"offset\"\noffset_param = \"skip\"\nlimit_param = \"limit\"",
+            "type = \"page\"",
+        ),
+    )
+    .unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
     assert_exit(&out, 2);
     let stderr = text(&out.stderr);
     assert!(
@@ -1041,10 +1050,22 @@ async fn a_checkpoint_made_under_other_pagination_is_refused_until_fresh() {
     );
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
-    let kept: serde_json::Value = serde_json::from_slice(&before).unwrap();
     assert_eq!(
         state["in_progress"], kept["in_progress"],
         "the checkpoint is kept"
+    );
+    std::fs::write(&job_file, &shipped).unwrap();
+
+    // A checkpoint made under settings that give its positions another meaning.
+    let mut other = kept.clone();
+    other["in_progress"]["pagination"] = "page size=100 first=1".into();
+    std::fs::write(&state_file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("--fresh"),
+        "{}",
+        text(&out.stderr)
     );
 
     // A checkpoint of an older version (no fingerprint) whose position is of another
@@ -1056,7 +1077,7 @@ async fn a_checkpoint_made_under_other_pagination_is_refused_until_fresh() {
         .remove("pagination");
     old["in_progress"]["position"] = serde_json::json!({"type": "cursor", "cursor": "abc"});
     std::fs::write(&state_file, serde_json::to_vec(&old).unwrap()).unwrap();
-    let out = ws.apisnap(&["run", JOB], &page_size("500")).await;
+    let out = ws.apisnap(&["run", JOB], &env).await;
     assert_exit(&out, 2);
     assert!(
         text(&out.stderr).contains("--fresh"),
@@ -1064,9 +1085,16 @@ async fn a_checkpoint_made_under_other_pagination_is_refused_until_fresh() {
         text(&out.stderr)
     );
 
-    let out = ws
-        .apisnap(&["run", JOB, "--fresh"], &page_size("250"))
-        .await;
+    // The untouched checkpoint resumes, and --fresh starts over; both complete.
+    std::fs::write(&state_file, serde_json::to_vec(&kept).unwrap()).unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
     assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("resumed"),
+        "{}",
+        text(&out.stdout)
+    );
     check_parquet_snapshot(&snapshot_dirs(&ws.path().join("out"))[0], records);
+    let out = ws.apisnap(&["run", JOB, "--fresh"], &env).await;
+    assert_exit(&out, 0);
 }

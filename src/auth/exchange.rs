@@ -34,7 +34,13 @@ impl Exchange {
         let found: Vec<String> = self
             .json
             .as_ref()
-            .map(|j| pointers.iter().filter_map(|p| string_at(j, p)).collect())
+            .map(|j| {
+                pointers
+                    .iter()
+                    .filter_map(|p| string_at(j, p))
+                    .map(|m| crate::http::printable(&m))
+                    .collect()
+            })
             .unwrap_or_default();
         if found.is_empty() {
             crate::http::snippet(self.text.as_bytes())

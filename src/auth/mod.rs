@@ -318,6 +318,14 @@ impl Authenticator {
         }
     }
 
+    /// The query parameters credentials are sent in (an API key's `query_param`).
+    pub fn query_names(&self) -> Vec<String> {
+        match &self.kind {
+            AuthKind::Static(c) => c.query.iter().map(|(name, _)| name.clone()).collect(),
+            AuthKind::Session(_) => Vec::new(),
+        }
+    }
+
     /// `text` with every credential and token this authenticator holds replaced.
     pub(crate) fn redact(&self, text: &str) -> String {
         match &self.kind {

@@ -141,24 +141,31 @@ impl TokenConfig {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| format!("no token at {} in the response", self.pointer))?;
         let issued_at = Utc::now();
-        let expires_at = if let Some(ptr) = &self.expires_at_pointer {
+        // The lifetime the answer (or the config) states, in seconds.
+        let stated = if let Some(ptr) = &self.expires_at_pointer {
             let text = super::string_at(body, ptr)
                 .ok_or_else(|| format!("no expiry time at {ptr} in the response"))?;
-            Some(
-                DateTime::parse_from_rfc3339(&text)
-                    .map_err(|e| format!("expiry `{text}` at {ptr} is not ISO-8601: {e}"))?
-                    .with_timezone(&Utc),
-            )
+            let at = DateTime::parse_from_rfc3339(&text)
+                .map_err(|e| format!("expiry `{text}` at {ptr} is not ISO-8601: {e}"))?
+                .with_timezone(&Utc);
+            Some((
+                (at - issued_at).num_milliseconds() as f64 / 1000.0,
+                ptr.to_string(),
+            ))
         } else if let Some(ptr) = &self.expires_in_pointer {
             let secs = ptr
                 .get(body)
-                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
                 .ok_or_else(|| format!("no lifetime in seconds at {ptr} in the response"))?;
-            Some(issued_at + chrono::Duration::milliseconds((secs * 1000.0) as i64))
+            Some((secs, ptr.to_string()))
         } else {
             self.lifetime_secs
-                .map(|s| issued_at + chrono::Duration::seconds(s as i64))
+                .map(|s| (s as f64, "lifetime_secs".to_string()))
         };
+        let expires_at = stated.map(|(secs, from)| {
+            let secs = sane_lifetime(secs, &from);
+            issued_at + chrono::Duration::seconds(secs)
+        });
         Ok(Token {
             value: Secret::new(value),
             issued_at,
@@ -166,6 +173,31 @@ impl TokenConfig {
             headers: Vec::new(),
         })
     }
+}
+
+/// The shortest token lifetime taken as stated: a shorter one (0, negative, not a number)
+/// would make every request log in again.
+const MIN_LIFETIME_SECS: i64 = 1;
+/// The longest: a longer one (`1e300`, infinity) is a server's mistake, and would overflow
+/// the clock.
+const MAX_LIFETIME_SECS: i64 = 366 * 24 * 3600;
+
+/// A stated lifetime, clamped to a sane range (with a WARN when it was not in it).
+fn sane_lifetime(secs: f64, from: &str) -> i64 {
+    let clamped = if secs.is_nan() {
+        MIN_LIFETIME_SECS
+    } else {
+        secs.clamp(MIN_LIFETIME_SECS as f64, MAX_LIFETIME_SECS as f64) as i64
+    };
+    if secs.is_nan() || (clamped as f64 - secs).abs() >= 1.0 {
+        tracing::warn!(
+            stated = %secs,
+            from,
+            used_secs = clamped,
+            "the token's lifetime is out of range ({MIN_LIFETIME_SECS} s to {MAX_LIFETIME_SECS} s): using the nearest bound"
+        );
+    }
+    clamped
 }
 
 /// A token obtained by a login.
@@ -183,5 +215,20 @@ pub struct Token {
 impl Token {
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|e| now >= e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_lifetimes_are_clamped_not_obeyed() {
+        assert_eq!(sane_lifetime(3600.0, "t"), 3600);
+        assert_eq!(sane_lifetime(1e300, "t"), MAX_LIFETIME_SECS);
+        assert_eq!(sane_lifetime(f64::INFINITY, "t"), MAX_LIFETIME_SECS);
+        assert_eq!(sane_lifetime(-5.0, "t"), MIN_LIFETIME_SECS);
+        assert_eq!(sane_lifetime(0.0, "t"), MIN_LIFETIME_SECS);
+        assert_eq!(sane_lifetime(f64::NAN, "t"), MIN_LIFETIME_SECS);
     }
 }

@@ -48,6 +48,22 @@ pub struct JobConfig {
     /// When `apisnap schedule` and the generated deployments run this job.
     #[serde(default)]
     pub schedule: Option<ScheduleConfig>,
+    /// What to do when the records written differ from what the API stated (a total
+    /// pointer, a `Content-Range` total).
+    #[serde(default)]
+    pub on_count_mismatch: OnCountMismatch,
+}
+
+/// The policy for a run whose records do not add up to the count the API stated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCountMismatch {
+    /// Fail the run (exit 4), naming both numbers: the committed parts stay, and the
+    /// snapshot is not marked complete.
+    #[default]
+    Fail,
+    /// Complete the snapshot with a warning; the manifest keeps both numbers.
+    Warn,
 }
 
 /// The columns of a snapshot: inferred from the first page and frozen, with a policy for

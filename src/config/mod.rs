@@ -13,7 +13,9 @@ mod load;
 mod provider;
 mod validate;
 
-pub use job::{Drift, EndpointConfig, HttpMethod, JobConfig, OnInvalid, SchemaConfig};
+pub use job::{
+    Drift, EndpointConfig, HttpMethod, JobConfig, OnCountMismatch, OnInvalid, SchemaConfig,
+};
 pub use load::{JobDefinition, find_job, job_files, load_job, load_provider};
 pub use provider::ProviderConfig;
 pub use validate::{Report, validate_paths};

@@ -40,7 +40,9 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub rate_limit: Option<crate::ratelimit::RateLimitConfig>,
     /// Other hosts that may receive credentials when the server's next-page URL or `Link`
-    /// header points there. By default only `base_url`'s host does.
+    /// header points there: host names (with `base_url`'s scheme and port) or origins
+    /// (`https://cdn.example.com:8443`). By default only `base_url`'s origin (scheme, host
+    /// and port) does.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// Seconds a whole request (connect, send, read the body) may take.
@@ -89,6 +91,28 @@ impl ProviderConfig {
             "connect_timeout_secs",
             "expected at least 1 second",
         );
+        for entry in &self.allowed_hosts {
+            let checked = if entry.contains("://") {
+                check_base_url(entry, "allowed_hosts").map(|_| ())
+            } else {
+                let plain = url::Url::parse(&format!("https://{entry}/"))
+                    .ok()
+                    .is_some_and(|u| u.host_str().is_some_and(|h| h.eq_ignore_ascii_case(entry)));
+                match plain {
+                    true => Ok(()),
+                    false => Err(crate::vocab::ConfigError::field(
+                        "allowed_hosts",
+                        format!(
+                            "`{entry}` is neither a host name nor an origin: expected e.g. \
+                             `cdn.example.com` or `https://cdn.example.com:8443`"
+                        ),
+                    )),
+                }
+            };
+            if let Err(e) = checked {
+                errors.push(e);
+            }
+        }
         self.retry.validate(&mut errors);
         if let Some(r) = &self.rate_limit {
             r.validate(&mut errors);

@@ -151,6 +151,10 @@ pub struct NextUrlConfig {
     /// Where the next URL is in each answer (absolute, or relative to the request's URL).
     #[serde(default = "default_next_pointer")]
     pub next_pointer: JsonPointer,
+    /// Where a boolean "more pages follow" flag is: with it, an empty page that says more
+    /// follow does not end the pages.
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
 }
 
 /// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none.
@@ -282,8 +286,10 @@ impl PaginationConfig {
             PaginationConfig::Offset(c) => Box::new(Offset::new(c)),
             PaginationConfig::Page(c) => Box::new(Pages::new(c)),
             PaginationConfig::Cursor(c) => Box::new(Cursor::new(c)),
-            PaginationConfig::NextUrl(_) => Box::new(NextUrl::new(NextIn::Body)),
-            PaginationConfig::LinkHeader(_) => Box::new(NextUrl::new(NextIn::LinkHeader)),
+            PaginationConfig::NextUrl(c) => {
+                Box::new(NextUrl::new(NextIn::Body, c.has_more_pointer.is_some()))
+            }
+            PaginationConfig::LinkHeader(_) => Box::new(NextUrl::new(NextIn::LinkHeader, false)),
             PaginationConfig::RangeHeader(c) => Box::new(Ranges::new(c)),
             PaginationConfig::None(_) => Box::new(Single),
         };
@@ -295,12 +301,21 @@ impl PaginationConfig {
         )
     }
 
-    /// A digest of the settings that decide what each position means: a checkpoint made
-    /// under other settings cannot be resumed under these.
+    /// The settings that decide what a position means, in a fixed form: a checkpoint made
+    /// under others cannot be resumed under these. Only those: an offset counts records
+    /// whatever the page size, a cursor is the server's, a stop condition moves no position.
     fn fingerprint(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let text = serde_json::to_vec(self).expect("configs serialize");
-        format!("{:x}", Sha256::digest(&text))[..16].to_string()
+        match self {
+            PaginationConfig::Offset(_) => "offset".into(),
+            PaginationConfig::Page(c) => {
+                format!("page size={} first={}", c.page_size, c.first_page)
+            }
+            PaginationConfig::Cursor(_) => "cursor".into(),
+            PaginationConfig::NextUrl(_) => "next_url".into(),
+            PaginationConfig::LinkHeader(_) => "link_header".into(),
+            PaginationConfig::RangeHeader(c) => format!("range_header unit={}", c.unit),
+            PaginationConfig::None(_) => "none".into(),
+        }
     }
 
     /// Whether the strategy's parameters go into the JSON body.
@@ -341,7 +356,10 @@ impl PaginationConfig {
                 p.next = Some(c.cursor_pointer.clone());
                 p.has_more = c.has_more_pointer.clone();
             }
-            PaginationConfig::NextUrl(c) => p.next = Some(c.next_pointer.clone()),
+            PaginationConfig::NextUrl(c) => {
+                p.next = Some(c.next_pointer.clone());
+                p.has_more = c.has_more_pointer.clone();
+            }
             PaginationConfig::LinkHeader(_)
             | PaginationConfig::RangeHeader(_)
             | PaginationConfig::None(_) => {}

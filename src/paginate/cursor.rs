@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use url::Url;
 
 use super::config::{CursorConfig, ParamsIn};
-use super::{PageOutcome, PageRequest, PaginateError, Position, Strategy, as_flag};
+use super::{EmptyPages, PageOutcome, PageRequest, PaginateError, Position, Strategy, as_flag};
 
-/// Cursors. Stops when the answer has no cursor (absent, null or empty), on an empty page,
-/// or on a false has-more flag.
+/// Cursors. Stops when the answer has no cursor (absent, null or empty), on a false has-more
+/// flag, or on an empty page — unless the has-more flag says more follow: APIs that scan a
+/// sparse range send empty pages mid-stream.
 #[derive(Clone, Debug)]
 pub(super) struct Cursor {
     cursor_param: String,
@@ -20,6 +21,7 @@ pub(super) struct Cursor {
     reads_has_more: bool,
     /// Cursors already followed, to stop loops.
     seen: HashSet<String>,
+    empty: EmptyPages,
 }
 
 impl Cursor {
@@ -30,6 +32,7 @@ impl Cursor {
             params_in: c.params_in,
             reads_has_more: c.has_more_pointer.is_some(),
             seen: HashSet::new(),
+            empty: EmptyPages::default(),
         }
     }
 }
@@ -58,17 +61,19 @@ impl Strategy for Cursor {
         _: &Position,
         page: &PageOutcome,
     ) -> Result<Option<Position>, PaginateError> {
-        let more = self
-            .reads_has_more
-            .then(|| as_flag(page.values.has_more.as_ref()));
+        let more = match self.reads_has_more {
+            true => as_flag(page.values.has_more.as_ref())?,
+            false => None,
+        };
         let cursor = match &page.values.next {
             Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => return Ok(None),
         };
-        if page.records == 0 || more == Some(false) {
+        if more == Some(false) || (page.records == 0 && more != Some(true)) {
             return Ok(None);
         }
+        self.empty.saw(page.records)?;
         if !self.seen.insert(cursor.clone()) {
             return Err(PaginateError(format!(
                 "the server returned cursor `{cursor}` a second time: stopping instead of \
@@ -87,14 +92,25 @@ impl Strategy for Cursor {
 
 /// URLs already followed: the next page's, from the body or the `Link` header.
 #[derive(Clone, Debug, Default)]
-struct Followed(HashSet<String>);
+struct Followed {
+    seen: HashSet<String>,
+    empty: EmptyPages,
+}
 
 impl Followed {
-    fn follow(&mut self, url: Url, records: u64) -> Result<Option<Position>, PaginateError> {
-        if records == 0 {
+    /// Follows `url` after a page of `records`; an empty page ends the pages unless `more`
+    /// (the has-more flag) says more follow.
+    fn follow(
+        &mut self,
+        url: Url,
+        records: u64,
+        more: Option<bool>,
+    ) -> Result<Option<Position>, PaginateError> {
+        if more == Some(false) || (records == 0 && more != Some(true)) {
             return Ok(None);
         }
-        if !self.0.insert(url.to_string()) {
+        self.empty.saw(records)?;
+        if !self.seen.insert(url.to_string()) {
             return Err(PaginateError(format!(
                 "the server pointed to {url} a second time: stopping instead of looping"
             )));
@@ -118,13 +134,15 @@ pub(super) enum NextIn {
 #[derive(Clone, Debug)]
 pub(super) struct NextUrl {
     source: NextIn,
+    reads_has_more: bool,
     followed: Followed,
 }
 
 impl NextUrl {
-    pub(super) fn new(source: NextIn) -> Self {
+    pub(super) fn new(source: NextIn, reads_has_more: bool) -> Self {
         NextUrl {
             source,
+            reads_has_more,
             followed: Followed::default(),
         }
     }
@@ -167,7 +185,11 @@ impl Strategy for NextUrl {
                 .map_err(|e| PaginateError(format!("the next URL `{next}` is not a URL: {e}")))?
             }
         };
-        self.followed.follow(url, page.records)
+        let more = match self.reads_has_more {
+            true => as_flag(page.values.has_more.as_ref())?,
+            false => None,
+        };
+        self.followed.follow(url, page.records, more)
     }
 
     fn clone_box(&self) -> Box<dyn Strategy> {
@@ -175,22 +197,53 @@ impl Strategy for NextUrl {
     }
 }
 
-/// The `rel="next"` target of a `Link` header (RFC 8288), resolved against `base`.
+/// The `rel="next"` target of a `Link` header (RFC 8288), resolved against `base`. `header`
+/// may join several header lines with commas; a URL may hold commas itself (inside `<>`),
+/// and so may a quoted parameter.
 pub fn link_next(header: &str, base: &Url) -> Option<Url> {
-    for link in header.split(',') {
-        let (target, params) = link.split_once(';').unwrap_or((link, ""));
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        let is_next = params.split(';').any(|p| {
-            let p = p.trim();
-            p.strip_prefix("rel=").is_some_and(|v| {
-                v.trim_matches('"')
+    let mut rest = header;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let target = rest[open + 1..close].trim();
+        let (params, after) = split_unquoted(&rest[close + 1..], ',');
+        let is_next = split_all_unquoted(params, ';').any(|p| {
+            let Some((name, value)) = p.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_matches('"')
                     .split_ascii_whitespace()
                     .any(|r| r.eq_ignore_ascii_case("next"))
-            })
         });
         if is_next {
             return base.join(target).ok();
         }
+        rest = after;
     }
     None
+}
+
+/// `text` up to the first `sep` outside double quotes, and what follows it.
+fn split_unquoted(text: &str, sep: char) -> (&str, &str) {
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => return (&text[..i], &text[i + 1..]),
+            _ => {}
+        }
+    }
+    (text, "")
+}
+
+/// `text` split at every `sep` outside double quotes.
+fn split_all_unquoted(text: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let (part, after) = split_unquoted(rest?, sep);
+        rest = (!after.is_empty()).then_some(after);
+        Some(part)
+    })
 }

@@ -255,6 +255,11 @@ trait Strategy: std::fmt::Debug + Send + Sync {
     fn total(&self) -> Option<u64> {
         None
     }
+    /// The records the API said this strategy's pages hold in all (a total pointer, a
+    /// `Content-Range` total), once an answer has said.
+    fn stated_records(&self) -> Option<u64> {
+        None
+    }
     /// Splits the pages for `shard`: its first position and where the next shard's begins.
     fn plan_shard(&self, _shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
         Err(PaginateError(
@@ -342,6 +347,12 @@ impl Paginator {
         self.strategy.total()
     }
 
+    /// The records the API said the pages hold in all, once an answer has said: what the
+    /// run checks the records it wrote against.
+    pub fn stated_records(&self) -> Option<u64> {
+        self.strategy.stated_records()
+    }
+
     /// Splits the pages into `shard.count` disjoint runs of whole pages: this shard's first
     /// position, and where the next shard's begins. The total is what the first answer said
     /// (records, or pages where the API counts pages), else the configured upper bound. The
@@ -412,13 +423,57 @@ fn as_count(value: Option<&serde_json::Value>) -> Option<u64> {
     }
 }
 
-/// A has-more flag: `true`, `"true"`, `1`. Anything else, absent included, is false.
-fn as_flag(value: Option<&serde_json::Value>) -> bool {
-    match value {
-        Some(serde_json::Value::Bool(b)) => *b,
-        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
-        _ => false,
+/// A has-more flag as APIs write it: `true`/`false`, `1`/`0`, and those, `yes`/`no`, `y`/`n`
+/// or `on`/`off` as strings. `None` when the answer does not say (absent or null): the
+/// strategy's other signals decide. Anything else is an error, not a guess.
+fn as_flag(value: Option<&serde_json::Value>) -> Result<Option<bool>, PaginateError> {
+    let word = |s: &str| match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "on" => Some(true),
+        "false" | "0" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    };
+    let flag = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        Some(serde_json::Value::String(s)) => word(s),
+        Some(_) => None,
+    };
+    match flag {
+        Some(flag) => Ok(Some(flag)),
+        None => Err(PaginateError(format!(
+            "the has-more flag is {}, which is neither true nor false",
+            value.expect("present")
+        ))),
+    }
+}
+
+/// The most empty pages in a row a strategy follows (an API scanning a sparse range may
+/// send a few); more looks like a server that never ends.
+const MAX_EMPTY_PAGES: u32 = 100;
+
+/// Counts empty pages in a row and refuses past [`MAX_EMPTY_PAGES`].
+#[derive(Clone, Debug, Default)]
+struct EmptyPages(u32);
+
+impl EmptyPages {
+    fn saw(&mut self, records: u64) -> Result<(), PaginateError> {
+        if records > 0 {
+            self.0 = 0;
+            return Ok(());
+        }
+        self.0 += 1;
+        if self.0 > MAX_EMPTY_PAGES {
+            return Err(PaginateError(format!(
+                "the server sent {MAX_EMPTY_PAGES} empty pages in a row, each pointing to \
+                 another: stopping instead of looping"
+            )));
+        }
+        Ok(())
     }
 }
 

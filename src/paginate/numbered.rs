@@ -79,9 +79,10 @@ impl Strategy for Offset {
         if self.reads_total {
             self.total = as_count(page.values.total.as_ref()).or(self.total);
         }
-        let more = self
-            .reads_has_more
-            .then(|| as_flag(page.values.has_more.as_ref()));
+        let more = match self.reads_has_more {
+            true => as_flag(page.values.has_more.as_ref())?,
+            false => None,
+        };
         if page.records == 0 || more == Some(false) {
             return Ok(None);
         }
@@ -117,6 +118,11 @@ impl Strategy for Offset {
 
     fn total(&self) -> Option<u64> {
         self.total
+    }
+
+    fn stated_records(&self) -> Option<u64> {
+        // The pages start at `start_offset`: the records before it are not this job's.
+        self.total.map(|t| t.saturating_sub(self.start))
     }
 
     fn plan_shard(&self, shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
@@ -155,8 +161,24 @@ pub(super) struct Pages {
     upper_bound: Option<u64>,
     /// The total once an answer has said: records, or pages with `total_pages_pointer`.
     total: Option<u64>,
+    /// The records a total pointer stated.
+    stated: Option<u64>,
+    /// The server's page size: the most records a page held. A server may cap it below
+    /// `page_size`, and the number of pages follows the server's size, not the one asked.
+    server_size: u64,
     /// Where a shard's pages end: the next shard's first page.
     end: Option<u64>,
+}
+
+impl Pages {
+    /// Records per page as the server pages them: what it sent, else what was asked.
+    fn size(&self) -> u64 {
+        if self.server_size > 0 {
+            self.server_size
+        } else {
+            self.page_size
+        }
+    }
 }
 
 impl Pages {
@@ -172,6 +194,8 @@ impl Pages {
             reads_has_more: c.has_more_pointer.is_some(),
             upper_bound: c.total_upper_bound,
             total: None,
+            stated: None,
+            server_size: 0,
             end: None,
         }
     }
@@ -206,7 +230,7 @@ impl Strategy for Pages {
         if self.reads_total_pages && self.total.is_some_and(|t| done >= t) {
             return None;
         }
-        if self.reads_total && self.total.is_some_and(|t| done * self.page_size >= t) {
+        if self.reads_total && self.stated.is_some_and(|t| done * self.size() >= t) {
             return None;
         }
         Some(Position::Page { page: page + 1 })
@@ -220,20 +244,23 @@ impl Strategy for Pages {
         let Position::Page { page: number } = previous else {
             return Ok(None);
         };
+        self.server_size = self.server_size.max(page.records);
         let mut pages_total = None;
         if self.reads_total
             && let Some(records) = as_count(page.values.total.as_ref())
         {
-            pages_total = Some(records.div_ceil(self.page_size));
+            pages_total = Some(records.div_ceil(self.size()));
             self.total = Some(records);
+            self.stated = Some(records);
         }
         if self.reads_total_pages {
             pages_total = as_count(page.values.total_pages.as_ref()).or(pages_total);
             self.total = pages_total;
         }
-        let more = self
-            .reads_has_more
-            .then(|| as_flag(page.values.has_more.as_ref()));
+        let more = match self.reads_has_more {
+            true => as_flag(page.values.has_more.as_ref())?,
+            false => None,
+        };
         let done_pages = number + 1 - self.first_page;
         if page.records == 0
             || more == Some(false)
@@ -249,11 +276,15 @@ impl Strategy for Pages {
         self.total
     }
 
+    fn stated_records(&self) -> Option<u64> {
+        self.stated
+    }
+
     fn plan_shard(&self, shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
         let pages = match self.total {
             Some(pages) if self.reads_total_pages => pages,
-            Some(records) => records.div_ceil(self.page_size),
-            None => pages_by_bound(self.upper_bound, self.page_size)?,
+            Some(records) => records.div_ceil(self.size()),
+            None => pages_by_bound(self.upper_bound, self.size())?,
         };
         let (from, to, last) = split(pages, shard);
         let start = Position::Page {

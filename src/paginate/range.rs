@@ -38,7 +38,7 @@ impl Strategy for Ranges {
                 "{}={}-{}; max={}",
                 self.unit,
                 start,
-                start + self.page_size - 1,
+                start.saturating_add(self.page_size - 1),
                 self.page_size
             ),
         ));
@@ -67,13 +67,15 @@ impl Strategy for Ranges {
         if page.records == 0 {
             return Ok(None);
         }
-        let (end, total) = page
+        // The total from `Content-Range`; the next start from the records that came, never
+        // from the range's end: a server may send fewer than it claims.
+        let total = page
             .content_range
             .as_deref()
             .and_then(parse_content_range)
-            .unwrap_or((start + page.records - 1, None));
+            .and_then(|(_, total)| total);
         self.total = total.or(self.total);
-        let next = end + 1;
+        let next = start.saturating_add(page.records);
         if self.total.is_some_and(|t| next >= t) {
             return Ok(None);
         }
@@ -81,6 +83,10 @@ impl Strategy for Ranges {
     }
 
     fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    fn stated_records(&self) -> Option<u64> {
         self.total
     }
 

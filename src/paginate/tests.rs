@@ -239,9 +239,130 @@ fn a_position_of_another_strategy_is_refused() {
         })
         .unwrap_err();
     assert!(e.0.contains("not one of this pagination's"), "{e}");
-    assert_ne!(
+    assert_eq!(
         p.fingerprint(),
         offset(50).fingerprint(),
-        "the page size is part of what a position means"
+        "an offset counts records whatever the page size"
+    );
+    let page = |size| {
+        PaginationConfig::Page(PageConfig {
+            page_param: "page".into(),
+            size_param: "per_page".into(),
+            page_size: size,
+            first_page: 1,
+            params_in: ParamsIn::Query,
+            total_pointer: None,
+            total_pages_pointer: None,
+            has_more_pointer: None,
+            total_upper_bound: None,
+        })
+        .build()
+    };
+    assert_ne!(
+        page(50).fingerprint(),
+        page(100).fingerprint(),
+        "a page number means other records under another page size"
+    );
+}
+
+#[test]
+fn link_headers_with_commas_and_several_lines() {
+    let base = Url::parse("https://api.example.com/v1/items?page=1").unwrap();
+    // Two header lines joined, commas in URLs and in a quoted title, `next` not first.
+    let h = r#"</v1/items?page=1&fields=id,name>; rel="first", </v1/items?page=1&fields=id,name>; title="a, b; c"; rel="self", </v1/items?page=2&fields=id,name>; rel="next""#;
+    assert_eq!(
+        link_next(h, &base).unwrap().as_str(),
+        "https://api.example.com/v1/items?page=2&fields=id,name"
+    );
+    assert!(link_next(r#"</x?a=1,2>; rel="prev""#, &base).is_none());
+    assert!(link_next("", &base).is_none());
+}
+
+#[test]
+fn has_more_flags_as_apis_write_them() {
+    let flag = |v: serde_json::Value| as_flag(Some(&v));
+    for yes in [
+        serde_json::json!(true),
+        serde_json::json!(1),
+        serde_json::json!("1"),
+        serde_json::json!("yes"),
+        serde_json::json!("True"),
+    ] {
+        assert_eq!(flag(yes.clone()), Ok(Some(true)), "{yes}");
+    }
+    for no in [
+        serde_json::json!(false),
+        serde_json::json!(0),
+        serde_json::json!("0"),
+        serde_json::json!("no"),
+    ] {
+        assert_eq!(flag(no.clone()), Ok(Some(false)), "{no}");
+    }
+    // Absent or null: the answer did not say, and other signals decide.
+    assert_eq!(as_flag(None), Ok(None));
+    assert_eq!(flag(serde_json::Value::Null), Ok(None));
+    assert!(flag(serde_json::json!("maybe")).is_err());
+}
+
+#[test]
+fn page_counts_follow_the_servers_page_size() {
+    // 100 records, 50 asked per page, the server sends 10: ten pages, not two.
+    let mut p = PaginationConfig::Page(PageConfig {
+        page_param: "page".into(),
+        size_param: "per_page".into(),
+        page_size: 50,
+        first_page: 1,
+        params_in: ParamsIn::Query,
+        total_pointer: Some("/total".parse().unwrap()),
+        total_pages_pointer: None,
+        has_more_pointer: None,
+        total_upper_bound: None,
+    })
+    .build();
+    let page = PageOutcome {
+        records: 10,
+        values: Values {
+            total: Some(100.into()),
+            ..Values::default()
+        },
+        ..PageOutcome::default()
+    };
+    let mut request = p.first();
+    let mut pages = 1;
+    while let Next::Continue(next) = p.next(&request, &page).unwrap() {
+        request = next;
+        pages += 1;
+    }
+    assert_eq!(pages, 10);
+    assert_eq!(p.stated_records(), Some(100));
+}
+
+#[test]
+fn ranges_advance_by_what_came_not_by_what_was_claimed() {
+    let mut p = PaginationConfig::RangeHeader(RangeHeaderConfig {
+        unit: "entities".into(),
+        page_size: 50,
+    })
+    .build();
+    let first = p.first();
+    let page = |range: &str| PageOutcome {
+        records: 10,
+        content_range: Some(range.into()),
+        ..PageOutcome::default()
+    };
+    let Next::Continue(second) = p.next(&first, &page("entities 0-49/25")).unwrap() else {
+        panic!()
+    };
+    assert_eq!(second.position, Position::Range { start: 10 });
+    let Next::Continue(third) = p
+        .next(&second, &page("entities 10-18446744073709551615/25"))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(third.position, Position::Range { start: 20 });
+    assert_eq!(
+        p.next(&third, &page("entities 20-29/25")).unwrap(),
+        Next::Done
     );
 }

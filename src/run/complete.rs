@@ -23,6 +23,7 @@ impl Job {
         let state_error = |e| self.state_error(e);
         let sink_error = |e| self.sink_error(e);
         let mut done = state.in_progress.clone().expect("the run's checkpoint");
+        self.account(done.stated_records, done.records)?;
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
         let csv_columns_differ =
             self.output.format == crate::sink::Format::Csv && !done.columns_added.is_empty();
@@ -77,6 +78,23 @@ impl Job {
         Ok(done)
     }
 
+    /// Compares the records written with the count the API stated: a difference fails the
+    /// run (exit 4), or with `on_count_mismatch = "warn"` is logged.
+    pub(super) fn account(&self, stated: Option<u64>, written: u64) -> Result<(), Error> {
+        let Some(stated) = stated.filter(|s| *s != written) else {
+            return Ok(());
+        };
+        if self.on_count_mismatch == crate::config::OnCountMismatch::Warn {
+            tracing::warn!(job = %self.name, stated, written, "the records written differ from the count the API stated (on_count_mismatch = warn)");
+            return Ok(());
+        }
+        Err(Error::Count {
+            job: self.name.clone(),
+            stated,
+            written,
+        })
+    }
+
     /// The manifest of a snapshot that completes now, from the checkpoint of the run (the
     /// first shard's, for a sharded run, with the run's totals in `records` and `parts`).
     pub(super) fn manifest(
@@ -94,6 +112,7 @@ impl Job {
             endpoint: self.fetcher.endpoint(),
             format: self.output.format.extension().to_string(),
             records: run.records,
+            stated_records: run.stated_records,
             parts: run.parts.clone(),
             schema: ColumnInfo::of(schema, added),
             invalid_values_nulled: nulled,

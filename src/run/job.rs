@@ -34,6 +34,7 @@ pub struct Job {
     pub(super) incremental: Option<crate::incremental::IncrementalConfig>,
     pub(super) drift: crate::config::Drift,
     pub(super) on_invalid: crate::config::OnInvalid,
+    pub(super) on_count_mismatch: crate::config::OnCountMismatch,
     /// The declared columns, if the job has a column file.
     pub(super) declared: Option<SchemaRef>,
     pub(super) counters: Arc<Counters>,
@@ -170,6 +171,7 @@ impl JobDefinition {
             incremental: self.job.incremental.clone(),
             drift: self.job.schema.drift,
             on_invalid: self.job.schema.on_invalid,
+            on_count_mismatch: self.job.on_count_mismatch,
             declared,
             counters: Arc::default(),
         })

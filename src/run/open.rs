@@ -186,6 +186,7 @@ impl Job {
             high_water: state.history.iter().find_map(|r| r.high_water.clone()),
             columns_added: Vec::new(),
             nulled: Default::default(),
+            stated_records: None,
             pagination: Some(self.paginator.fingerprint().to_string()),
             shard,
         })

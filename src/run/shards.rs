@@ -276,9 +276,14 @@ impl Job {
         for (field, n) in shards.iter().flat_map(|c| c.nulled.iter()) {
             *nulled.entry(field.clone()).or_insert(0) += n;
         }
+        let records = shards.iter().map(|c| c.records).sum();
+        // The last shard reads to the real end: the latest count any shard was told.
+        let stated = shards.iter().filter_map(|c| c.stated_records).max();
+        self.account(stated, records)?;
         let whole = Checkpoint {
             started_at: shards.iter().map(|c| c.started_at).min().expect("shards"),
-            records: shards.iter().map(|c| c.records).sum(),
+            records,
+            stated_records: stated,
             parts: shards.iter().flat_map(|c| c.parts.clone()).collect(),
             ..shards[0].clone()
         };

@@ -8,6 +8,7 @@
 mod armor;
 pub mod data;
 mod faults;
+mod hostile;
 mod kalibrate;
 mod log;
 mod netography;
@@ -29,6 +30,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 pub use faults::{Fault, FaultConfig};
+pub use hostile::{API_KEY as HOSTILE_API_KEY, CAP as HOSTILE_CAP, LIE as HOSTILE_LIE};
 pub use log::RequestRecord;
 pub use tokens::Tokens;
 
@@ -236,7 +238,12 @@ impl Sandbox {
         shared.log.start();
         let compress = shared.config.compress;
         let app = Router::new()
-            .nest("/seal", seal::routes().merge(paging::routes()))
+            .nest(
+                "/seal",
+                seal::routes()
+                    .merge(paging::routes())
+                    .merge(hostile::routes()),
+            )
             .nest("/armor", armor::routes())
             .nest("/netography", netography::routes())
             .nest("/spreetail", spreetail::routes())
@@ -518,7 +525,8 @@ pub(crate) async fn serve(
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     for (name, value) in headers {
         if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
+            // Appended: a header may come on several lines (`Link`).
+            response.headers_mut().append(name, v);
         }
     }
     response

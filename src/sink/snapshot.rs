@@ -304,6 +304,10 @@ pub struct Manifest {
     pub endpoint: String,
     pub format: String,
     pub records: u64,
+    /// The records the API stated, where it said (it differs from `records` only with
+    /// `on_count_mismatch = "warn"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stated_records: Option<u64>,
     pub parts: Vec<PartInfo>,
     pub schema: Vec<ColumnInfo>,
     /// Values written as null because they could not be read, per column.
@@ -360,9 +364,9 @@ impl Latest {
     }
 }
 
-/// Completes a snapshot: removes `part-*` files the manifest does not name (attempts that
-/// did not commit: a killed run, a run that lost its claim), so that a reader listing
-/// `part-*` finds exactly the manifest's; writes `_manifest.json`, then `_SUCCESS` (each
+/// Completes a snapshot: in object storage removes `part-*` objects the manifest does not
+/// name (a run that lost its claim), so that a reader listing `part-*` finds exactly the
+/// manifest's; writes `_manifest.json`, then `_SUCCESS` (each
 /// durable), then `latest.json` one level up; then prunes old complete snapshots of the job
 /// beyond `retain`.
 pub async fn finalize(
@@ -370,9 +374,14 @@ pub async fn finalize(
     manifest: &Manifest,
     retain: Option<usize>,
 ) -> Result<(), SinkError> {
-    for name in snapshot.names().await? {
-        if name.starts_with("part-") && !manifest.parts.iter().any(|p| p.file == name) {
-            snapshot.delete(&name).await?;
+    // Where writers on other machines may race (object storage), a run that lost its claim
+    // may have uploaded a part after the last checkpoint; on one disk the lock excludes
+    // that, and resuming already removed what a killed run left.
+    if snapshot.shared() {
+        for name in snapshot.names().await? {
+            if name.starts_with("part-") && !manifest.parts.iter().any(|p| p.file == name) {
+                snapshot.delete(&name).await?;
+            }
         }
     }
     let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
@@ -382,7 +391,7 @@ pub async fn finalize(
         return Ok(());
     };
     // A run killed while replacing latest.json left its temporary file.
-    parent.remove_temporaries(|of| of == "latest.json").await?;
+    let _ = parent.remove_temporaries(|of| of == "latest.json").await;
     let latest = Latest::of(manifest, snapshot.location());
     let json = serde_json::to_vec_pretty(&latest).expect("serializes");
     parent.put("latest.json", json.into()).await?;

@@ -16,8 +16,9 @@
 //!   uploaded (one PUT, or a multipart upload completed last);
 //! - list, delete, and a lock.
 //!
-//! Every operation is async, so callers never block a runtime worker; the writer's thread
-//! reaches them through its runtime handle. Credentials come from each cloud's standard chain
+//! Every operation is async, and object storage is reached only by awaiting; the writer's
+//! blocking thread reaches the store through its runtime handle (on disk, the small writes of
+//! state and markers are done in place). Credentials come from each cloud's standard chain
 //! (environment, web identity, instance metadata), never from job files.
 
 mod disk;

@@ -134,6 +134,13 @@ impl Upload<'_> {
         })
     }
 
+    /// Gives up: an open multipart upload is aborted (best effort).
+    pub async fn abort(self) {
+        if let (Backend::Remote(r), Some((key, id))) = (&self.store.backend, &self.multipart) {
+            let _ = r.multipart.abort_multipart(key, id).await;
+        }
+    }
+
     /// Sends the file (in object storage, then removes the staged copy); on failure an open
     /// multipart upload is aborted.
     pub async fn finish(self) -> Result<(), StorageError> {

@@ -134,12 +134,25 @@ pub fn join_url(base: &url::Url, path: &str) -> url::Url {
 /// Checks a base URL: absolute, `https://`, or `http://` to a loopback host only (credentials
 /// would otherwise cross the network in clear text).
 pub fn check_base_url(text: &str, field: &str) -> Result<url::Url, ConfigError> {
+    // Messages quote the URL: never with a password in it.
+    let shown = without_userinfo(text);
     let url = url::Url::parse(text).map_err(|e| {
         ConfigError::field(
             field,
-            format!("`{text}` is not a URL ({e}): expected e.g. `https://api.example.com/v1`"),
+            format!("`{shown}` is not a URL ({e}): expected e.g. `https://api.example.com/v1`"),
         )
     })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::field(
+            field,
+            format!(
+                "`{shown}` carries credentials in the URL (`user:password@`), where logs and \
+                 errors would show them: remove them and declare them in `[auth]` as `env:` or \
+                 `file:` secrets"
+            ),
+        ));
+    }
+    let text = shown.as_str();
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
@@ -168,6 +181,18 @@ pub fn check_base_url(text: &str, field: &str) -> Result<url::Url, ConfigError> 
         ));
     }
     Ok(url)
+}
+
+/// `text` with any `user:password@` after the scheme cut out.
+fn without_userinfo(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[credentials removed]@{}", &rest[at + 1..]),
+        None => text.to_string(),
+    }
 }
 
 fn is_loopback(url: &url::Url) -> bool {
@@ -208,5 +233,10 @@ mod tests {
         let e = check_base_url("http://a.example", "f").unwrap_err();
         assert!(e.message.contains("clear text"));
         assert!(check_base_url("not a url", "f").is_err());
+        let e = check_base_url("https://me:s3cret@api.example.com/v1", "base_url").unwrap_err();
+        assert!(e.message.contains("carries credentials"), "{e}");
+        assert!(!e.message.contains("s3cret"), "{e}");
+        let e = check_base_url("http://me:s3cret@api.example.com/v1", "base_url").unwrap_err();
+        assert!(!e.message.contains("s3cret"), "{e}");
     }
 }

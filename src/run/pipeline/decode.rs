@@ -137,6 +137,7 @@ pub(super) fn decode_stage(
             .blocking_send(ToWriter::PageEnd {
                 next: page.next,
                 nulled,
+                stated: page.stated,
             })
             .is_err()
         {

@@ -80,9 +80,13 @@ impl Job {
                 position: current.position.to_string(),
                 message,
             };
-            let next = paginator
+            let next = match paginator
                 .next(&current, &page.outcome)
-                .map_err(|e| paginate_error(e.0))?;
+                .map_err(|e| paginate_error(e.0))?
+            {
+                Next::Continue(n) => Next::Continue(self.fetcher.scrubbed(n)),
+                Next::Done => Next::Done,
+            };
             let records = &page.body[page.records.clone()];
             if let Some((at, body, range)) = &previous
                 && page.outcome.records > 0
@@ -118,6 +122,7 @@ impl Job {
                 },
                 body: page.body,
                 records: page.records,
+                stated: paginator.stated_records(),
                 decoded: None,
             };
             if pages.send(fetched).await.is_err() {

@@ -45,6 +45,8 @@ pub(super) struct FetchedPage {
     next: Option<Position>,
     pub(super) body: Bytes,
     records: std::ops::Range<usize>,
+    /// The records the API has stated the pages hold, as of this page.
+    stated: Option<u64>,
     /// The page decoded ahead, with the columns it was decoded with.
     decoded: Option<(SchemaRef, Vec<RecordBatch>)>,
 }
@@ -53,10 +55,13 @@ enum ToWriter {
     Open(SchemaRef),
     Batch(RecordBatch),
     /// Every batch of a page has been sent; `next` is the request after it. `nulled`
-    /// counts values of the page written as null (`on_invalid = "null"`).
+    /// counts values of the page written as null (`on_invalid = "null"`); `stated`, the
+    /// records the API has stated, goes into the checkpoint with the page.
     PageEnd {
         next: Option<Position>,
         nulled: Vec<(String, u64)>,
+        /// The records the API has stated, as of this page.
+        stated: Option<u64>,
     },
 }
 

@@ -20,6 +20,8 @@ struct Pending {
     mark: Option<serde_json::Value>,
     /// Values written as null among them, per column.
     nulled: std::collections::BTreeMap<String, u64>,
+    /// The records the API stated, as of the last page received.
+    stated: Option<u64>,
 }
 
 /// The writer's bookkeeping: the job's state, its checkpoint, and what is not yet in it.
@@ -52,6 +54,7 @@ impl Ledger<'_> {
             *checkpoint.nulled.entry(field).or_insert(0) += n;
         }
         checkpoint.position = position;
+        checkpoint.stated_records = p.stated.or(checkpoint.stated_records);
         self.state.in_progress = Some(checkpoint.clone());
         let (job, state_store, snapshot, state) =
             (self.job, self.state_store, self.snapshot, &self.state);
@@ -101,11 +104,12 @@ async fn publish(
         .await
         .map_err(sink_error)?;
     let noted = upload.pending();
-    if let Some(pending) = &noted {
-        state_store
-            .note_upload(pending)
-            .await
-            .map_err(state_error)?;
+    if let Some(pending) = &noted
+        && let Err(e) = state_store.note_upload(pending).await
+    {
+        // Unnoted, a kill would leave it open with no one to abort it.
+        upload.abort().await;
+        return Err(state_error(e));
     }
     upload.finish().await.map_err(sink_error)?;
     if noted.is_some() {
@@ -219,7 +223,14 @@ pub(super) fn write_stage(
                     .write(&batch)
                     .map_err(sink_error)?;
             }
-            ToWriter::PageEnd { next, nulled } => {
+            ToWriter::PageEnd {
+                next,
+                nulled,
+                stated,
+            } => {
+                if stated.is_some() {
+                    ledger.pending.stated = stated;
+                }
                 at_boundary = true;
                 resume_at = next.clone();
                 for (field, n) in nulled {

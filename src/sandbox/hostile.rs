@@ -1,0 +1,276 @@
+//! Endpoints that behave like real APIs at their worst (under `/seal/hostile`, on Seal
+//! Metrics' records and tokens): the client has to cope through its configuration, and the
+//! tests check every record through the binary.
+//!
+//! - `pages`: page numbers, the page size capped at [`CAP`] whatever is asked, the record
+//!   total stated.
+//! - `link`: `Link` headers whose URLs hold commas (`fields=id,name`), one link per header
+//!   line, `rel="next"` not the first.
+//! - `cursor`: every third page empty mid-stream, still carrying a cursor; `has_more` as the
+//!   strings `"yes"`/`"1"` and, at the end, `"no"`.
+//! - `next`: a next URL in the body, with an empty page mid-stream and `has_more: true`.
+//! - `range`: `Range` requests answered with at most [`CAP`] records and a `Content-Range`
+//!   that claims the whole range asked for (its last end `u64::MAX`).
+//! - `lying`: skip/limit pages whose `total` states [`LIE`] more records than there are.
+//! - `echo`: next URLs that echo the credential the request came with: the bearer token as
+//!   `access_token=…`, or the API key (`?api_key=`[`API_KEY`]) as `api_key=…`, as many APIs'
+//!   next links do.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{Shape, Shared, SkipLimit, authorize, page_body, serve};
+
+const NAME: &str = "seal";
+/// The most records a hostile endpoint returns in one answer.
+pub const CAP: u64 = 10;
+/// How many records more than it has the `lying` endpoint states.
+pub const LIE: u64 = 5;
+/// The static API key the `echo` endpoint accepts in `?api_key=`.
+pub const API_KEY: &str = "sandbox-static-api-key-0123";
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/hostile/pages", get(pages))
+        .route("/hostile/link", get(link))
+        .route("/hostile/cursor", get(cursor))
+        .route("/hostile/next", get(next))
+        .route("/hostile/range", get(range))
+        .route("/hostile/lying", get(lying))
+        .route("/hostile/echo", get(echo))
+}
+
+async fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+    authorize(shared, NAME, headers, "Bearer").await
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<u64>,
+    per_page: Option<u64>,
+    fields: Option<String>,
+}
+
+/// Pages of [`CAP`] records whatever `per_page` asks; `total` is the number of records.
+async fn pages(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let page = q.page.unwrap_or(1).max(1);
+    let body = page_body(&shared, Shape::Data, (page - 1) * CAP, CAP, &[]);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// Pages of `per_page` records; the links on separate header lines, with commas in them.
+async fn link(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let size = q.per_page.unwrap_or(100).clamp(1, CAP);
+    let page = q.page.unwrap_or(1).max(1);
+    let fields = q.fields.unwrap_or_else(|| "id,name".into());
+    let url = |p: u64| format!("/seal/hostile/link?page={p}&per_page={size}&fields={fields}");
+    let mut links = vec![
+        (header::LINK, format!("<{}>; rel=\"first\"", url(1))),
+        (
+            header::LINK,
+            format!("<{}>; title=\"a, b\"; rel=\"self\"", url(page)),
+        ),
+    ];
+    if page * size < shared.records() {
+        links.push((header::LINK, format!("<{}>; rel=\"next\"", url(page + 1))));
+    }
+    let body = page_body(&shared, Shape::Data, (page - 1) * size, size, &[]);
+    serve(&shared, NAME, &token, body, links).await
+}
+
+#[derive(Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `h-<start>-<page>` cursors; every third page is empty and does not advance.
+async fn cursor(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<CursorQuery>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (start, page) = q
+        .cursor
+        .as_deref()
+        .and_then(|c| c.strip_prefix("h-"))
+        .and_then(|c| c.split_once('-'))
+        .and_then(|(s, p)| Some((s.parse().ok()?, p.parse().ok()?)))
+        .unwrap_or((0u64, 0u64));
+    let empty = page % 3 == 2;
+    let limit = if empty {
+        0
+    } else {
+        q.limit.unwrap_or(100).min(CAP)
+    };
+    let end = (start + limit).min(shared.records());
+    let (next, more) = if end < shared.records() {
+        let flag = if page % 2 == 0 { "yes" } else { "1" };
+        (format!("h-{end}-{}", page + 1).into(), flag)
+    } else {
+        (serde_json::Value::Null, "no")
+    };
+    let extra = [("next_cursor", next), ("has_more", more.into())];
+    let body = page_body(&shared, Shape::Data, start, limit, &extra);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    page: Option<u64>,
+}
+
+/// Next URLs in the body; the third page is empty, with a next URL and `has_more: true`.
+async fn next(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (skip, page) = (q.skip.unwrap_or(0), q.page.unwrap_or(0));
+    let asked = q.limit.unwrap_or(100);
+    let limit = if page == 2 { 0 } else { asked.min(CAP) };
+    let end = (skip + limit).min(shared.records());
+    let (next, more) = if end < shared.records() {
+        let url = format!(
+            "/seal/hostile/next?skip={end}&limit={asked}&page={}",
+            page + 1
+        );
+        (serde_json::Value::String(url), true)
+    } else {
+        (serde_json::Value::Null, false)
+    };
+    let extra = [("next", next), ("has_more", more.into())];
+    let body = page_body(&shared, Shape::Data, skip, limit, &extra);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// `Range: entities=S-E`: at most [`CAP`] records, and a `Content-Range` that claims the
+/// whole range asked for; the last answer's end is `u64::MAX`.
+async fn range(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('='))
+        .and_then(|(_, r)| r.split(';').next())
+        .and_then(|r| r.trim().split_once('-'))
+        .and_then(|(s, e)| Some((s.parse::<u64>().ok()?, e.parse::<u64>().ok()?)));
+    let (start, end) = asked.unwrap_or((0, 99));
+    let total = shared.records();
+    let body = page_body(&shared, Shape::Bare, start, CAP, &[]);
+    let claimed_end = if start + CAP >= total { u64::MAX } else { end };
+    let content_range = format!("entities {start}-{claimed_end}/{total}");
+    serve(
+        &shared,
+        NAME,
+        &token,
+        body,
+        vec![(header::CONTENT_RANGE, content_range)],
+    )
+    .await
+}
+
+/// Skip/limit pages whose `total` is [`LIE`] more than the records there are.
+async fn lying(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<SkipLimit>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (skip, limit) = q.get();
+    let mut body = page_body(&shared, Shape::Bare, skip, limit, &[]);
+    let stated = shared.records() + LIE;
+    let mut wrapped = b"{\"data\":".to_vec();
+    wrapped.append(&mut body);
+    wrapped.extend_from_slice(format!(",\"total\":{stated}}}").as_bytes());
+    serve(&shared, NAME, &token, wrapped, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct EchoQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    api_key: Option<String>,
+}
+
+/// Skip/limit pages with next URLs that carry the request's own credential back.
+async fn echo(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<EchoQuery>,
+) -> Response {
+    let echoed = match q.api_key.as_deref() {
+        Some(key) if key == API_KEY => {
+            // As `authorize` does for tokens: counted, and slowed by the latency.
+            shared
+                .counters(NAME)
+                .data_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(shared.config.latency).await;
+            format!("api_key={key}")
+        }
+        Some(_) => {
+            return super::json_error(
+                axum::http::StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "bad api key"}),
+            );
+        }
+        None => match auth(&shared, &headers).await {
+            Ok(token) => format!("access_token={token}"),
+            Err(r) => return r,
+        },
+    };
+    let (skip, limit) = (q.skip.unwrap_or(0), q.limit.unwrap_or(100));
+    let end = (skip + limit.min(CAP)).min(shared.records());
+    let next = if end < shared.records() {
+        format!("/seal/hostile/echo?skip={end}&limit={limit}&{echoed}").into()
+    } else {
+        serde_json::Value::Null
+    };
+    let body = page_body(
+        &shared,
+        Shape::Data,
+        skip,
+        limit.min(CAP),
+        &[("next", next)],
+    );
+    serve(&shared, NAME, "", body, Vec::new()).await
+}

@@ -1,0 +1,243 @@
+//! Against servers that do not agree with the client: capped page sizes, `Link` headers with
+//! commas and several lines, empty pages mid-stream, has-more flags as strings, a
+//! `Content-Range` that claims more than it sent, a total that lies. Every case runs the
+//! real binary and either writes every record (compared value by value) or fails naming what
+//! did not add up — never exit 0 with fewer records than the API stated.
+
+mod common;
+
+use apisnap::sandbox::{HOSTILE_CAP, HOSTILE_LIE, SandboxConfig};
+use common::{Workspace, assert_exit, check, only_file, provider_env, text};
+
+/// A Seal Metrics job on a hostile endpoint.
+fn job(ws: &Workspace, name: &str, endpoint: &str, pagination: &str, extra: &str) {
+    ws.write(
+        &format!("jobs/{name}.toml"),
+        &format!(
+            "provider = \"seal_metrics\"\n{extra}\n[endpoint]\n{endpoint}\n[pagination]\n\
+             {pagination}\n[output]\ndir = \"out/{{job}}\"\n"
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategy_reads_every_record_from_a_hostile_server() {
+    let records = 137;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let cases = [
+        // Pages capped at 10 when 50 are asked, with the record total stated: the number
+        // of pages follows the server's page size (was: 3 pages, 30 of 137 records).
+        (
+            "capped_pages",
+            "path = \"/hostile/pages\"",
+            "type = \"page\"\npage_size = 50\ntotal_pointer = \"/total\"",
+        ),
+        // Commas inside the URLs, one link per header line, `rel="next"` not first (was:
+        // the first page only).
+        (
+            "link_with_commas",
+            "path = \"/hostile/link\"\nquery = { page = 1, per_page = 50, fields = \"id,name\" }",
+            "type = \"link_header\"",
+        ),
+        // Every third page empty but with a cursor and `has_more: "1"`/`"yes"` (was: the
+        // run ended at the first empty page; the strings read as false).
+        (
+            "cursor_with_empty_pages",
+            "path = \"/hostile/cursor\"",
+            "type = \"cursor\"\ncursor_pointer = \"/next_cursor\"\nlimit_param = \"limit\"\n\
+             page_size = 50\nhas_more_pointer = \"/has_more\"",
+        ),
+        // An empty page mid-stream with a next URL and `has_more: true`.
+        (
+            "next_url_with_an_empty_page",
+            "path = \"/hostile/next\"\nquery = { skip = 0, limit = 50 }",
+            "type = \"next_url\"\nnext_pointer = \"/next\"\nhas_more_pointer = \"/has_more\"",
+        ),
+        // At most 10 records for a range of 50, and a Content-Range that claims all 50, the
+        // last one ending at u64::MAX (was: 1 record in 5 written; then a wrap to 0).
+        (
+            "short_ranges",
+            "path = \"/hostile/range\"\nrecords_pointer = \"\"",
+            "type = \"range_header\"\nunit = \"entities\"\npage_size = 50",
+        ),
+    ];
+    for (name, endpoint, pagination) in cases {
+        let ws = Workspace::with_shipped_jobs();
+        job(&ws, name, endpoint, pagination, "");
+        let env = provider_env(&sandbox, &ws, "seal_metrics");
+        let out = ws.apisnap(&["run", name], &env).await;
+        assert_exit(&out, 0);
+        let file = only_file(&ws.path().join("out"), "parquet");
+        // Every record, each once, every value as generated.
+        check::parquet(&file, records);
+    }
+}
+
+// The server really caps below the page size the jobs above ask for.
+const _: () = assert!(HOSTILE_CAP < 50);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_the_records_do_not_reach_fails_the_run_unless_the_job_accepts_it() {
+    let records = 120;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let pagination = "type = \"offset\"\npage_size = 50\ntotal_pointer = \"/total\"";
+    job(&ws, "lying", "path = \"/hostile/lying\"", pagination, "");
+    let out = ws.apisnap(&["run", "lying"], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    let stated = records + HOSTILE_LIE;
+    assert!(
+        stderr.contains(&format!(
+            "stated {stated} records but the run wrote {records}"
+        )),
+        "{stderr}"
+    );
+    let snapshot = ws.path().join("out/lying");
+    assert!(!snapshot.join("_SUCCESS").exists(), "not marked complete");
+    assert!(!ws.path().join("out/latest.json").exists());
+    // The committed parts stay, and a resumed run (nothing left to fetch) checks the same.
+    let out = ws.apisnap(&["run", "lying"], &env).await;
+    assert_exit(&out, 4);
+
+    // The job accepts the difference: complete, with a warning and both numbers kept.
+    job(
+        &ws,
+        "lying",
+        "path = \"/hostile/lying\"",
+        pagination,
+        "on_count_mismatch = \"warn\"",
+    );
+    let out = ws.apisnap(&["run", "lying"], &env).await;
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("differ from the count"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(snapshot.join("_SUCCESS").exists());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], records);
+    assert_eq!(manifest["stated_records"], stated);
+    check::parquet(&only_file(&snapshot, "parquet"), records);
+}
+
+/// Everything a run leaves that a person or a log collector reads: its output, the state,
+/// the run report, `status --json`.
+async fn everything_shown(
+    ws: &Workspace,
+    env: &[(String, String)],
+    outputs: &[&std::process::Output],
+) -> String {
+    let mut all = String::new();
+    for out in outputs {
+        all.push_str(&text(&out.stdout));
+        all.push_str(&text(&out.stderr));
+    }
+    for file in ws.files() {
+        if file.extension().is_some_and(|e| e == "json") {
+            all.push_str(&std::fs::read_to_string(ws.path().join(&file)).unwrap());
+        }
+    }
+    let status = ws.apisnap(&["status", "--json"], env).await;
+    all.push_str(&text(&status.stdout));
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_a_server_echoes_in_its_next_urls_are_never_shown_stored_or_sent_twice() {
+    use apisnap::sandbox::HOSTILE_API_KEY;
+    let records = 137;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: std::time::Duration::from_millis(60),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let endpoint = "path = \"/hostile/echo\"\nquery = { skip = 0, limit = 10 }";
+    let pagination = "type = \"next_url\"\nnext_pointer = \"/next\"";
+
+    // A bearer token, echoed as `access_token=…`; and a static key sent in the query,
+    // echoed as `api_key=…`.
+    for keyed in [false, true] {
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+        env.push(("APISNAP_LOG".into(), "debug".into()));
+        let name = if keyed { "keyed" } else { "bearer" };
+        let extra = if keyed {
+            ws.write(
+                "jobs/providers/keyed.toml",
+                &format!(
+                    "base_url = \"{}\"\n[auth]\ntype = \"api_key\"\nkey = \"env:HOSTILE_KEY\"\n\
+                     query_param = \"api_key\"\n",
+                    sandbox.base_url("seal")
+                ),
+            );
+            env.push(("HOSTILE_KEY".into(), HOSTILE_API_KEY.into()));
+            "provider = \"keyed\""
+        } else {
+            ""
+        };
+        let job_text = format!(
+            "{}\n[endpoint]\n{endpoint}\n[pagination]\n{pagination}\n[output]\ndir = \"out/{{job}}\"\n",
+            if keyed {
+                extra
+            } else {
+                "provider = \"seal_metrics\""
+            }
+        );
+        ws.write(&format!("jobs/{name}.toml"), &job_text);
+
+        // Stopped mid-run, so that the checkpoint holds a server's URL; then resumed.
+        let child = common::spawn(&ws, &env, &["run", name]);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        common::terminate(&child);
+        let stopped = child.wait_with_output().await.unwrap();
+        assert_eq!(
+            stopped.status.code(),
+            Some(130),
+            "{}",
+            text(&stopped.stderr)
+        );
+        let state = std::fs::read_to_string(ws.path().join(format!("state/{name}.json"))).unwrap();
+        assert!(
+            state.contains("hostile/echo?skip="),
+            "a server URL is kept: {state}"
+        );
+        let finished = ws.apisnap(&["run", name], &env).await;
+        assert_exit(&finished, 0);
+        common::check_parquet_snapshot(&ws.path().join("out").join(name), records);
+
+        let shown = everything_shown(&ws, &env, &[&stopped, &finished]).await;
+        assert!(shown.contains("hostile/echo?skip="), "URLs were logged");
+        let mut secrets = sandbox.issued_tokens();
+        secrets.push(HOSTILE_API_KEY.to_string());
+        for secret in &secrets {
+            assert!(
+                !shown.contains(secret.as_str()),
+                "{name}: a credential was shown"
+            );
+        }
+        assert!(!shown.contains("access_token="), "{name}");
+        // Each request carries the key once, where the provider says, and no token in its URL.
+        for r in sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.target.starts_with("/seal/hostile/echo"))
+        {
+            assert!(!r.target.contains("access_token="), "{}", r.target);
+            let keys = r.target.matches("api_key=").count();
+            assert!(keys <= 1, "sent twice: {}", r.target);
+        }
+    }
+}
