@@ -12,126 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::auth::{AuthError, Authenticator, Credentials};
 use crate::decode;
-use crate::http::{describe, parse_retry_after, snippet};
+pub use crate::http::RetryConfig;
+use crate::http::{FullJitter, Http, describe, parse_retry_after, snippet};
 use crate::paginate::{PageOutcome, PageRequest, Pointers};
 use crate::ratelimit::Limiter;
-use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
-
-/// Retries of failed requests: exponential backoff with full jitter, honouring the server's
-/// `Retry-After`.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Retries after the first attempt (0 disables retries).
-    #[serde(default = "default_max_retries")]
-    pub max_retries: usize,
-    /// The first wait's ceiling, in milliseconds; each later ceiling doubles. The wait is
-    /// drawn at random below the ceiling ("full jitter"), so that many clients do not retry
-    /// in step.
-    #[serde(default = "default_base_delay_ms")]
-    pub base_delay_ms: u64,
-    /// The longest single wait, in milliseconds; also caps a server's `Retry-After`.
-    #[serde(default = "default_max_delay_ms")]
-    pub max_delay_ms: u64,
-    /// Give up retrying one request once this many seconds of waiting have passed.
-    #[serde(default = "default_max_elapsed_secs")]
-    pub max_elapsed_secs: u64,
-}
-
-fn default_max_retries() -> usize {
-    5
-}
-fn default_base_delay_ms() -> u64 {
-    1000
-}
-fn default_max_delay_ms() -> u64 {
-    30_000
-}
-fn default_max_elapsed_secs() -> u64 {
-    300
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_retries: default_max_retries(),
-            base_delay_ms: default_base_delay_ms(),
-            max_delay_ms: default_max_delay_ms(),
-            max_elapsed_secs: default_max_elapsed_secs(),
-        }
-    }
-}
-
-impl RetryConfig {
-    pub fn validate(&self, errors: &mut ConfigErrors) {
-        if self.base_delay_ms > self.max_delay_ms {
-            errors.push(ConfigError::field(
-                "retry.max_delay_ms",
-                format!(
-                    "{} is below `base_delay_ms` ({}): expected at least the base delay",
-                    self.max_delay_ms, self.base_delay_ms
-                ),
-            ));
-        }
-    }
-}
-
-/// Full-jitter exponential backoff with a total budget, as a `backon` builder.
-#[derive(Clone, Debug)]
-struct FullJitter {
-    config: RetryConfig,
-}
-
-impl BackoffBuilder for FullJitter {
-    type Backoff = FullJitterIter;
-
-    fn build(self) -> FullJitterIter {
-        FullJitterIter {
-            attempt: 0,
-            waited: Duration::ZERO,
-            config: self.config,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct FullJitterIter {
-    attempt: u32,
-    waited: Duration,
-    config: RetryConfig,
-}
-
-impl Iterator for FullJitterIter {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        if self.attempt as usize >= self.config.max_retries {
-            return None;
-        }
-        let ceiling = self
-            .config
-            .base_delay_ms
-            .saturating_mul(1u64 << self.attempt.min(32))
-            .min(self.config.max_delay_ms);
-        let wait = Duration::from_millis(fastrand::u64(0..=ceiling));
-        if self.waited + wait > Duration::from_secs(self.config.max_elapsed_secs) {
-            return None;
-        }
-        self.attempt += 1;
-        self.waited += wait;
-        Some(wait)
-    }
-}
+use crate::vocab::JsonPointer;
 
 /// A request that failed. Never carries a credential.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +65,17 @@ pub enum FetchError {
         url: String,
         why: String,
     },
+    #[error(
+        "job `{job}`: {request} answered more than {} (decompressed), the provider's \
+         `max_response_bytes`: ask for smaller pages (`pagination.page_size`), or raise \
+         `max_response_bytes` if such answers are expected",
+        crate::http::size(*limit)
+    )]
+    TooLarge {
+        job: String,
+        request: String,
+        limit: u64,
+    },
     #[error("job `{job}`: {source}")]
     Auth {
         job: String,
@@ -184,11 +88,11 @@ impl FetchError {
     /// Worth another attempt: the server or the network may do better next time.
     pub fn is_transient(&self) -> bool {
         match self {
-            FetchError::Status { status, .. } => {
-                matches!(status.as_u16(), 408 | 425 | 429 | 500 | 502 | 503 | 504)
-            }
+            FetchError::Status { status, .. } => crate::http::is_transient_status(*status),
             FetchError::Transport { .. } | FetchError::BadBody { .. } => true,
-            FetchError::Auth { .. } | FetchError::ForeignHost { .. } => false,
+            FetchError::Auth { .. }
+            | FetchError::ForeignHost { .. }
+            | FetchError::TooLarge { .. } => false,
         }
     }
 
@@ -200,6 +104,7 @@ impl FetchError {
             }
             FetchError::Auth { source, .. } => source.to_string(),
             FetchError::ForeignHost { why, .. } => format!("foreign origin: {why}"),
+            FetchError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
         }
     }
 }
@@ -218,14 +123,13 @@ pub struct Page {
 /// Everything needed to request pages of one job's endpoint.
 pub struct Fetcher {
     job: String,
-    client: reqwest::Client,
+    http: Http,
     method: Method,
     url: Url,
     query: Vec<(String, String)>,
     headers: HeaderMap,
     body: Option<serde_json::Value>,
     auth: Arc<Authenticator>,
-    retry: RetryConfig,
     records_pointer: JsonPointer,
     /// What the paginator reads in each answer, by name and as the list the scan reads.
     pointers: Pointers,
@@ -242,14 +146,14 @@ pub struct Fetcher {
 /// What [`Fetcher::new`] needs.
 pub struct FetcherParts {
     pub job: String,
-    pub client: reqwest::Client,
+    /// The provider's client, retry policy and answer size limit.
+    pub http: Http,
     pub method: Method,
     pub url: Url,
     pub query: BTreeMap<String, String>,
     pub headers: HeaderMap,
     pub body: Option<serde_json::Value>,
     pub auth: Arc<Authenticator>,
-    pub retry: RetryConfig,
     pub records_pointer: JsonPointer,
     /// The places in each answer the paginator reads.
     pub pointers: Pointers,
@@ -262,14 +166,13 @@ impl Fetcher {
         let origins = crate::http::Origins::new(&parts.url, &parts.allowed_hosts);
         Fetcher {
             job: parts.job,
-            client: parts.client,
+            http: parts.http,
             method: parts.method,
             url: parts.url,
             query: parts.query.into_iter().collect(),
             headers: parts.headers,
             body: parts.body,
             auth: parts.auth,
-            retry: parts.retry,
             records_pointer: parts.records_pointer,
             pointer_list: parts.pointers.list(),
             pointers: parts.pointers,
@@ -392,10 +295,10 @@ impl Fetcher {
             attempts.fetch_add(1, Ordering::Relaxed);
             self.attempt(&url, &request, page, body.clone())
         };
-        let max_delay = Duration::from_millis(self.retry.max_delay_ms);
+        let max_delay = Duration::from_millis(self.http.retry.max_delay_ms);
         attempt
             .retry(FullJitter {
-                config: self.retry.clone(),
+                config: self.http.retry.clone(),
             })
             .when(FetchError::is_transient)
             .adjust(|err, wait| match err {
@@ -479,10 +382,17 @@ impl Fetcher {
             .collect();
         let link = (!links.is_empty()).then(|| links.join(", "));
         let content_range = header(reqwest::header::CONTENT_RANGE);
-        let body = response.bytes().await.map_err(|e| FetchError::Transport {
-            job: self.job.clone(),
-            request: request.to_string(),
-            reason: format!("reading the body failed: {}", describe(&e)),
+        let body = self.http.read_body(response).await.map_err(|e| match e {
+            crate::http::BodyError::TooLarge { limit } => FetchError::TooLarge {
+                job: self.job.clone(),
+                request: request.to_string(),
+                limit,
+            },
+            crate::http::BodyError::Transport(reason) => FetchError::Transport {
+                job: self.job.clone(),
+                request: request.to_string(),
+                reason: format!("reading the body failed: {reason}"),
+            },
         })?;
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -520,7 +430,7 @@ impl Fetcher {
 
     async fn credentials(&self) -> Result<Credentials, FetchError> {
         self.auth
-            .credentials(&self.client)
+            .credentials(&self.http)
             .await
             .map_err(|source| FetchError::Auth {
                 job: self.job.clone(),
@@ -549,6 +459,7 @@ impl Fetcher {
             }
         }
         let mut builder = self
+            .http
             .client
             .request(self.method.clone(), url)
             .headers(self.headers.clone());
@@ -574,26 +485,5 @@ impl Fetcher {
             request: request.to_string(),
             reason: describe(&e),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_jitter_stays_under_the_ceilings_and_the_budget() {
-        let config = RetryConfig {
-            max_retries: 8,
-            base_delay_ms: 100,
-            max_delay_ms: 1000,
-            max_elapsed_secs: 2,
-        };
-        let waits: Vec<_> = FullJitter { config }.build().collect();
-        assert!(waits.len() <= 8);
-        for (i, w) in waits.iter().enumerate() {
-            assert!(*w <= Duration::from_millis((100u64 << i).min(1000)));
-        }
-        assert!(waits.iter().sum::<Duration>() <= Duration::from_secs(2));
     }
 }

@@ -4,6 +4,179 @@
 
 use std::time::Duration;
 
+use backon::BackoffBuilder;
+use bytes::Bytes;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::vocab::{ConfigError, ConfigErrors};
+
+/// Retries of failed requests: exponential backoff with full jitter, honouring the server's
+/// `Retry-After`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (0 disables retries).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    /// The first wait's ceiling, in milliseconds; each later ceiling doubles. The wait is
+    /// drawn at random below the ceiling ("full jitter"), so that many clients do not retry
+    /// in step.
+    #[serde(default = "default_base_delay_ms")]
+    pub base_delay_ms: u64,
+    /// The longest single wait, in milliseconds; also caps a server's `Retry-After`.
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: u64,
+    /// Give up retrying one request once this many seconds of waiting have passed.
+    #[serde(default = "default_max_elapsed_secs")]
+    pub max_elapsed_secs: u64,
+}
+
+fn default_max_retries() -> usize {
+    5
+}
+fn default_base_delay_ms() -> u64 {
+    1000
+}
+fn default_max_delay_ms() -> u64 {
+    30_000
+}
+fn default_max_elapsed_secs() -> u64 {
+    300
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_retries: default_max_retries(),
+            base_delay_ms: default_base_delay_ms(),
+            max_delay_ms: default_max_delay_ms(),
+            max_elapsed_secs: default_max_elapsed_secs(),
+        }
+    }
+}
+
+impl RetryConfig {
+    pub fn validate(&self, errors: &mut ConfigErrors) {
+        if self.base_delay_ms > self.max_delay_ms {
+            errors.push(ConfigError::field(
+                "retry.max_delay_ms",
+                format!(
+                    "{} is below `base_delay_ms` ({}): expected at least the base delay",
+                    self.max_delay_ms, self.base_delay_ms
+                ),
+            ));
+        }
+    }
+}
+
+/// Full-jitter exponential backoff with a total budget, as a `backon` builder.
+#[derive(Clone, Debug)]
+pub struct FullJitter {
+    pub config: RetryConfig,
+}
+
+impl BackoffBuilder for FullJitter {
+    type Backoff = FullJitterIter;
+
+    fn build(self) -> FullJitterIter {
+        FullJitterIter {
+            attempt: 0,
+            waited: Duration::ZERO,
+            config: self.config,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FullJitterIter {
+    attempt: u32,
+    waited: Duration,
+    config: RetryConfig,
+}
+
+impl Iterator for FullJitterIter {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.attempt as usize >= self.config.max_retries {
+            return None;
+        }
+        let ceiling = self
+            .config
+            .base_delay_ms
+            .saturating_mul(1u64 << self.attempt.min(32))
+            .min(self.config.max_delay_ms);
+        let wait = Duration::from_millis(fastrand::u64(0..=ceiling));
+        if self.waited + wait > Duration::from_secs(self.config.max_elapsed_secs) {
+            return None;
+        }
+        self.attempt += 1;
+        self.waited += wait;
+        Some(wait)
+    }
+}
+
+/// The largest answer read by default, decompressed: far above any page of records, far
+/// below what would exhaust the machine.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// One provider's HTTP: the client, the retry policy, and the largest answer it reads. Data
+/// requests and login requests share it.
+#[derive(Clone, Debug)]
+pub struct Http {
+    pub client: reqwest::Client,
+    pub retry: RetryConfig,
+    /// Answers larger than this (decompressed) are refused before they are all in memory.
+    pub max_response_bytes: u64,
+}
+
+/// Why a body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Larger than `max_response_bytes`, decompressed.
+    TooLarge { limit: u64 },
+    /// The connection failed while it was read.
+    Transport(String),
+}
+
+impl Http {
+    /// Reads `response`'s body, decompressed, as it arrives; one larger than
+    /// `max_response_bytes` is refused as soon as it is (a small gzip page can decompress to
+    /// gigabytes).
+    pub async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, BodyError> {
+        let limit = self.max_response_bytes;
+        let hint = response.content_length().unwrap_or(0).min(limit) as usize;
+        let mut body = bytes::BytesMut::with_capacity(hint);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| BodyError::Transport(describe(&e)))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+}
+
+/// Statuses worth another attempt: the server or the network may do better next time.
+pub fn is_transient_status(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// A size in words: `128 MiB`.
+pub fn size(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// `Retry-After`: seconds, or an HTTP date.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
@@ -200,5 +373,21 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn full_jitter_stays_under_the_ceilings_and_the_budget() {
+        let config = RetryConfig {
+            max_retries: 8,
+            base_delay_ms: 100,
+            max_delay_ms: 1000,
+            max_elapsed_secs: 2,
+        };
+        let waits: Vec<_> = FullJitter { config }.build().collect();
+        assert!(waits.len() <= 8);
+        for (i, w) in waits.iter().enumerate() {
+            assert!(*w <= Duration::from_millis((100u64 << i).min(1000)));
+        }
+        assert!(waits.iter().sum::<Duration>() <= Duration::from_secs(2));
     }
 }

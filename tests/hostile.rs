@@ -241,3 +241,136 @@ async fn credentials_a_server_echoes_in_its_next_urls_are_never_shown_stored_or_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_url_on_another_port_of_the_same_host_gets_no_credentials() {
+    let sandbox = common::start_sandbox(SandboxConfig::default()).await;
+    // Something listens on the other port, to see whether apisnap connects there.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = elsewhere.local_addr().unwrap().port();
+    let ws = Workspace::with_shipped_jobs();
+    job(
+        &ws,
+        "other_port",
+        &format!("path = \"/hostile/other-port\"\nquery = {{ to = {port} }}"),
+        "type = \"next_url\"\nnext_pointer = \"/next\"",
+        "",
+    );
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", "other_port"], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("on port {port}, which is not the provider's")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("refusing to send credentials there"),
+        "{stderr}"
+    );
+    let connected =
+        tokio::time::timeout(std::time::Duration::from_millis(200), elsewhere.accept()).await;
+    assert!(connected.is_err(), "apisnap connected to the other port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_login_kind_rides_out_faults_on_its_login_endpoints() {
+    use apisnap::sandbox::{Fault, FaultConfig};
+    let records = 3_000;
+    // Half the login and token requests fail: 500, 503, 429 with Retry-After, a reset.
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        login_faults: FaultConfig {
+            rate: 0.5,
+            seed: 7,
+            kinds: ["500", "503", "429", "close"]
+                .iter()
+                .map(|f| Fault::parse(f).unwrap())
+                .collect(),
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    for (provider, path, job, format) in common::PROVIDER_JOBS {
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&sandbox, &ws, provider);
+        let p = apisnap::env::provider_prefix(provider);
+        for (k, v) in [
+            ("RETRY__BASE_DELAY_MS", "20"),
+            ("RETRY__MAX_DELAY_MS", "1200"),
+            ("RETRY__MAX_RETRIES", "8"),
+        ] {
+            env.push((format!("{p}__{k}"), v.into()));
+        }
+        let out = ws.apisnap(&["run", job], &env).await;
+        assert_exit(&out, 0);
+        common::check_output(&ws, format, records);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("retrying the login request"),
+            "{provider}: the faults reached its login:\n{stderr}"
+        );
+        let _ = path;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_refused_for_its_credentials_is_sent_once() {
+    let sandbox = common::start_sandbox(SandboxConfig::default()).await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.retain(|(k, _)| k != "SEAL_METRICS_PASSWORD");
+    env.push(("SEAL_METRICS_PASSWORD".into(), "wrong".into()));
+    let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
+    assert_exit(&out, 3);
+    let logins = sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.target.starts_with("/seal/auth/login"))
+        .count();
+    assert_eq!(logins, 1, "a 401 on the login is not retried");
+    assert!(
+        !text(&out.stderr).contains("retrying"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_past_max_response_bytes_is_refused_before_it_fills_memory() {
+    // 256 MiB of page, a few hundred kilobytes on the wire.
+    let sandbox = common::start_sandbox(SandboxConfig {
+        compress: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    job(
+        &ws,
+        "huge",
+        "path = \"/hostile/huge\"",
+        "type = \"none\"",
+        "",
+    );
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.push((
+        "APISNAP_PROVIDER_SEAL_METRICS__MAX_RESPONSE_BYTES".into(),
+        (8 * 1024 * 1024).to_string(),
+    ));
+    let out = ws.apisnap(&["run", "huge"], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("answered more than 8 MiB (decompressed)")
+            && stderr.contains("max_response_bytes"),
+        "{stderr}"
+    );
+    // Refused at once, not retried: another attempt would be as large.
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    let served = sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.target.starts_with("/seal/hostile/huge"))
+        .count();
+    assert_eq!(served, 1);
+}

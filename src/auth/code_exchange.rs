@@ -162,10 +162,11 @@ impl CodeExchange {
         self.reissue_url.is_some()
     }
 
-    pub async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
         let errors = [&self.config.error_pointer];
         let answer = Exchange::send(
-            client
+            http,
+            http.client
                 .post(self.authorize_url.clone())
                 .json(&credentials_body(&self.fields)),
         )
@@ -180,7 +181,8 @@ impl CodeExchange {
             )
         })?;
         let answer = Exchange::send(
-            client
+            http,
+            http.client
                 .post(self.token_url.clone())
                 .json(&serde_json::json!({"code": code, "grant_type": self.config.grant_type})),
         )
@@ -190,7 +192,7 @@ impl CodeExchange {
             .map_err(|e| format!("token step at {}: {e}", self.token_url))?;
         let mut token = self.config.token.parse(&body)?;
         if let (Some(url), Some(account)) = (&self.account_url, &self.config.account) {
-            let id = self.account(client, url, account, &token).await?;
+            let id = self.account(http, url, account, &token).await?;
             token.headers.push((account.header.clone(), id));
         }
         Ok(token)
@@ -199,12 +201,13 @@ impl CodeExchange {
     /// Trades the current token for a fresh one; the account context carries over.
     pub async fn reissue(
         &self,
-        client: &reqwest::Client,
+        http: &crate::http::Http,
         current: &Token,
     ) -> Result<Token, String> {
         let url = self.reissue_url.as_ref().ok_or("no reissue path")?;
         let answer = Exchange::send(
-            client
+            http,
+            http.client
                 .post(url.clone())
                 .json(&serde_json::json!({"token": current.value.expose()})),
         )
@@ -217,13 +220,14 @@ impl CodeExchange {
 
     async fn account(
         &self,
-        client: &reqwest::Client,
+        http: &crate::http::Http,
         url: &Url,
         account: &AccountConfig,
         token: &Token,
     ) -> Result<String, String> {
         let auth = super::authorization(&self.config.token.scheme, &token.value);
-        let answer = Exchange::send(client.get(url.clone()).header(auth.0, auth.1)).await?;
+        let answer =
+            Exchange::send(http, http.client.get(url.clone()).header(auth.0, auth.1)).await?;
         let body = answer
             .success_json(&[&self.config.error_pointer])
             .map_err(|e| format!("listing accounts at {url}: {e}"))?;

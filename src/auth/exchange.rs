@@ -3,7 +3,16 @@
 use reqwest::StatusCode;
 
 use super::string_at;
+use crate::http::{BodyError, FullJitter, Http};
 use crate::vocab::JsonPointer;
+
+/// A login request that did not get an answer worth reading.
+struct Failure {
+    message: String,
+    /// A new attempt may do better (the network, or the server's state).
+    transient: bool,
+    retry_after: Option<std::time::Duration>,
+}
 
 /// A token endpoint's answer.
 pub(crate) struct Exchange {
@@ -13,17 +22,80 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// Sends `request` and reads the whole answer.
-    pub async fn send(request: reqwest::RequestBuilder) -> Result<Exchange, String> {
+    /// Sends `request` and reads the whole answer (at most the provider's
+    /// `max_response_bytes`), retried like a data request on a transient failure — a reset
+    /// connection, a timeout, 408, 425, 429 (after its `Retry-After`), 5xx — and never on an
+    /// answer about the credentials.
+    pub async fn send(http: &Http, request: reqwest::RequestBuilder) -> Result<Exchange, String> {
+        use backon::Retryable;
+        let target = request
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .map(|r| format!("{} {}", r.method(), r.url()))
+            .unwrap_or_else(|| "the login request".into());
+        let attempt = || async {
+            let request = request.try_clone().ok_or_else(|| Failure {
+                message: "the request cannot be sent twice".into(),
+                transient: false,
+                retry_after: None,
+            })?;
+            Self::once(http, request).await
+        };
+        let max_delay = std::time::Duration::from_millis(http.retry.max_delay_ms);
+        attempt
+            .retry(FullJitter {
+                config: http.retry.clone(),
+            })
+            .when(|f: &Failure| f.transient)
+            .adjust(|f, wait| match f.retry_after {
+                // The server knows best when to come back, within our own ceiling.
+                Some(after) => wait.map(|_| after.min(max_delay)),
+                None => wait,
+            })
+            .notify(|f, wait| {
+                tracing::warn!(request = %target, error = %f.message, wait_ms = wait.as_millis() as u64, "retrying the login request");
+            })
+            .await
+            .map_err(|f| f.message)
+    }
+
+    async fn once(http: &Http, request: reqwest::RequestBuilder) -> Result<Exchange, Failure> {
+        let transient = |message: String| Failure {
+            message,
+            transient: true,
+            retry_after: None,
+        };
         let response = request
             .send()
             .await
-            .map_err(|e| format!("request failed: {}", crate::http::describe(&e)))?;
+            .map_err(|e| transient(format!("request failed: {}", crate::http::describe(&e))))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| format!("reading the response failed: {}", crate::http::describe(&e)))?;
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::http::parse_retry_after);
+        let body = http.read_body(response).await.map_err(|e| match e {
+            BodyError::TooLarge { limit } => Failure {
+                message: format!(
+                    "the answer is larger than {} (the provider's `max_response_bytes`)",
+                    crate::http::size(limit)
+                ),
+                transient: false,
+                retry_after: None,
+            },
+            BodyError::Transport(reason) => {
+                transient(format!("reading the response failed: {reason}"))
+            }
+        })?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if crate::http::is_transient_status(status) {
+            return Err(Failure {
+                message: format!("HTTP {status}: {}", crate::http::snippet(&body)),
+                transient: true,
+                retry_after,
+            });
+        }
         let json = serde_json::from_str(&text).ok();
         Ok(Exchange { status, text, json })
     }

@@ -148,11 +148,12 @@ impl JwtAssertion {
         .map_err(|e| format!("cannot sign the request token: {e}"))
     }
 
-    pub async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
         let jwt = self.assertion()?;
         let body = serde_json::json!({ self.config.assertion_field.clone(): jwt });
         let result = async {
-            let answer = Exchange::send(client.post(self.url.clone()).json(&body)).await?;
+            let answer =
+                Exchange::send(http, http.client.post(self.url.clone()).json(&body)).await?;
             let body = answer.success_json(&[&self.config.error_pointer])?;
             self.config.token.parse(&body)
         }

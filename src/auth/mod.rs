@@ -293,10 +293,10 @@ impl Authenticator {
 
     /// The credentials for the next request; logs in (once, for all waiting callers) when
     /// there is no fresh token.
-    pub async fn credentials(&self, client: &reqwest::Client) -> Result<Credentials, AuthError> {
+    pub async fn credentials(&self, http: &crate::http::Http) -> Result<Credentials, AuthError> {
         match &self.kind {
             AuthKind::Static(c) => Ok(c.clone()),
-            AuthKind::Session(s) => s.credentials(client).await,
+            AuthKind::Session(s) => s.credentials(http).await,
         }
     }
 

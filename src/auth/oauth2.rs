@@ -78,7 +78,7 @@ impl OAuth2 {
         vec![&self.client_secret, &self.client_id]
     }
 
-    pub async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
         let mut form = vec![
             ("client_id", self.client_id.expose()),
             ("client_secret", self.client_secret.expose()),
@@ -87,7 +87,7 @@ impl OAuth2 {
         if let Some(scope) = &self.config.scope {
             form.push(("scope", scope));
         }
-        let answer = Exchange::send(client.post(self.url.clone()).form(&form)).await?;
+        let answer = Exchange::send(http, http.client.post(self.url.clone()).form(&form)).await?;
         // RFC 6749 §5.2: `error` and `error_description`.
         let body = answer.success_json(&[&pointer("/error"), &pointer("/error_description")])?;
         self.config.token.parse(&body)

@@ -87,9 +87,10 @@ impl PasswordLogin {
         self.fields.values().collect()
     }
 
-    pub async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
         let answer = Exchange::send(
-            client
+            http,
+            http.client
                 .post(self.url.clone())
                 .json(&credentials_body(&self.fields)),
         )

@@ -30,23 +30,23 @@ pub(crate) enum Login {
 }
 
 impl Login {
-    async fn login(&self, client: &reqwest::Client) -> Result<Token, String> {
+    async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
         match self {
-            Login::Password(l) => l.login(client).await,
-            Login::CodeExchange(l) => l.login(client).await,
-            Login::Jwt(l) => l.login(client).await,
-            Login::OAuth2(l) => l.login(client).await,
+            Login::Password(l) => l.login(http).await,
+            Login::CodeExchange(l) => l.login(http).await,
+            Login::Jwt(l) => l.login(http).await,
+            Login::OAuth2(l) => l.login(http).await,
         }
     }
 
     /// Trades a still-valid token for a fresh one, where the kind can.
     async fn reissue(
         &self,
-        client: &reqwest::Client,
+        http: &crate::http::Http,
         token: &Token,
     ) -> Option<Result<Token, String>> {
         match self {
-            Login::CodeExchange(l) if l.can_reissue() => Some(l.reissue(client, token).await),
+            Login::CodeExchange(l) if l.can_reissue() => Some(l.reissue(http, token).await),
             _ => None,
         }
     }
@@ -111,6 +111,10 @@ struct State {
     generation: u64,
     /// The cache is read once, before the first login.
     cache_checked: bool,
+    /// A login that failed (after its retries): the requests waiting behind it fail with
+    /// the same answer instead of each sending the credentials again — a server that
+    /// rejected them once would count every try against the account.
+    failed: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for TokenSession {
@@ -154,7 +158,7 @@ impl TokenSession {
 
     pub(crate) async fn credentials(
         &self,
-        client: &reqwest::Client,
+        http: &crate::http::Http,
     ) -> Result<Credentials, AuthError> {
         let mut state = self.state.lock().await;
         let now = Utc::now();
@@ -166,7 +170,7 @@ impl TokenSession {
                 ..creds.clone()
             });
         }
-        let token = self.fresh_token(client, &mut state, now).await?;
+        let token = self.fresh_token(http, &mut state, now).await?;
         self.install(&mut state, token);
         let (_, creds) = state.token.as_ref().expect("just installed");
         Ok(Credentials {
@@ -179,7 +183,7 @@ impl TokenSession {
     /// full login.
     async fn fresh_token(
         &self,
-        client: &reqwest::Client,
+        http: &crate::http::Http,
         state: &mut State,
         now: DateTime<Utc>,
     ) -> Result<Token, AuthError> {
@@ -200,7 +204,7 @@ impl TokenSession {
         }
         if let Some((old, _)) = &state.token
             && !old.is_expired(now)
-            && let Some(result) = self.login.reissue(client, old).await
+            && let Some(result) = self.login.reissue(http, old).await
         {
             match result {
                 Ok(token) => {
@@ -213,15 +217,22 @@ impl TokenSession {
                 }
             }
         }
-        let token = self
-            .login
-            .login(client)
-            .await
-            .map_err(|message| AuthError::Login {
-                provider: self.provider.clone(),
-                url: self.login.url().to_string(),
-                message: self.redact(&message),
-            })?;
+        let failure = |url: String, message: String| AuthError::Login {
+            provider: self.provider.clone(),
+            url,
+            message,
+        };
+        if let Some((url, message)) = &state.failed {
+            return Err(failure(url.clone(), message.clone()));
+        }
+        let token = match self.login.login(http).await {
+            Ok(token) => token,
+            Err(message) => {
+                let (url, message) = (self.login.url().to_string(), self.redact(&message));
+                state.failed = Some((url.clone(), message.clone()));
+                return Err(failure(url, message));
+            }
+        };
         self.logins.fetch_add(1, Ordering::Relaxed);
         tracing::info!(provider = %self.provider, expires_at = ?token.expires_at, "logged in");
         self.store(&token);

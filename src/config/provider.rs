@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigErrors, check_base_url};
 use crate::auth::AuthConfig;
-use crate::fetch::RetryConfig;
+use crate::http::RetryConfig;
 
 /// A provider: base URL, authentication and what every request to it carries.
 /// File: `jobs/providers/<name>.toml`; override any field with
@@ -51,6 +51,14 @@ pub struct ProviderConfig {
     /// Seconds a connection attempt may take.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// The largest answer read, in bytes after decompression (login answers too); a larger
+    /// one fails the request instead of filling memory. Default 128 MiB.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+fn default_max_response_bytes() -> u64 {
+    crate::http::DEFAULT_MAX_RESPONSE_BYTES
 }
 
 fn default_user_agent() -> String {
@@ -90,6 +98,11 @@ impl ProviderConfig {
             self.connect_timeout_secs > 0,
             "connect_timeout_secs",
             "expected at least 1 second",
+        );
+        errors.require(
+            self.max_response_bytes >= 1024,
+            "max_response_bytes",
+            "expected at least 1024 bytes (the default is 134217728, 128 MiB)",
         );
         for entry in &self.allowed_hosts {
             let checked = if entry.contains("://") {

@@ -115,16 +115,20 @@ impl JobDefinition {
         })?;
         let endpoint = &self.job.endpoint;
         let paginator = self.job.pagination.build();
+        let http = crate::http::Http {
+            client,
+            retry: provider.retry.clone(),
+            max_response_bytes: provider.max_response_bytes,
+        };
         let fetcher = Fetcher::new(FetcherParts {
             job: self.name.clone(),
-            client,
+            http,
             method: endpoint.method.as_reqwest(),
             url: join_url(&base, &endpoint.path),
             query: endpoint.query.clone(),
             headers,
             body: endpoint.body.clone(),
             auth: Arc::new(auth),
-            retry: provider.retry.clone(),
             records_pointer: endpoint.records_pointer.clone(),
             pointers: paginator.pointers().clone(),
             allowed_hosts: provider.allowed_hosts.clone(),

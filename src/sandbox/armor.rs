@@ -36,6 +36,9 @@ struct Credentials {
 }
 
 async fn authorize_step(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    if let Some(fault) = super::login_fault(&shared).await {
+        return fault;
+    }
     let creds: Option<Credentials> = serde_json::from_slice(&body).ok();
     let ok = creds.is_some_and(|c| {
         c.user_name.as_deref() == Some(credentials::ARMOR_USERNAME)
@@ -67,6 +70,9 @@ struct TokenRequest {
 }
 
 async fn token_step(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    if let Some(fault) = super::login_fault(&shared).await {
+        return fault;
+    }
     let req: Option<TokenRequest> = serde_json::from_slice(&body).ok();
     let Some(req) = req else {
         return json_error(

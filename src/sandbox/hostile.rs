@@ -15,6 +15,8 @@
 //! - `echo`: next URLs that echo the credential the request came with: the bearer token as
 //!   `access_token=…`, or the API key (`?api_key=`[`API_KEY`]) as `api_key=…`, as many APIs'
 //!   next links do.
+//! - `other-port`: a next URL on the same host at another port (`?to=PORT`).
+//! - `huge`: a page of [`HUGE`] bytes, streamed (a few hundred kilobytes when compressed).
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ const NAME: &str = "seal";
 pub const CAP: u64 = 10;
 /// How many records more than it has the `lying` endpoint states.
 pub const LIE: u64 = 5;
+/// The size of the `huge` endpoint's answer, uncompressed.
+pub const HUGE: u64 = 256 * 1024 * 1024;
 /// The static API key the `echo` endpoint accepts in `?api_key=`.
 pub const API_KEY: &str = "sandbox-static-api-key-0123";
 
@@ -44,6 +48,8 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/hostile/range", get(range))
         .route("/hostile/lying", get(lying))
         .route("/hostile/echo", get(echo))
+        .route("/hostile/other-port", get(other_port))
+        .route("/hostile/huge", get(huge))
 }
 
 async fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
@@ -273,4 +279,51 @@ async fn echo(
         &[("next", next)],
     );
     serve(&shared, NAME, "", body, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct OtherPortQuery {
+    to: u16,
+}
+
+/// A first page whose next URL is on this host at the port `to`: another origin.
+async fn other_port(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<OtherPortQuery>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let next = format!(
+        "http://127.0.0.1:{}/seal/hostile/other-port?to={}",
+        q.to, q.to
+    );
+    let body = page_body(&shared, Shape::Data, 0, CAP, &[("next", next.into())]);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// `{"pad": "aaaa…", "data": []}`, [`HUGE`] bytes in all, streamed as it is sent.
+async fn huge(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    use axum::response::IntoResponse;
+    if let Err(r) = auth(&shared, &headers).await {
+        return r;
+    }
+    const CHUNK: usize = 64 * 1024;
+    let chunks = HUGE as usize / CHUNK;
+    let pad = bytes::Bytes::from(vec![b'a'; CHUNK]);
+    let stream = futures_util::stream::iter(
+        std::iter::once(bytes::Bytes::from_static(b"{\"pad\":\""))
+            .chain(std::iter::repeat_n(pad, chunks))
+            .chain(std::iter::once(bytes::Bytes::from_static(
+                b"\",\"data\":[]}",
+            )))
+            .map(Ok::<_, std::io::Error>),
+    );
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }

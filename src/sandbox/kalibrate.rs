@@ -52,6 +52,9 @@ async fn token(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(fault) = super::login_fault(&shared).await {
+        return fault;
+    }
     let counters = shared.counters(NAME);
     let form_encoded = headers
         .get(header::CONTENT_TYPE)

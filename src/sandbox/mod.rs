@@ -72,6 +72,8 @@ pub struct SandboxConfig {
     pub latency: Duration,
     /// Failures injected into data requests.
     pub faults: FaultConfig,
+    /// Failures injected into login and token requests.
+    pub login_faults: FaultConfig,
     /// Compress answers (gzip, brotli, zstd, deflate) when the client accepts it.
     pub compress: bool,
     /// From this record on, records carry a field the earlier ones lack (`channel`), as an
@@ -93,6 +95,7 @@ impl Default for SandboxConfig {
             revoke_every: None,
             latency: Duration::ZERO,
             faults: FaultConfig::default(),
+            login_faults: FaultConfig::default(),
             compress: false,
             new_field_from: None,
             bad_value_every: None,
@@ -149,6 +152,8 @@ pub(crate) struct Shared {
     pub addr: std::sync::OnceLock<SocketAddr>,
     /// Data requests so far, for the fault injector.
     data_requests: AtomicU64,
+    /// Login and token requests so far, for the fault injector.
+    login_requests: AtomicU64,
     /// Records in the data set now (it can grow between runs).
     records: AtomicU64,
     /// The records rendered at start, with `prerender` (and no altered records).
@@ -232,6 +237,7 @@ impl Sandbox {
             log: Default::default(),
             addr: Default::default(),
             data_requests: AtomicU64::new(0),
+            login_requests: AtomicU64::new(0),
             records: AtomicU64::new(records),
             rendered,
         });
@@ -457,58 +463,12 @@ pub(crate) async fn serve(
     body: Vec<u8>,
     headers: Vec<(axum::http::HeaderName, String)>,
 ) -> axum::response::Response {
-    use axum::http::{StatusCode, header};
+    use axum::http::header;
     let n = shared.data_requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(fault) = shared.config.faults.pick(n) {
-        match fault {
-            Fault::Status500 | Fault::Status502 | Fault::Status503 => {
-                let status = match fault {
-                    Fault::Status500 => StatusCode::INTERNAL_SERVER_ERROR,
-                    Fault::Status502 => StatusCode::BAD_GATEWAY,
-                    _ => StatusCode::SERVICE_UNAVAILABLE,
-                };
-                return (status, "<html><body>upstream trouble</body></html>").into_response();
-            }
-            Fault::RetryAfterSeconds(secs) => {
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, secs.to_string())],
-                    "slow down",
-                )
-                    .into_response();
-            }
-            Fault::RetryAfterDate(secs) => {
-                // An HTTP date has whole seconds: round up so the wait is at least `secs`.
-                let at = chrono::Utc::now() + chrono::Duration::seconds(secs as i64 + 1);
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(
-                        header::RETRY_AFTER,
-                        at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
-                    )],
-                    "slow down",
-                )
-                    .into_response();
-            }
-            Fault::CloseMidBody => {
-                let half = body.len() / 2;
-                let first = bytes::Bytes::copy_from_slice(&body[..half]);
-                let stream = futures_util::stream::iter(vec![
-                    Ok::<_, std::io::Error>(first),
-                    Err(std::io::Error::other("connection dropped")),
-                ]);
-                return (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    axum::body::Body::from_stream(stream),
-                )
-                    .into_response();
-            }
-            Fault::Slow(wait) => tokio::time::sleep(wait).await,
-            Fault::MalformedJson => {
-                let cut = body[..body.len() / 2].to_vec();
-                return ([(header::CONTENT_TYPE, "application/json")], cut).into_response();
-            }
-        }
+    if let Some(fault) = shared.config.faults.pick(n)
+        && let Some(response) = fault_response(fault, &body).await
+    {
+        return response;
     }
     let served = shared
         .counters(provider)
@@ -530,6 +490,69 @@ pub(crate) async fn serve(
         }
     }
     response
+}
+
+/// The answer a fault makes of `body`; `None` for a fault that only delays it.
+async fn fault_response(fault: Fault, body: &[u8]) -> Option<axum::response::Response> {
+    use axum::http::{StatusCode, header};
+    Some(match fault {
+        Fault::Status500 | Fault::Status502 | Fault::Status503 => {
+            let status = match fault {
+                Fault::Status500 => StatusCode::INTERNAL_SERVER_ERROR,
+                Fault::Status502 => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (status, "<html><body>upstream trouble</body></html>").into_response()
+        }
+        Fault::RetryAfterSeconds(secs) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            "slow down",
+        )
+            .into_response(),
+        Fault::RetryAfterDate(secs) => {
+            // An HTTP date has whole seconds: round up so the wait is at least `secs`.
+            let at = chrono::Utc::now() + chrono::Duration::seconds(secs as i64 + 1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(
+                    header::RETRY_AFTER,
+                    at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                )],
+                "slow down",
+            )
+                .into_response()
+        }
+        Fault::CloseMidBody => {
+            let half = body.len() / 2;
+            let first = bytes::Bytes::copy_from_slice(&body[..half]);
+            let stream = futures_util::stream::iter(vec![
+                Ok::<_, std::io::Error>(first),
+                Err(std::io::Error::other("connection dropped")),
+            ]);
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        Fault::Slow(wait) => {
+            tokio::time::sleep(wait).await;
+            return None;
+        }
+        Fault::MalformedJson => {
+            let cut = body[..body.len() / 2].to_vec();
+            ([(header::CONTENT_TYPE, "application/json")], cut).into_response()
+        }
+    })
+}
+
+/// A fault for a login or token request (`SandboxConfig::login_faults`), if the injector
+/// picks one: what real token endpoints do under load. Handlers call it first.
+pub(crate) async fn login_fault(shared: &Shared) -> Option<axum::response::Response> {
+    let n = shared.login_requests.fetch_add(1, Ordering::Relaxed);
+    let fault = shared.config.login_faults.pick(n)?;
+    fault_response(fault, br#"{"access_token":"half"}"#).await
 }
 
 /// `skip`/`limit` query parameters.

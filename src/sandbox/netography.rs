@@ -50,6 +50,9 @@ fn reject(shared: &Shared, message: &str) -> Response {
 }
 
 async fn token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    if let Some(fault) = super::login_fault(&shared).await {
+        return fault;
+    }
     let Some(jwt) = serde_json::from_slice::<Body>(&body)
         .ok()
         .and_then(|b| b.jwt)

@@ -28,6 +28,9 @@ struct Login {
 }
 
 async fn login(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    if let Some(fault) = super::login_fault(&shared).await {
+        return fault;
+    }
     let counters = shared.counters(NAME);
     let login: Option<Login> = serde_json::from_slice(&body).ok();
     let ok = login.is_some_and(|l| {
