@@ -6,9 +6,9 @@
 //! arrive late) and so gets only newer records. The mark moves only when a run completes.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::types::{Date32Type, Decimal128Type, Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, TimeUnit};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,34 @@ impl IncrementalConfig {
         }
     }
 
+    /// A text mark less the lookback: seconds for a time, whole days (rounded up) for a
+    /// date, units for a decimal.
+    fn looked_back(&self, mark: &str) -> Result<String, String> {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(mark) {
+            let back =
+                t.with_timezone(&chrono::Utc) - chrono::Duration::seconds(self.lookback as i64);
+            return Ok(back.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(mark, "%Y-%m-%d") {
+            let days = self.lookback.div_ceil(86_400) as i64;
+            return Ok((d - chrono::Duration::days(days))
+                .format("%Y-%m-%d")
+                .to_string());
+        }
+        if decimal(mark).is_some() {
+            let (int, frac) = mark.split_once('.').unwrap_or((mark, ""));
+            let scale = frac.len() as u32;
+            let digits: i128 = format!("{int}{frac}").parse().map_err(|e| format!("{e}"))?;
+            let back = digits - self.lookback as i128 * 10i128.pow(scale);
+            return Ok(decimal_text(back, scale as i8));
+        }
+        Err(format!(
+            "the mark `{mark}` of `{}` is neither an ISO-8601 time, a date nor a number, so a \
+             lookback cannot be applied",
+            self.cursor_field
+        ))
+    }
+
     /// The value to send for a new run, from the newest run that left a mark.
     pub fn value(&self, history: &[RunRecord]) -> Result<Option<String>, String> {
         let Some(mark) = history.iter().find_map(|r| r.high_water.clone()) else {
@@ -62,41 +90,79 @@ impl IncrementalConfig {
                 _ => n.to_string(),
             },
             serde_json::Value::String(s) if self.lookback == 0 => s,
-            serde_json::Value::String(s) => {
-                let t = chrono::DateTime::parse_from_rfc3339(&s).map_err(|e| {
-                    format!(
-                        "the mark `{s}` of `{}` is not an ISO-8601 time ({e}), so a lookback \
-                         cannot be applied",
-                        self.cursor_field
-                    )
-                })?;
-                let back =
-                    t.with_timezone(&chrono::Utc) - chrono::Duration::seconds(self.lookback as i64);
-                back.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-            }
+            serde_json::Value::String(s) => self.looked_back(&s)?,
             other => other.to_string(),
         }))
     }
 }
 
-/// The highest value of `field` in a batch, if the column exists and has values.
+/// The highest value of `field` in a batch, if the column exists and has values: integers
+/// and floats as JSON numbers; times as ISO-8601 UTC text (`2026-01-01T00:00:00.123Z`, the
+/// column's precision kept); dates as `YYYY-MM-DD`; decimals and text as text.
 pub fn column_max(batch: &RecordBatch, field: &str) -> Option<serde_json::Value> {
     let column = batch.column_by_name(field)?;
-    match column.data_type() {
-        DataType::Int64 => column
-            .as_primitive::<Int64Type>()
+    let ints = |c: &dyn Array| -> Option<serde_json::Value> {
+        // Every integer type fits one of i64 and u64 after a cast.
+        if matches!(c.data_type(), DataType::UInt64) {
+            let c = c.as_primitive::<UInt64Type>();
+            return c.iter().flatten().max().map(Into::into);
+        }
+        let c = arrow_cast::cast(c, &DataType::Int64).ok()?;
+        c.as_primitive::<Int64Type>()
             .iter()
             .flatten()
             .max()
-            .map(Into::into),
-        DataType::Float64 => column
-            .as_primitive::<Float64Type>()
-            .iter()
-            .flatten()
-            .reduce(f64::max)
-            .map(Into::into),
+            .map(Into::into)
+    };
+    match column.data_type() {
+        t if t.is_integer() => ints(column.as_ref()),
+        DataType::Float64 | DataType::Float32 => {
+            let c = arrow_cast::cast(column, &DataType::Float64).ok()?;
+            c.as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .reduce(f64::max)
+                .map(Into::into)
+        }
+        DataType::Timestamp(unit, _) => {
+            // The values count from the epoch in UTC whatever the column's time zone.
+            let c = arrow_cast::cast(column, &DataType::Int64).ok()?;
+            let max = c.as_primitive::<Int64Type>().iter().flatten().max()?;
+            let nanos = match unit {
+                TimeUnit::Second => max as i128 * 1_000_000_000,
+                TimeUnit::Millisecond => max as i128 * 1_000_000,
+                TimeUnit::Microsecond => max as i128 * 1_000,
+                TimeUnit::Nanosecond => max as i128,
+            };
+            let at = chrono::DateTime::from_timestamp(
+                nanos.div_euclid(1_000_000_000) as i64,
+                nanos.rem_euclid(1_000_000_000) as u32,
+            )?;
+            Some(
+                at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    .into(),
+            )
+        }
+        DataType::Date32 | DataType::Date64 => {
+            let c = arrow_cast::cast(column, &DataType::Date32).ok()?;
+            let days = c.as_primitive::<Date32Type>().iter().flatten().max()?;
+            let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
+                .checked_add_signed(chrono::Duration::days(days as i64))?;
+            Some(date.format("%Y-%m-%d").to_string().into())
+        }
+        DataType::Decimal128(_, scale) => {
+            let c = column.as_primitive::<Decimal128Type>();
+            let max = c.iter().flatten().max()?;
+            Some(decimal_text(max, *scale).into())
+        }
         DataType::Utf8 => column
             .as_string::<i32>()
+            .iter()
+            .flatten()
+            .max()
+            .map(|s| s.to_string().into()),
+        DataType::LargeUtf8 => column
+            .as_string::<i64>()
             .iter()
             .flatten()
             .max()
@@ -105,7 +171,25 @@ pub fn column_max(batch: &RecordBatch, field: &str) -> Option<serde_json::Value>
     }
 }
 
-/// The higher of two marks (numbers numerically, text in order: ISO-8601 UTC times sort).
+/// A decimal's digits and scale as text: `12345`, 2 -> `123.45`.
+fn decimal_text(value: i128, scale: i8) -> String {
+    if scale <= 0 {
+        return (value * 10i128.pow(scale.unsigned_abs() as u32)).to_string();
+    }
+    let scale = scale as u32;
+    let sign = if value < 0 { "-" } else { "" };
+    let digits = value.unsigned_abs();
+    let unit = 10u128.pow(scale);
+    format!(
+        "{sign}{}.{:0width$}",
+        digits / unit,
+        digits % unit,
+        width = scale as usize
+    )
+}
+
+/// The higher of two marks: numbers numerically; text that reads as ISO-8601 times as
+/// instants, as dates by date, as decimals numerically; other text in order.
 pub fn higher(
     a: Option<serde_json::Value>,
     b: Option<serde_json::Value>,
@@ -119,11 +203,59 @@ pub fn higher(
 fn greater(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     match (a, b) {
         (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
-            x.as_f64().unwrap_or(f64::MIN) > y.as_f64().unwrap_or(f64::MIN)
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), _, _) => x > y,
+                (_, _, Some(x), Some(y)) => x > y,
+                _ => x.as_f64().unwrap_or(f64::MIN) > y.as_f64().unwrap_or(f64::MIN),
+            }
         }
-        (serde_json::Value::String(x), serde_json::Value::String(y)) => x > y,
+        (serde_json::Value::String(x), serde_json::Value::String(y)) => {
+            let time = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+            if let (Some(x), Some(y)) = (time(x), time(y)) {
+                return x > y;
+            }
+            if let (Some(x), Some(y)) = (decimal(x), decimal(y)) {
+                return x > y;
+            }
+            x > y
+        }
         _ => false,
     }
+}
+
+/// Text that reads as a plain decimal (`-12.5`), as a value that orders numerically:
+/// (sign, integer digits without leading zeros, fraction digits without trailing zeros).
+fn decimal(text: &str) -> Option<(bool, usize, String, String)> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let int = int.trim_start_matches('0').to_string();
+    let frac = frac.trim_end_matches('0').to_string();
+    // Compare positives by (length of the integer part, the digits); a negative reverses.
+    let key = (!negative, int.len(), int, frac);
+    Some(if negative {
+        // Reversing the order of negatives: flip the comparison of their magnitudes.
+        (false, usize::MAX - key.1, invert(&key.2), invert(&key.3))
+    } else {
+        key
+    })
+}
+
+/// Digits mapped 0<->9, so that a larger magnitude sorts lower (for negative decimals).
+fn invert(digits: &str) -> String {
+    digits
+        .bytes()
+        .map(|b| (b'9' - b + b'0') as char)
+        .chain(std::iter::once(':'))
+        .collect()
 }
 
 #[cfg(test)]
@@ -167,7 +299,67 @@ mod tests {
             Some("-3500")
         );
         assert!(c.value(&[record("yesterday".into())]).is_err());
+        // Dates go back by whole days, decimals by units.
+        assert_eq!(
+            c.value(&[record("2026-03-01".into())]).unwrap().as_deref(),
+            Some("2026-02-28")
+        );
+        assert_eq!(
+            c.value(&[record("12.50".into())]).unwrap().as_deref(),
+            Some("-3587.50")
+        );
         assert_eq!(higher(Some(3.into()), Some(10.into())), Some(10.into()));
         assert_eq!(higher(None, Some("b".into())), Some("b".into()));
+    }
+
+    #[test]
+    fn every_orderable_type_gives_a_mark_in_order() {
+        use arrow_array::{
+            Date32Array, Decimal128Array, Int32Array, RecordBatch, TimestampMicrosecondArray,
+        };
+        use std::sync::Arc;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "at",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(1_767_225_600_000_001),
+                        None,
+                        Some(1_767_225_599_000_000),
+                    ])
+                    .with_timezone("UTC"),
+                ) as arrow_array::ArrayRef,
+            ),
+            (
+                "day",
+                Arc::new(Date32Array::from(vec![20_454, 20_000, 20_454])),
+            ),
+            (
+                "price",
+                Arc::new(
+                    Decimal128Array::from(vec![1999, -5, 100_050])
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ),
+            ),
+            ("n", Arc::new(Int32Array::from(vec![3, 9, -1]))),
+        ])
+        .unwrap();
+        assert_eq!(
+            column_max(&batch, "at"),
+            Some("2026-01-01T00:00:00.000001Z".into())
+        );
+        assert_eq!(column_max(&batch, "day"), Some("2026-01-01".into()));
+        assert_eq!(column_max(&batch, "price"), Some("1000.50".into()));
+        assert_eq!(column_max(&batch, "n"), Some(9.into()));
+        // Times of different precision, decimals of different lengths, negatives.
+        let h = |a: &str, b: &str| higher(Some(a.into()), Some(b.into())).unwrap();
+        assert_eq!(
+            h("2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z"),
+            "2026-01-01T00:00:00.5Z"
+        );
+        assert_eq!(h("9.99", "10.5"), "10.5");
+        assert_eq!(h("-1.5", "-1.55"), "-1.5");
+        assert_eq!(h("-2", "1"), "1");
     }
 }

@@ -1098,3 +1098,50 @@ async fn a_checkpoint_made_under_other_pagination_is_refused_until_fresh() {
     let out = ws.apisnap(&["run", JOB, "--fresh"], &env).await;
     assert_exit(&out, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_mark_on_a_declared_timestamp_column_advances() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 1_000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    // The README's example: the cursor is a column declared as a timestamp.
+    ws.write(
+        "schemas/events.columns.toml",
+        "[[columns]]\nname = \"id\"\ntype = \"int64\"\n\n[[columns]]\nname = \"created_at\"\n\
+         type = \"timestamp\"\nunit = \"second\"\ntimezone = \"UTC\"\n",
+    );
+    let mut env = env_for(
+        &sandbox,
+        &ws,
+        &[("APISNAP_JOB_SEAL_METRICS_EVENTS__SCHEMA__DRIFT", "ignore")],
+    );
+    for (k, v) in [
+        ("SCHEMA__FILE", "schemas/events.columns.toml"),
+        ("INCREMENTAL__CURSOR_FIELD", "created_at"),
+        ("INCREMENTAL__PARAM", "created_after"),
+    ] {
+        env.push((format!("APISNAP_JOB_SEAL_METRICS_EVENTS__{k}"), v.into()));
+    }
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    sandbox.set_records(1_300);
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join("state/seal_metrics_events.json")).unwrap(),
+    )
+    .unwrap();
+    let history = state["history"].as_array().unwrap();
+    // The mark is the newest record's time, as ISO-8601 UTC, and it moved.
+    let last = apisnap::sandbox::data::record(1_299).created_at;
+    assert_eq!(history[0]["high_water"], last.as_str());
+    let first = apisnap::sandbox::data::record(999).created_at;
+    assert_eq!(history[1]["high_water"], first.as_str());
+    // So the second run fetched only what was new.
+    let second = std::path::PathBuf::from(history[0]["snapshot_dir"].as_str().unwrap());
+    assert_eq!(ids(&second), (1_000..1_300).collect::<Vec<_>>());
+}
