@@ -31,6 +31,11 @@ pub struct Checkpoint {
     pub position: Option<Position>,
     /// Parts durable under their final names, in order.
     pub parts: Vec<PartInfo>,
+    /// Where the run stood at the end of each part, in step with `parts`: a resumed run
+    /// that finds a part missing or damaged goes back to the end of the last good one.
+    /// Absent in checkpoints of older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_ends: Vec<PartEnd>,
     pub records: u64,
     /// The frozen column schema (Arrow's JSON form) and its fingerprint.
     pub schema: Option<arrow_schema::Schema>,
@@ -59,6 +64,21 @@ pub struct Checkpoint {
     /// For one shard of a sharded run: which, and where its pages end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRange>,
+}
+
+/// The run's bookkeeping at the end of one part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartEnd {
+    /// The request after the part's last record (`None`: it was the last page).
+    pub position: Option<Position>,
+    /// Records in this part and the ones before it.
+    pub records: u64,
+    /// The highest cursor-field value in them.
+    #[serde(default)]
+    pub high_water: Option<serde_json::Value>,
+    /// Values written as null in them, per column.
+    #[serde(default)]
+    pub nulled: std::collections::BTreeMap<String, u64>,
 }
 
 /// A shard's part of a sharded run (`apisnap run --shard INDEX/COUNT`).
@@ -390,6 +410,7 @@ mod tests {
             snapshot_dir: Location::parse("out/x").unwrap(),
             position: Some(Position::Offset { offset: 7 }),
             parts: vec![],
+            part_ends: vec![],
             records: 7,
             schema: Some(arrow_schema::Schema::empty()),
             schema_fingerprint: None,

@@ -1145,3 +1145,74 @@ async fn an_incremental_mark_on_a_declared_timestamp_column_advances() {
     let second = std::path::PathBuf::from(history[0]["snapshot_dir"].as_str().unwrap());
     assert_eq!(ids(&second), (1_000..1_300).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_part_lost_after_a_kill_is_fetched_again_not_trusted() {
+    let records = 20_000;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(25),
+        ..SandboxConfig::default()
+    })
+    .await;
+    for damage in ["delete", "truncate", "corrupt"] {
+        let ws = Workspace::with_shipped_jobs();
+        let env = env_for(
+            &sandbox,
+            &ws,
+            &[
+                (
+                    "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__PAGE_SIZE",
+                    "500",
+                ),
+                (
+                    "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
+                    "1000",
+                ),
+                ("APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY", "1"),
+            ],
+        );
+        let child = spawn(&ws, &env, &["run", JOB]);
+        // Stopped once a few parts are committed.
+        let state_file = ws.path().join("state/seal_metrics_events.json");
+        let committed_parts = || -> usize {
+            std::fs::read(&state_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|s| s["in_progress"]["parts"].as_array().map(|p| p.len()))
+                .unwrap_or(0)
+        };
+        while committed_parts() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        terminate(&child);
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+        // The second part goes missing, or changes, behind the checkpoint's back.
+        let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+        let second = dir.join("part-00001.parquet");
+        match damage {
+            "delete" => std::fs::remove_file(&second).unwrap(),
+            "truncate" => {
+                let bytes = std::fs::read(&second).unwrap();
+                std::fs::write(&second, &bytes[..bytes.len() / 2]).unwrap();
+            }
+            _ => {
+                let mut bytes = std::fs::read(&second).unwrap();
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0xff;
+                std::fs::write(&second, bytes).unwrap();
+            }
+        }
+        let out = ws.apisnap(&["run", JOB], &env).await;
+        assert_exit(&out, 0);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("part-00001.parquet") && stderr.contains("missing or damaged"),
+            "{damage}: {stderr}"
+        );
+        // Every record once, in whole parts: the first part was kept, the rest fetched again.
+        check_parquet_snapshot(&dir, records);
+        parts_are_whole(&ws);
+    }
+}

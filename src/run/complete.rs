@@ -54,6 +54,9 @@ impl Job {
                 .await
                 .map_err(|e| sink_error(e.into()))?;
             let old = std::mem::replace(&mut done.parts, vec![merged.info]);
+            // One part now, ending where the last one did.
+            let last = done.part_ends.pop();
+            done.part_ends = last.into_iter().collect();
             state.in_progress = Some(done.clone());
             state_store.save(&state).await.map_err(state_error)?;
             remove_parts(snapshot, &old).await.map_err(sink_error)?;

@@ -4,7 +4,9 @@
 use super::{Job, Opened, RunOptions, describe_position, new_run_id, shards};
 use crate::Error;
 use crate::checkpoint::{Checkpoint, JobState};
+use crate::paginate::Position;
 use crate::sink::snapshot::{prepare_resume, unmark};
+use crate::storage::Store;
 use crate::vocab::ConfigError;
 
 impl Job {
@@ -67,6 +69,14 @@ impl Job {
                     tracing::info!(job = %self.name, upload = %upload.url, "aborted the killed run's unfinished upload");
                 }
                 let snapshot = self.open_store(&cp.snapshot_dir)?;
+                let cp = match self.verified(&snapshot, cp, &state).await? {
+                    (cp, false) => cp,
+                    (cp, true) => {
+                        state.in_progress = Some(cp.clone());
+                        state_store.save(&state).await.map_err(state_error)?;
+                        cp
+                    }
+                };
                 let removed = prepare_resume(&snapshot, &cp.parts, &prefix)
                     .await
                     .map_err(sink_error)?;
@@ -107,6 +117,89 @@ impl Job {
             checkpoint,
             resumed,
         })
+    }
+
+    /// The checkpoint with every committed part checked in the snapshot: from the first
+    /// part that is missing or not as written, the run goes back to the end of the part
+    /// before it (with a WARN naming what was wrong), so that those records are fetched
+    /// again and the snapshot never completes with records missing. Also returns whether
+    /// it went back.
+    async fn verified(
+        &self,
+        snapshot: &Store,
+        mut cp: Checkpoint,
+        state: &JobState,
+    ) -> Result<(Checkpoint, bool), Error> {
+        let mut bad = None;
+        for (k, part) in cp.parts.iter().enumerate() {
+            let why = snapshot
+                .verify(&part.file, part.bytes, &part.sha256)
+                .await
+                .map_err(|e| self.sink_error(e.into()))?;
+            if let Some(why) = why {
+                bad = Some((k, part.file.clone(), why));
+                break;
+            }
+        }
+        let Some((k, file, why)) = bad else {
+            return Ok((cp, false));
+        };
+        // Older checkpoints keep no part ends: then the run starts again from the first.
+        let end = match k {
+            0 => None,
+            k => cp.part_ends.get(k - 1).cloned(),
+        };
+        let k = if end.is_some() { k } else { 0 };
+        let first = match &cp.shard {
+            Some(range) => match (range.start, self.paginator.first().position) {
+                (Some(at), Position::Offset { .. }) => Position::Offset { offset: at },
+                (Some(at), Position::Page { .. }) => Position::Page { page: at },
+                (_, first) => first,
+            },
+            None => self.paginator.first().position,
+        };
+        cp.parts.truncate(k);
+        cp.part_ends.truncate(k);
+        match end {
+            Some(end) => {
+                cp.position = end.position;
+                cp.records = end.records;
+                cp.high_water = end.high_water;
+                cp.nulled = end.nulled;
+            }
+            None => {
+                cp.position = Some(first);
+                cp.records = 0;
+                cp.high_water = state.history.iter().find_map(|r| r.high_water.clone());
+                cp.nulled.clear();
+            }
+        }
+        // Columns added from a part that is gone come back when their records do.
+        if let Some(schema) = &mut cp.schema {
+            let gone: Vec<String> = cp
+                .columns_added
+                .iter()
+                .filter(|(_, from)| *from >= k)
+                .map(|(name, _)| name.clone())
+                .collect();
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .filter(|f| !gone.contains(f.name()))
+                .cloned()
+                .collect();
+            *schema = arrow_schema::Schema::new(fields);
+        }
+        cp.columns_added.retain(|(_, from)| *from < k);
+        tracing::warn!(
+            job = %self.name,
+            part = %file,
+            problem = %why,
+            resume_at = %describe_position(&cp.position),
+            records_kept = cp.records,
+            "a committed part of the interrupted run is missing or damaged: fetching its records and all after it again"
+        );
+        Ok((cp, true))
     }
 
     /// Refuses a checkpoint whose position the job's pagination cannot continue: edited
@@ -178,6 +271,7 @@ impl Job {
             snapshot_dir,
             position,
             parts: Vec::new(),
+            part_ends: Vec::new(),
             records: 0,
             schema,
             schema_fingerprint: None,

@@ -8,6 +8,64 @@ use super::store::Backend;
 use super::{StorageError, Store};
 
 impl Store {
+    /// Checks that `name` is there as it was written: `bytes` long and, on disk, with this
+    /// `sha256` (an object in object storage appeared whole or not at all, so its size
+    /// tells). `None` when it is; else what is wrong, in words.
+    pub async fn verify(
+        &self,
+        name: &str,
+        bytes: u64,
+        sha256: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let size = match &self.backend {
+            Backend::Local(dir) => match std::fs::metadata(dir.join(name)) {
+                Ok(meta) => Some(meta.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(StorageError::local(&dir.join(name), e)),
+            },
+            Backend::Remote(r) => {
+                match r
+                    .store
+                    .head(&super::location::join_key(&r.prefix, name))
+                    .await
+                {
+                    Ok(meta) => Some(meta.size),
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(self.failed(name, e)),
+                }
+            }
+        };
+        let Some(size) = size else {
+            return Ok(Some("is missing".into()));
+        };
+        if size != bytes {
+            return Ok(Some(format!("is {size} bytes where {bytes} were written")));
+        }
+        if let Backend::Local(dir) = &self.backend {
+            use sha2::{Digest, Sha256};
+            use std::io::Read;
+            let path = dir.join(name);
+            let mut file = std::fs::File::open(&path).map_err(|e| StorageError::local(&path, e))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0; 1 << 20];
+            loop {
+                let n = file
+                    .read(&mut buf)
+                    .map_err(|e| StorageError::local(&path, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            if format!("{:x}", hasher.finalize()) != sha256 {
+                return Ok(Some(
+                    "has other contents than were written (its sha256 differs)".into(),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
     /// The names of the files directly below (not in subdirectories); none when the place
     /// does not exist.
     pub async fn names(&self) -> Result<Vec<String>, StorageError> {

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use super::{ToWriter, WriteOutcome};
 use crate::Error;
-use crate::checkpoint::{Checkpoint, JobState, PartInfo, StateStore};
+use crate::checkpoint::{Checkpoint, JobState, PartEnd, PartInfo, StateStore};
 use crate::paginate::Position;
 use crate::sink::OutputConfig;
 use crate::sink::snapshot::{ClosedPart, SnapshotWriter};
@@ -55,6 +55,14 @@ impl Ledger<'_> {
         }
         checkpoint.position = position;
         checkpoint.stated_records = p.stated.or(checkpoint.stated_records);
+        if closed.is_some() {
+            checkpoint.part_ends.push(PartEnd {
+                position: checkpoint.position.clone(),
+                records: checkpoint.records,
+                high_water: checkpoint.high_water.clone(),
+                nulled: checkpoint.nulled.clone(),
+            });
+        }
         self.state.in_progress = Some(checkpoint.clone());
         let (job, state_store, snapshot, state) =
             (self.job, self.state_store, self.snapshot, &self.state);
