@@ -1216,3 +1216,42 @@ async fn a_committed_part_lost_after_a_kill_is_fetched_again_not_trusted() {
         parts_are_whole(&ws);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_never_cleans_up_another_jobs_snapshot() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 500,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let shared = ws.path().join("out/shared");
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[(
+            "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__DIR",
+            shared.to_str().unwrap(),
+        )],
+    );
+    // Another job's complete snapshot is there.
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("part-00000.parquet"), b"theirs").unwrap();
+    std::fs::write(shared.join("_manifest.json"), br#"{"job": "orders"}"#).unwrap();
+    std::fs::write(shared.join("_SUCCESS"), b"").unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("holds a snapshot of job `orders`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(shared.join("part-00000.parquet")).unwrap(),
+        b"theirs"
+    );
+    assert!(
+        shared.join("_SUCCESS").exists(),
+        "their snapshot stays complete"
+    );
+}

@@ -391,3 +391,51 @@ async fn run_refuses_a_missing_secret_before_any_request() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_would_leave_their_directory_and_shared_outputs_are_refused() {
+    let ws = Workspace::empty();
+    ws.write("jobs/providers/acme.toml", PROVIDER);
+    ws.write("jobs/events.toml", JOB);
+    // A job whose name is `..`: `{job}` would climb out of `out/`.
+    ws.write("jobs/...toml", JOB);
+    let env = [
+        ("T_EMAIL".to_string(), "e".to_string()),
+        ("T_PASSWORD".to_string(), "p".to_string()),
+    ];
+    let out = ws.apisnap(&["validate", "jobs"], &env).await;
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("...toml") && err.contains("`..` is not a plain name"),
+        "{err}"
+    );
+
+    // Two jobs whose snapshots would share a directory (and its latest.json).
+    std::fs::remove_file(ws.path().join("jobs/...toml")).unwrap();
+    ws.write(
+        "jobs/orders.toml",
+        &JOB.replace("out/{job}/{date}", "out/events/{date}-b"),
+    );
+    let out = ws.apisnap(&["validate", "jobs"], &env).await;
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("orders.toml")
+            && err.contains("field `output.dir`")
+            && err.contains("where job `events` keeps its own"),
+        "{err}"
+    );
+
+    // A run id that would climb out of its directory.
+    std::fs::remove_file(ws.path().join("jobs/orders.toml")).unwrap();
+    let out = ws
+        .apisnap(&["run", "events", "--run-id", "../../etc"], &env)
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("the run id `../../etc` is not a plain name"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -22,6 +22,9 @@ pub struct JobDefinition {
 /// environment overrides, and validates both. Secrets are resolved later, by `build`.
 pub fn load_job(file: &Path, env: &Env) -> Result<JobDefinition, ConfigErrors> {
     let name = file_stem(file)?;
+    // The name becomes `{job}` in paths and the state's file name.
+    crate::vocab::check_name(&name, "the job's name (its file name)")
+        .map_err(|e| ConfigError::file(file, e))?;
     let job: JobConfig = read_file(file, &job_prefix(&name), env)?;
     let mut errors = job.validate().in_file(file);
 

@@ -25,9 +25,10 @@ pub fn validate_paths(paths: &[PathBuf], env: &Env, secrets: bool) -> Report {
         if path.is_dir() {
             match job_files(path) {
                 Ok(jobs) => {
-                    for job in jobs {
-                        validate_job(&job, env, secrets, &mut report);
+                    for job in &jobs {
+                        validate_job(job, env, secrets, &mut report);
                     }
+                    shared_outputs(&jobs, env, &mut report.errors);
                 }
                 Err(e) => report.errors.push(e),
             }
@@ -51,6 +52,39 @@ pub fn validate_paths(paths: &[PathBuf], env: &Env, secrets: bool) -> Report {
     dedup(&mut report.errors);
     dedup(&mut report.warnings);
     report
+}
+
+/// Two jobs of one directory must not write into one place: each would clean up the other's
+/// parts, and their snapshots would share one `latest.json` (the one beside them).
+fn shared_outputs(jobs: &[PathBuf], env: &Env, errors: &mut ConfigErrors) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for file in jobs {
+        let Ok(def) = load_job(file, env) else {
+            continue;
+        };
+        // Where the job's snapshots and latest.json go: the directory above a snapshot.
+        let rendered = def.job.output.dir.replace("{job}", &def.name);
+        let parent = match rendered.trim_end_matches('/').rsplit_once('/') {
+            Some((parent, _)) => parent.to_string(),
+            None => ".".to_string(),
+        };
+        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == parent) {
+            errors.extend(
+                ConfigErrors::from(ConfigError::field(
+                    "output.dir",
+                    format!(
+                        "`{}` puts this job's snapshots in `{parent}`, where job `{other}` \
+                         keeps its own: each would remove the other's files and replace its \
+                         `latest.json`. Give each job its own directory, e.g. with `{{job}}`",
+                        def.job.output.dir
+                    ),
+                ))
+                .in_file(file),
+            );
+        } else {
+            seen.push((def.name.clone(), parent));
+        }
+    }
 }
 
 fn validate_job(file: &Path, env: &Env, secrets: bool, report: &mut Report) {

@@ -15,6 +15,11 @@ impl Job {
     pub(super) async fn open(&self, options: &RunOptions) -> Result<Opened, Error> {
         let state_error = |e| self.state_error(e);
         let sink_error = |e| self.sink_error(e);
+        if let Some(id) = &options.run_id {
+            // It becomes `{run_id}` in paths.
+            crate::vocab::check_name(id, "the run id")
+                .map_err(|e| Error::from(ConfigError::field("--run-id", e)))?;
+        }
         if options.shard.is_some() && options.run_id.is_none() {
             return Err(ConfigError::field(
                 "--run-id",
@@ -246,6 +251,24 @@ impl Job {
             .render_dir(&self.name, now, &run_id)
             .map_err(|e| self.sink_error(e))?;
         let snapshot = self.open_store(&snapshot_dir)?;
+        // Clean-up below removes part files and markers: never in another job's snapshot.
+        if let Some((manifest, _)) = snapshot
+            .get("_manifest.json")
+            .await
+            .map_err(|e| self.sink_error(e.into()))?
+            && let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&manifest)
+            && manifest["job"].as_str().is_some_and(|job| job != self.name)
+        {
+            return Err(ConfigError::field(
+                "output.dir",
+                format!(
+                    "{snapshot_dir} holds a snapshot of job `{}`, which this run would \
+                     overwrite: give each job its own directory, e.g. with `{{job}}`",
+                    manifest["job"].as_str().unwrap_or_default()
+                ),
+            )
+            .into());
+        }
         // A snapshot of the same name (a second run on one date) is replaced: its
         // _SUCCESS goes first, so no reader takes it for complete meanwhile.
         unmark(&snapshot).await.map_err(|e| self.sink_error(e))?;

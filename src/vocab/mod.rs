@@ -183,6 +183,26 @@ pub fn check_base_url(text: &str, field: &str) -> Result<url::Url, ConfigError> 
     Ok(url)
 }
 
+/// Checks a name that becomes part of a path (a job's, a run id): letters, digits, `_`, `.`
+/// and `-` only, and not `.` or `..`, so that it can never climb out of its directory or
+/// stand for another.
+pub fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{name}` is not a plain name: expected letters, digits, `_`, `.` and `-` \
+             (and not `.` or `..`), e.g. `orders_daily`"
+        ))
+    }
+}
+
 /// `text` with any `user:password@` after the scheme cut out.
 fn without_userinfo(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
@@ -222,6 +242,15 @@ mod tests {
             join_url(&base, "/auth/login").as_str(),
             "https://h.example/api/auth/login"
         );
+    }
+
+    #[test]
+    fn names_that_become_paths() {
+        assert!(check_name("seal_metrics_events", "job").is_ok());
+        assert!(check_name("nightly-2026.12.01", "run id").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "é"] {
+            assert!(check_name(bad, "job").is_err(), "{bad:?}");
+        }
     }
 
     #[test]
