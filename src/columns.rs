@@ -281,6 +281,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn int64_columns_take_whole_numbers_only() {
+        assert_eq!(exact_int("19"), Some(19));
+        assert_eq!(exact_int("-7"), Some(-7));
+        assert_eq!(exact_int("100.0"), Some(100));
+        assert_eq!(exact_int("1e3"), Some(1000));
+        assert_eq!(exact_int("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(exact_int("19.99"), None);
+        assert_eq!(exact_int("9223372036854775808"), None);
+        assert_eq!(exact_int("1e300"), None);
+        assert_eq!(exact_int("twelve"), None);
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "n",
+            arrow_schema::DataType::Int64,
+            true,
+        )]));
+        let mut dec = crate::decode::PageDecoder::new(schema.clone(), 4, true).unwrap();
+        assert!(
+            dec.decode_all(br#"[{"n": 19.99}]"#).is_err(),
+            "not truncated to 19"
+        );
+        let mut dec = crate::decode::PageDecoder::new(schema, 4, true).unwrap();
+        let batches = dec
+            .decode_all(br#"[{"n": 19}, {"n": 2.0}, {"n": null}]"#)
+            .unwrap();
+        assert_eq!(batches[0].num_rows(), 3);
+    }
+
+    #[test]
     fn round_trip_and_errors() {
         let text = r#"
 [[columns]]
@@ -365,11 +393,67 @@ impl arrow_json::reader::DecoderFactory for JsonTextFactory {
         field: &arrow_schema::FieldRef,
         _is_nullable: bool,
     ) -> Result<Option<Box<dyn arrow_json::reader::ArrayDecoder>>, arrow_schema::ArrowError> {
-        Ok(field
-            .metadata()
-            .contains_key(JSON_TEXT)
-            .then(|| Box::new(JsonTextDecoder) as Box<dyn arrow_json::reader::ArrayDecoder>))
+        if field.metadata().contains_key(JSON_TEXT) {
+            return Ok(Some(Box::new(JsonTextDecoder)));
+        }
+        // arrow-json reads `19.99` into an integer column as 19: ours refuses it.
+        Ok((field.data_type() == &arrow_schema::DataType::Int64)
+            .then(|| Box::new(ExactInt64) as Box<dyn arrow_json::reader::ArrayDecoder>))
     }
+}
+
+/// Decodes an `int64` column exactly: a number with a fraction, or one past the range of
+/// 64-bit integers, is an invalid value (for `schema.on_invalid` to decide), never rounded
+/// or truncated. `100.0` and `1e3` are whole numbers, and are taken.
+struct ExactInt64;
+
+impl arrow_json::reader::ArrayDecoder for ExactInt64 {
+    fn decode(
+        &mut self,
+        tape: &arrow_json::reader::Tape<'_>,
+        pos: &[u32],
+    ) -> Result<arrow_array::ArrayRef, arrow_schema::ArrowError> {
+        use arrow_json::reader::TapeElement as T;
+        use arrow_schema::ArrowError;
+        let mut builder = arrow_array::builder::Int64Builder::with_capacity(pos.len());
+        let inexact = |s: &str| {
+            ArrowError::JsonError(format!(
+                "{s} is not a whole number an int64 column can hold exactly (a fraction, or \
+                 past ±9223372036854775807): declare the column as `decimal` or `float64`"
+            ))
+        };
+        for p in pos {
+            match tape.get(*p) {
+                T::Null => builder.append_null(),
+                T::Number(idx) | T::String(idx) => {
+                    let s = tape.get_string(idx);
+                    builder.append_value(exact_int(s).ok_or_else(|| inexact(s))?);
+                }
+                T::I32(v) => builder.append_value(v as i64),
+                T::I64(high) => match tape.get(p + 1) {
+                    T::I32(low) => {
+                        builder.append_value(((high as i64) << 32) | (low as u32) as i64)
+                    }
+                    _ => return Err(tape.error(*p, "i64")),
+                },
+                _ => return Err(tape.error(*p, "an integer")),
+            }
+        }
+        Ok(Arc::new(builder.finish()))
+    }
+}
+
+/// `text` as an i64 if it is exactly one: digits, or a whole number written with a zero
+/// fraction or an exponent (within the integers a float holds exactly).
+fn exact_int(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let float: f64 = text.parse().ok()?;
+    // Above 2^53 a float is no longer every integer: the text's digits may already be lost.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    (float.is_finite() && float.fract() == 0.0 && float.abs() <= EXACT).then_some(float as i64)
 }
 
 struct JsonTextDecoder;

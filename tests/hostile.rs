@@ -374,3 +374,66 @@ async fn an_answer_past_max_response_bytes_is_refused_before_it_fills_memory() {
         .count();
     assert_eq!(served, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fraction_in_an_integer_column_is_invalid_not_truncated() {
+    use apisnap::sandbox::HOSTILE_FRACTION_AT;
+    let records = 300;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    // Page 1 makes `quantity` an int64 column; page 2 holds 19.99 in it.
+    let pagination = "type = \"offset\"\npage_size = 100\ntotal_pointer = \"/total\"";
+    job(
+        &ws,
+        "fractions",
+        "path = \"/hostile/fractions\"",
+        pagination,
+        "",
+    );
+    let out = ws.apisnap(&["run", "fractions"], &env).await;
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`quantity`") && stderr.contains("19.99"),
+        "names the field and the value: {stderr}"
+    );
+
+    // With `on_invalid = "null"` the value is written as null, and counted.
+    ws.write(
+        "jobs/fractions.toml",
+        &std::fs::read_to_string(ws.path().join("jobs/fractions.toml"))
+            .unwrap()
+            .replace("[output]", "[schema]\non_invalid = \"null\"\n[output]"),
+    );
+    let out = ws.apisnap(&["run", "fractions"], &env).await;
+    assert_exit(&out, 0);
+    let dir = ws.path().join("out/fractions");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], records);
+    assert_eq!(manifest["invalid_values_nulled"]["quantity"], 1);
+    let mut quantities = Vec::new();
+    for part in common::parts(&dir) {
+        for batch in common::read_parquet(&part) {
+            let column = batch
+                .column_by_name("quantity")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap()
+                .clone();
+            quantities.extend(column.iter());
+        }
+    }
+    assert_eq!(
+        quantities[HOSTILE_FRACTION_AT as usize], None,
+        "null, not 19"
+    );
+    let expected = apisnap::sandbox::data::record(151).quantity;
+    assert_eq!(quantities[151], Some(expected));
+}

@@ -17,6 +17,8 @@
 //!   next links do.
 //! - `other-port`: a next URL on the same host at another port (`?to=PORT`).
 //! - `huge`: a page of [`HUGE`] bytes, streamed (a few hundred kilobytes when compressed).
+//! - `fractions`: skip/limit pages where record [`FRACTION_AT`]'s integer `quantity` is
+//!   `19.99`.
 
 use std::sync::Arc;
 
@@ -34,6 +36,8 @@ const NAME: &str = "seal";
 pub const CAP: u64 = 10;
 /// How many records more than it has the `lying` endpoint states.
 pub const LIE: u64 = 5;
+/// The record whose integer field the `fractions` endpoint gives a fraction.
+pub const FRACTION_AT: u64 = 150;
 /// The size of the `huge` endpoint's answer, uncompressed.
 pub const HUGE: u64 = 256 * 1024 * 1024;
 /// The static API key the `echo` endpoint accepts in `?api_key=`.
@@ -50,6 +54,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/hostile/echo", get(echo))
         .route("/hostile/other-port", get(other_port))
         .route("/hostile/huge", get(huge))
+        .route("/hostile/fractions", get(fractions))
 }
 
 async fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
@@ -326,4 +331,29 @@ async fn huge(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response
         axum::body::Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// Skip/limit pages of the standard records, one with `"quantity": 19.99`.
+async fn fractions(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<SkipLimit>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (skip, limit) = q.get();
+    let end = (skip + limit).min(shared.records());
+    let items: Vec<serde_json::Value> = (skip..end.max(skip))
+        .map(|i| {
+            let mut record = serde_json::to_value(super::data::record(i)).expect("serializes");
+            if i == FRACTION_AT {
+                record["quantity"] = serde_json::json!(19.99);
+            }
+            record
+        })
+        .collect();
+    let body = serde_json::json!({"data": items, "total": shared.records()}).to_string();
+    serve(&shared, NAME, &token, body.into_bytes(), Vec::new()).await
 }

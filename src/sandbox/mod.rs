@@ -30,7 +30,10 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 pub use faults::{Fault, FaultConfig};
-pub use hostile::{API_KEY as HOSTILE_API_KEY, CAP as HOSTILE_CAP, LIE as HOSTILE_LIE};
+pub use hostile::{
+    API_KEY as HOSTILE_API_KEY, CAP as HOSTILE_CAP, FRACTION_AT as HOSTILE_FRACTION_AT,
+    LIE as HOSTILE_LIE,
+};
 pub use log::RequestRecord;
 pub use tokens::Tokens;
 
