@@ -400,10 +400,14 @@ async fn the_token_cache_is_owner_only_and_reused() {
     let files: Vec<_> = std::fs::read_dir(&cache_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     assert_eq!(files.len(), 1);
-    let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    let mode_of = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode_of(&files[0]), 0o600);
+    // The directory is the owner's alone, and so is the key its names are made with.
+    assert_eq!(mode_of(&cache_dir), 0o700);
+    assert_eq!(mode_of(&cache_dir.join(".key")), 0o600);
     let cached = std::fs::read_to_string(&files[0]).unwrap();
     assert!(!cached.contains(credentials::NETOGRAPHY_SHARED_SECRET));
     assert!(!cached.contains(credentials::NETOGRAPHY_APPKEY));
@@ -439,6 +443,19 @@ async fn the_token_cache_is_owner_only_and_reused() {
     assert!(
         err.contains("mode 644 lets other users read the token"),
         "{err}"
+    );
+
+    // A token file replaced by a link to someone else's file is refused, not followed.
+    let elsewhere = ws.path().join("elsewhere.json");
+    std::fs::rename(&files[0], &elsewhere).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &files[0]).unwrap();
+    let out = ws.apisnap(&["run", "netography_alerts"], &env).await;
+    assert_exit(&out, 3);
+    assert!(
+        text(&out.stderr).contains("is a symbolic link: refusing it"),
+        "{}",
+        text(&out.stderr)
     );
 }
 
