@@ -437,3 +437,73 @@ async fn a_fraction_in_an_integer_column_is_invalid_not_truncated() {
     let expected = apisnap::sandbox::data::record(151).quantity;
     assert_eq!(quantities[151], Some(expected));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_compression_apisnap_advertises_is_decoded() {
+    let records = 2_500;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    for encoding in ["gzip", "br", "zstd", "deflate"] {
+        let ws = Workspace::with_shipped_jobs();
+        let name = format!("encoded_{encoding}");
+        job(
+            &ws,
+            &name,
+            &format!("path = \"/hostile/{encoding}/pages\""),
+            "type = \"offset\"\npage_size = 1000\ntotal_pointer = \"/total\"",
+            "",
+        );
+        let env = provider_env(&sandbox, &ws, "seal_metrics");
+        let out = ws.apisnap(&["run", &name], &env).await;
+        assert_exit(&out, 0);
+        check::parquet(&only_file(&ws.path().join("out"), "parquet"), records);
+        let encodings: Vec<_> = sandbox
+            .requests()
+            .into_iter()
+            .filter(|r| r.target.starts_with(&format!("/seal/hostile/{encoding}/")))
+            .map(|r| r.content_encoding)
+            .collect();
+        // The full pages came compressed, with that encoding only (a tiny last page may
+        // come as it is).
+        let compressed: Vec<_> = encodings.iter().flatten().collect();
+        assert!(compressed.len() >= 2, "{encoding}: {encodings:?}");
+        assert!(compressed.iter().all(|e| *e == encoding), "{encoding}: {encodings:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_or_404_is_sent_once_and_named() {
+    let sandbox = common::start_sandbox(SandboxConfig::default()).await;
+    for code in [403, 404] {
+        let ws = Workspace::with_shipped_jobs();
+        let name = format!("status_{code}");
+        job(
+            &ws,
+            &name,
+            &format!("path = \"/hostile/status/{code}\""),
+            "type = \"none\"",
+            "",
+        );
+        let env = provider_env(&sandbox, &ws, "seal_metrics");
+        let out = ws.apisnap(&["run", &name], &env).await;
+        assert_exit(&out, 4);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("/hostile/status/{code} returned {code}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("retrying"), "{stderr}");
+        let sent = sandbox
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.target
+                    .starts_with(&format!("/seal/hostile/status/{code}"))
+            })
+            .count();
+        assert_eq!(sent, 1, "{code} is not retried");
+    }
+}

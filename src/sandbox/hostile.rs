@@ -19,6 +19,9 @@
 //! - `huge`: a page of [`HUGE`] bytes, streamed (a few hundred kilobytes when compressed).
 //! - `fractions`: skip/limit pages where record [`FRACTION_AT`]'s integer `quantity` is
 //!   `19.99`.
+//! - `status/{code}`: always that status (403, 404, ...), with a JSON error.
+//! - `gzip/pages`, `br/pages`, `zstd/pages`, `deflate/pages`: skip/limit pages compressed
+//!   with that one encoding, whatever the client prefers.
 
 use std::sync::Arc;
 
@@ -55,6 +58,12 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/hostile/other-port", get(other_port))
         .route("/hostile/huge", get(huge))
         .route("/hostile/fractions", get(fractions))
+        .route("/hostile/status/{code}", get(status))
+        // The same pages, each route compressed with one encoding only.
+        .nest("/hostile/gzip", encoded().layer(only("gzip")))
+        .nest("/hostile/br", encoded().layer(only("br")))
+        .nest("/hostile/zstd", encoded().layer(only("zstd")))
+        .nest("/hostile/deflate", encoded().layer(only("deflate")))
 }
 
 async fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
@@ -356,4 +365,55 @@ async fn fractions(
         .collect();
     let body = serde_json::json!({"data": items, "total": shared.records()}).to_string();
     serve(&shared, NAME, &token, body.into_bytes(), Vec::new()).await
+}
+
+/// Always the status asked for.
+async fn status(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(code): axum::extract::Path<u16>,
+) -> Response {
+    if let Err(r) = auth(&shared, &headers).await {
+        return r;
+    }
+    let status =
+        axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    super::json_error(
+        status,
+        serde_json::json!({"error": format!("always {code}")}),
+    )
+}
+
+/// Skip/limit pages under `/pages`, to be compressed by one layer.
+fn encoded() -> Router<Arc<Shared>> {
+    Router::new().route("/pages", get(plain_pages))
+}
+
+/// A compression layer with only `encoding` enabled.
+fn only(encoding: &str) -> tower_http::compression::CompressionLayer {
+    let layer = tower_http::compression::CompressionLayer::new()
+        .no_gzip()
+        .no_br()
+        .no_zstd()
+        .no_deflate();
+    match encoding {
+        "gzip" => layer.gzip(true),
+        "br" => layer.br(true),
+        "zstd" => layer.zstd(true),
+        _ => layer.deflate(true),
+    }
+}
+
+async fn plain_pages(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<SkipLimit>,
+) -> Response {
+    let token = match auth(&shared, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let (skip, limit) = q.get();
+    let body = page_body(&shared, Shape::Data, skip, limit, &[]);
+    serve(&shared, NAME, &token, body, Vec::new()).await
 }
