@@ -470,7 +470,10 @@ async fn every_compression_apisnap_advertises_is_decoded() {
         // come as it is).
         let compressed: Vec<_> = encodings.iter().flatten().collect();
         assert!(compressed.len() >= 2, "{encoding}: {encodings:?}");
-        assert!(compressed.iter().all(|e| *e == encoding), "{encoding}: {encodings:?}");
+        assert!(
+            compressed.iter().all(|e| *e == encoding),
+            "{encoding}: {encodings:?}"
+        );
     }
 }
 
