@@ -27,6 +27,11 @@ pub struct Checkpoint {
     pub started_at: DateTime<Utc>,
     /// The snapshot directory the run writes into.
     pub snapshot_dir: Location,
+    /// The complete snapshot this run replaces once it is complete itself: the run writes
+    /// beside it (`snapshot_dir` is then a hidden sibling) and exchanges the two at the end,
+    /// so that the old one stays readable until the new one takes its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Location>,
     /// The request after the last committed record; `None` once the last page is committed.
     pub position: Option<Position>,
     /// Parts durable under their final names, in order.
@@ -408,6 +413,7 @@ mod tests {
             run_id: "r".into(),
             started_at: Utc::now(),
             snapshot_dir: Location::parse("out/x").unwrap(),
+            replaces: None,
             position: Some(Position::Offset { offset: 7 }),
             parts: vec![],
             part_ends: vec![],

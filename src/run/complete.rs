@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 use super::Job;
 use crate::Error;
 use crate::checkpoint::{Checkpoint, JobState, RunRecord, StateStore};
-use crate::sink::snapshot::{ColumnInfo, Manifest, finalize, remove_parts};
+use crate::sink::snapshot::{ColumnInfo, Manifest, finalize, mark_complete, publish, remove_parts};
 use crate::storage::Store;
 
 impl Job {
@@ -62,9 +62,15 @@ impl Job {
             remove_parts(snapshot, &old).await.map_err(sink_error)?;
         }
         let manifest = self.manifest(&done, &schema, &done.columns_added, done.nulled.clone());
-        finalize(snapshot, &manifest, self.output.retain)
-            .await
-            .map_err(sink_error)?;
+        match done.replaces.clone() {
+            None => finalize(snapshot, &manifest, self.output.retain)
+                .await
+                .map_err(sink_error)?,
+            Some(target) => {
+                self.replace(snapshot, &target, &done, &manifest).await?;
+                done.snapshot_dir = target;
+            }
+        }
         state_store
             .finish(
                 &mut state,
@@ -79,6 +85,54 @@ impl Job {
             .await
             .map_err(state_error)?;
         Ok(done)
+    }
+
+    /// Completes a snapshot written beside the complete one it replaces, and exchanges the
+    /// two in one step, so that a reader of the directory (or of `latest.json`) sees the old
+    /// snapshot or the new one, never neither; then removes the old one. Killed at any point,
+    /// the next run does it again: the target's manifest says whether the exchange was made.
+    async fn replace(
+        &self,
+        staged: &Store,
+        target: &crate::storage::Location,
+        done: &Checkpoint,
+        manifest: &Manifest,
+    ) -> Result<(), Error> {
+        let sink_error = |e| self.sink_error(e);
+        let target_store = self.open_store(target)?;
+        if !self.exchanged(done).await? {
+            mark_complete(staged, manifest).await.map_err(sink_error)?;
+            staged
+                .swap(&target_store)
+                .await
+                .map_err(|e| sink_error(e.into()))?;
+        }
+        // The old snapshot is now where this one was written: _SUCCESS first, so that no
+        // reader takes it for complete while it goes.
+        staged
+            .delete("_SUCCESS")
+            .await
+            .map_err(|e| sink_error(e.into()))?;
+        staged
+            .remove_all()
+            .await
+            .map_err(|e| sink_error(e.into()))?;
+        tracing::info!(job = %self.name, snapshot = %target, "replaced the complete snapshot of the same name");
+        publish(&target_store, manifest, self.output.retain)
+            .await
+            .map_err(sink_error)
+    }
+
+    /// Whether a replacing run has made its exchange: the snapshot it replaces now holds
+    /// this run's manifest.
+    pub(super) async fn exchanged(&self, run: &Checkpoint) -> Result<bool, Error> {
+        let Some(target) = &run.replaces else {
+            return Ok(false);
+        };
+        let id = crate::sink::snapshot::manifest_run_id(&self.open_store(target)?)
+            .await
+            .map_err(|e| self.sink_error(e))?;
+        Ok(run.position.is_none() && id.as_deref() == Some(run.run_id.as_str()))
     }
 
     /// Compares the records written with the count the API stated: a difference fails the

@@ -74,6 +74,18 @@ impl Job {
                     tracing::info!(job = %self.name, upload = %upload.url, "aborted the killed run's unfinished upload");
                 }
                 let snapshot = self.open_store(&cp.snapshot_dir)?;
+                // Killed after exchanging a replaced snapshot: its parts are in place, and
+                // what sits where they were written is the old snapshot, left to remove.
+                if self.exchanged(&cp).await? {
+                    return Ok(Opened {
+                        state_store,
+                        snapshot,
+                        _lock: lock,
+                        state,
+                        checkpoint: cp,
+                        resumed: true,
+                    });
+                }
                 let cp = match self.verified(&snapshot, cp, &state).await? {
                     (cp, false) => cp,
                     (cp, true) => {
@@ -269,9 +281,29 @@ impl Job {
             )
             .into());
         }
-        // A snapshot of the same name (a second run on one date) is replaced: its
-        // _SUCCESS goes first, so no reader takes it for complete meanwhile.
-        unmark(&snapshot).await.map_err(|e| self.sink_error(e))?;
+        let complete = snapshot
+            .exists("_SUCCESS")
+            .await
+            .map_err(|e| self.sink_error(e.into()))?;
+        // A complete snapshot of the same name (a second run on one date) stays readable
+        // until this run's replaces it: this run writes beside it, and the two are
+        // exchanged at the end. Shards, and object storage (no exchange), replace it in
+        // place, its `_SUCCESS` going first so that no reader takes it for complete.
+        let staged = match (complete, options.shard, snapshot.can_swap()) {
+            (true, None, true) => snapshot_dir
+                .parent()
+                .zip(snapshot_dir.name())
+                .map(|(parent, name)| parent.join(&format!(".{name}.{run_id}"))),
+            _ => None,
+        };
+        let (snapshot_dir, replaces) = match staged {
+            Some(staged) => (staged, Some(snapshot_dir)),
+            None => {
+                unmark(&snapshot).await.map_err(|e| self.sink_error(e))?;
+                (snapshot_dir, None)
+            }
+        };
+        let snapshot = self.open_store(&snapshot_dir)?;
         prepare_resume(&snapshot, &[], prefix)
             .await
             .map_err(|e| self.sink_error(e))?;
@@ -292,6 +324,7 @@ impl Job {
             run_id,
             started_at: now,
             snapshot_dir,
+            replaces,
             position,
             parts: Vec::new(),
             part_ends: Vec::new(),

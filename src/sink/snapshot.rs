@@ -270,6 +270,15 @@ pub async fn remove_parts(snapshot: &Store, parts: &[PartInfo]) -> Result<(), Si
     Ok(())
 }
 
+/// The run id in a snapshot's `_manifest.json`, if it has one that reads.
+pub async fn manifest_run_id(snapshot: &Store) -> Result<Option<String>, SinkError> {
+    let Some((bytes, _)) = snapshot.get("_manifest.json").await? else {
+        return Ok(None);
+    };
+    let manifest: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    Ok(manifest.and_then(|m| m["run_id"].as_str().map(str::to_string)))
+}
+
 /// Removes a snapshot's `_SUCCESS`, so that no reader takes it for complete while it is
 /// written again (a second run into a snapshot of the same name).
 pub async fn unmark(snapshot: &Store) -> Result<(), SinkError> {
@@ -364,16 +373,20 @@ impl Latest {
     }
 }
 
-/// Completes a snapshot: in object storage removes `part-*` objects the manifest does not
-/// name (a run that lost its claim), so that a reader listing `part-*` finds exactly the
-/// manifest's; writes `_manifest.json`, then `_SUCCESS` (each
-/// durable), then `latest.json` one level up; then prunes old complete snapshots of the job
-/// beyond `retain`.
+/// Completes a snapshot ([`mark_complete`]) and makes it the job's latest ([`publish`]).
 pub async fn finalize(
     snapshot: &Store,
     manifest: &Manifest,
     retain: Option<usize>,
 ) -> Result<(), SinkError> {
+    mark_complete(snapshot, manifest).await?;
+    publish(snapshot, manifest, retain).await
+}
+
+/// Marks a snapshot complete: in object storage removes `part-*` objects the manifest does
+/// not name (a run that lost its claim), so that a reader listing `part-*` finds exactly the
+/// manifest's; then writes `_manifest.json`, then `_SUCCESS`, each durable.
+pub async fn mark_complete(snapshot: &Store, manifest: &Manifest) -> Result<(), SinkError> {
     // Where writers on other machines may race (object storage), a run that lost its claim
     // may have uploaded a part after the last checkpoint; on one disk the lock excludes
     // that, and resuming already removed what a killed run left.
@@ -387,6 +400,16 @@ pub async fn finalize(
     let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
     snapshot.put("_manifest.json", json.into()).await?;
     snapshot.put("_SUCCESS", bytes::Bytes::new()).await?;
+    Ok(())
+}
+
+/// Makes a complete snapshot the job's latest: `latest.json` one level up, then prunes old
+/// complete snapshots of the job beyond `retain`.
+pub async fn publish(
+    snapshot: &Store,
+    manifest: &Manifest,
+    retain: Option<usize>,
+) -> Result<(), SinkError> {
     let Some(parent) = snapshot.parent() else {
         return Ok(());
     };

@@ -116,6 +116,15 @@ impl Location {
         }
     }
 
+    /// The last component: a directory's name.
+    pub fn name(&self) -> Option<&str> {
+        self.text
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }

@@ -166,6 +166,56 @@ impl Store {
         Some(Store { location, backend })
     }
 
+    /// Whether [`swap`](Self::swap) can exchange this place with another at once: two
+    /// directories of one disk can; prefixes of a bucket cannot.
+    pub fn can_swap(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
+    /// Exchanges two directories of one disk in one step (`renameat2` with
+    /// `RENAME_EXCHANGE`): a reader of either path sees the old contents or the new, never
+    /// neither. Where the file system cannot exchange, the two renames follow each other.
+    pub async fn swap(&self, other: &Store) -> Result<(), StorageError> {
+        let (Backend::Local(a), Backend::Local(b)) = (&self.backend, &other.backend) else {
+            return Err(StorageError::Location {
+                location: self.location.to_string(),
+                message: "object storage cannot exchange two prefixes".into(),
+            });
+        };
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &std::path::Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| StorageError::local(p, std::io::Error::other("a NUL in the path")))
+        };
+        let (ca, cb) = (c(a)?, c(b)?);
+        // SAFETY: both are NUL-terminated paths that outlive the call.
+        let done = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if done != 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+                return Err(StorageError::local(a, e));
+            }
+            tracing::warn!(dir = %b.display(), "the file system cannot exchange directories: replacing in two renames");
+            let aside = a.with_extension("apisnap-aside");
+            std::fs::rename(b, &aside).map_err(|e| StorageError::local(b, e))?;
+            std::fs::rename(a, b).map_err(|e| StorageError::local(a, e))?;
+            std::fs::rename(&aside, a).map_err(|e| StorageError::local(&aside, e))?;
+        }
+        sync_dir(parent(a))?;
+        if parent(a) != parent(b) {
+            sync_dir(parent(b))?;
+        }
+        Ok(())
+    }
+
     /// Whether writers on other machines may write here at the same time, unseen by
     /// [`lock`](Self::lock) (object storage): what they write must carry names of their
     /// own.
@@ -364,5 +414,13 @@ mod tests {
         drop(lock);
         store.delete("a.json").await.unwrap();
         assert!(!store.exists("a.json").await.unwrap());
+        // Two directories exchanged in one step.
+        let (old, new) = (store.child("old"), store.child("new"));
+        old.put("x", Bytes::from_static(b"old")).await.unwrap();
+        new.put("x", Bytes::from_static(b"new")).await.unwrap();
+        assert!(old.can_swap());
+        new.swap(&old).await.unwrap();
+        assert_eq!(&old.get("x").await.unwrap().unwrap().0[..], b"new");
+        assert_eq!(&new.get("x").await.unwrap().unwrap().0[..], b"old");
     }
 }
