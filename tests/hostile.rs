@@ -510,3 +510,68 @@ async fn a_403_or_404_is_sent_once_and_named() {
         assert_eq!(sent, 1, "{code} is not retried");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_static_credential_kind_completes_a_run() {
+    use apisnap::sandbox::{HOSTILE_API_KEY, HOSTILE_BASIC_PASSWORD, HOSTILE_BASIC_USER};
+    let records = 450;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let cases = [
+        // Armor's v2 route: a token obtained by hand, with its own scheme.
+        (
+            "bearer",
+            "type = \"bearer\"\ntoken = \"env:STATIC_SECRET\"\nscheme = \"FH-AUTH\"",
+        ),
+        (
+            "basic",
+            "type = \"basic\"\nusername = \"env:STATIC_USER\"\npassword = \"env:STATIC_SECRET\"",
+        ),
+        (
+            "header",
+            "type = \"api_key\"\nkey = \"env:STATIC_SECRET\"\nheader = \"X-API-Key\"",
+        ),
+        (
+            "query",
+            "type = \"api_key\"\nkey = \"env:STATIC_SECRET\"\nquery_param = \"api_key\"",
+        ),
+        ("none", "type = \"none\""),
+    ];
+    for (kind, auth) in cases {
+        let ws = Workspace::with_shipped_jobs();
+        ws.write(
+            "jobs/providers/static.toml",
+            &format!(
+                "base_url = \"{}\"\n[auth]\n{auth}\n",
+                sandbox.base_url("seal")
+            ),
+        );
+        let name = format!("static_{kind}");
+        ws.write(
+            &format!("jobs/{name}.toml"),
+            &format!(
+                "provider = \"static\"\n[endpoint]\npath = \"/hostile/static/{kind}\"\n\
+                 [pagination]\ntype = \"offset\"\npage_size = 100\n[output]\ndir = \"out/{{job}}\"\n"
+            ),
+        );
+        let secret = if kind == "basic" {
+            HOSTILE_BASIC_PASSWORD
+        } else {
+            HOSTILE_API_KEY
+        };
+        let env = vec![
+            ("STATIC_SECRET".to_string(), secret.to_string()),
+            ("STATIC_USER".to_string(), HOSTILE_BASIC_USER.to_string()),
+        ];
+        let out = ws.apisnap(&["run", &name], &env).await;
+        assert_exit(&out, 0);
+        check::parquet(&only_file(&ws.path().join("out"), "parquet"), records);
+        assert!(
+            !text(&out.stderr).contains(secret),
+            "{kind}: the secret was shown"
+        );
+    }
+}

@@ -20,6 +20,9 @@
 //! - `fractions`: skip/limit pages where record [`FRACTION_AT`]'s integer `quantity` is
 //!   `19.99`.
 //! - `status/{code}`: always that status (403, 404, ...), with a JSON error.
+//! - `static/{kind}`: skip/limit pages for a static credential: `bearer` (`Authorization:
+//!   FH-AUTH` [`API_KEY`]), `basic` ([`BASIC_USER`]:[`BASIC_PASSWORD`]), `header`
+//!   (`X-API-Key`), `query` (`?api_key=`), or `none` (no credential at all).
 //! - `gzip/pages`, `br/pages`, `zstd/pages`, `deflate/pages`: skip/limit pages compressed
 //!   with that one encoding, whatever the client prefers.
 
@@ -41,6 +44,9 @@ pub const CAP: u64 = 10;
 pub const LIE: u64 = 5;
 /// The record whose integer field the `fractions` endpoint gives a fraction.
 pub const FRACTION_AT: u64 = 150;
+/// The user and password the `static/basic` endpoint accepts.
+pub const BASIC_USER: &str = "sandbox-user";
+pub const BASIC_PASSWORD: &str = "sandbox-basic-password";
 /// The size of the `huge` endpoint's answer, uncompressed.
 pub const HUGE: u64 = 256 * 1024 * 1024;
 /// The static API key the `echo` endpoint accepts in `?api_key=`.
@@ -59,6 +65,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/hostile/huge", get(huge))
         .route("/hostile/fractions", get(fractions))
         .route("/hostile/status/{code}", get(status))
+        .route("/hostile/static/{kind}", get(static_auth))
         // The same pages, each route compressed with one encoding only.
         .nest("/hostile/gzip", encoded().layer(only("gzip")))
         .nest("/hostile/br", encoded().layer(only("br")))
@@ -416,4 +423,51 @@ async fn plain_pages(
     let (skip, limit) = q.get();
     let body = page_body(&shared, Shape::Data, skip, limit, &[]);
     serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct StaticQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    api_key: Option<String>,
+}
+
+/// Pages for one static credential kind; anything else is a 401.
+async fn static_auth(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+    Query(q): Query<StaticQuery>,
+) -> Response {
+    use base64::Engine as _;
+    let header = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{BASIC_USER}:{BASIC_PASSWORD}"));
+    let ok = match kind.as_str() {
+        "bearer" => header(header::AUTHORIZATION) == format!("FH-AUTH {API_KEY}"),
+        "basic" => header(header::AUTHORIZATION) == format!("Basic {basic}"),
+        "header" => header(header::HeaderName::from_static("x-api-key")) == API_KEY,
+        "query" => q.api_key.as_deref() == Some(API_KEY),
+        "none" => header(header::AUTHORIZATION).is_empty(),
+        _ => false,
+    };
+    shared
+        .counters(NAME)
+        .data_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !ok {
+        return super::json_error(
+            axum::http::StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": format!("expected the {kind} credential")}),
+        );
+    }
+    let (skip, limit) = (q.skip.unwrap_or(0), q.limit.unwrap_or(100));
+    let body = page_body(&shared, Shape::Data, skip, limit, &[]);
+    serve(&shared, NAME, "", body, Vec::new()).await
 }

@@ -31,7 +31,8 @@ use tokio::sync::oneshot;
 
 pub use faults::{Fault, FaultConfig};
 pub use hostile::{
-    API_KEY as HOSTILE_API_KEY, CAP as HOSTILE_CAP, FRACTION_AT as HOSTILE_FRACTION_AT,
+    API_KEY as HOSTILE_API_KEY, BASIC_PASSWORD as HOSTILE_BASIC_PASSWORD,
+    BASIC_USER as HOSTILE_BASIC_USER, CAP as HOSTILE_CAP, FRACTION_AT as HOSTILE_FRACTION_AT,
     LIE as HOSTILE_LIE,
 };
 pub use log::RequestRecord;
