@@ -58,6 +58,9 @@ pub struct Checkpoint {
     /// column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
+    /// Values of fields the columns lack, dropped (`schema.drift = "ignore"`), per field.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dropped: std::collections::BTreeMap<String, u64>,
     /// The records the API stated the pages hold (a total pointer, a `Content-Range`
     /// total), once the last page has told: what the completed snapshot is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,9 @@ pub struct PartEnd {
     /// Values written as null in them, per column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
+    /// Values of fields the columns lack, dropped (`schema.drift = "ignore"`), per field.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dropped: std::collections::BTreeMap<String, u64>,
 }
 
 /// A shard's part of a sharded run (`apisnap run --shard INDEX/COUNT`).
@@ -424,6 +430,7 @@ mod tests {
             high_water: None,
             columns_added: Vec::new(),
             nulled: Default::default(),
+            dropped: Default::default(),
             stated_records: None,
             pagination: None,
             shard: None,

@@ -390,6 +390,23 @@ pub fn infer_schema(records: &[u8]) -> Result<Schema, String> {
     ))
 }
 
+/// Per field of the records that `schema` does not have, how many records carry it: what
+/// `schema.drift = "ignore"` drops, counted for the manifest.
+pub fn dropped_fields(schema: &Schema, records: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    use std::collections::{BTreeMap, HashMap};
+    // Keys only: every value is skipped unread.
+    type Keys = HashMap<String, serde::de::IgnoredAny>;
+    let items: Vec<Keys> = serde_json::from_slice(records)
+        .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for key in items.iter().flat_map(|item| item.keys()) {
+        if schema.field_with_name(key).is_err() {
+            *counts.entry(key.clone()).or_insert(0) += 1;
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
+
 /// Fields of the records array that `schema` does not have, in order of appearance.
 pub fn new_fields(schema: &Schema, records: &[u8]) -> Result<Vec<Field>, String> {
     let page = infer_schema(records)?;

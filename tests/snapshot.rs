@@ -458,6 +458,15 @@ async fn a_new_field_fails_by_default_and_is_dropped_or_added_by_policy() {
     let out = ws.apisnap(&["run", JOB], &env).await;
     assert_exit(&out, 0);
     check_parquet_snapshot(&dir, records);
+    // What was dropped is counted per field: every record from 2,500 on had `channel`.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["dropped_fields"]["channel"],
+        records - 2_500,
+        "{manifest}"
+    );
+    assert!(text(&out.stderr).contains("a field the columns lack is dropped"));
 
     // evolve: the column is added from the part that first has it.
     let ws = Workspace::with_shipped_jobs();

@@ -173,6 +173,7 @@ impl Job {
             parts: run.parts.clone(),
             schema: ColumnInfo::of(schema, added),
             invalid_values_nulled: nulled,
+            dropped_fields: run.dropped.clone(),
         }
     }
 }

@@ -183,12 +183,14 @@ impl Job {
                 cp.records = end.records;
                 cp.high_water = end.high_water;
                 cp.nulled = end.nulled;
+                cp.dropped = end.dropped;
             }
             None => {
                 cp.position = Some(first);
                 cp.records = 0;
                 cp.high_water = state.history.iter().find_map(|r| r.high_water.clone());
                 cp.nulled.clear();
+                cp.dropped.clear();
             }
         }
         // Columns added from a part that is gone come back when their records do.
@@ -336,6 +338,7 @@ impl Job {
             high_water: state.history.iter().find_map(|r| r.high_water.clone()),
             columns_added: Vec::new(),
             nulled: Default::default(),
+            dropped: Default::default(),
             stated_records: None,
             pagination: Some(self.paginator.fingerprint().to_string()),
             shard,

@@ -280,7 +280,12 @@ impl Job {
         // The last shard reads to the real end: the latest count any shard was told.
         let stated = shards.iter().filter_map(|c| c.stated_records).max();
         self.account(stated, records)?;
+        let mut dropped = std::collections::BTreeMap::new();
+        for (field, n) in shards.iter().flat_map(|c| c.dropped.iter()) {
+            *dropped.entry(field.clone()).or_insert(0) += n;
+        }
         let whole = Checkpoint {
+            dropped,
             started_at: shards.iter().map(|c| c.started_at).min().expect("shards"),
             records,
             stated_records: stated,

@@ -322,6 +322,9 @@ pub struct Manifest {
     /// Values written as null because they could not be read, per column.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub invalid_values_nulled: std::collections::BTreeMap<String, u64>,
+    /// Values of fields the columns lack, dropped (`schema.drift = "ignore"`), per field.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dropped_fields: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -44,6 +44,8 @@ pub(super) fn decode_stage(
         make(schema.clone()).map(Some)
     };
     let mut current: Option<(SchemaRef, PageDecoder)> = None;
+    // Fields dropped so far, each warned about once.
+    let mut warned = std::collections::HashSet::new();
     if let Some(schema) = schema {
         let Some(decoder) = open(&schema)? else {
             return Ok(());
@@ -128,6 +130,17 @@ pub(super) fn decode_stage(
                 }
             }
         };
+        let dropped = if drift == Drift::Ignore {
+            let counts = crate::decode::dropped_fields(schema, slice).map_err(fail)?;
+            for (field, _) in &counts {
+                if warned.insert(field.clone()) {
+                    tracing::warn!(job, position = %page.position, field = %field, "a field the columns lack is dropped (schema.drift = ignore; counted in the manifest)");
+                }
+            }
+            counts
+        } else {
+            Vec::new()
+        };
         for batch in decoded {
             if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
                 return Ok(());
@@ -137,6 +150,7 @@ pub(super) fn decode_stage(
             .blocking_send(ToWriter::PageEnd {
                 next: page.next,
                 nulled,
+                dropped,
                 stated: page.stated,
             })
             .is_err()

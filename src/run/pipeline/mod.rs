@@ -60,6 +60,9 @@ enum ToWriter {
     PageEnd {
         next: Option<Position>,
         nulled: Vec<(String, u64)>,
+        /// Per field the columns lack, the records whose value of it was dropped
+        /// (`schema.drift = "ignore"`).
+        dropped: Vec<(String, u64)>,
         /// The records the API has stated, as of this page.
         stated: Option<u64>,
     },

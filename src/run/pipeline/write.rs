@@ -20,6 +20,8 @@ struct Pending {
     mark: Option<serde_json::Value>,
     /// Values written as null among them, per column.
     nulled: std::collections::BTreeMap<String, u64>,
+    /// Values of fields the columns lack, dropped among them, per field.
+    dropped: std::collections::BTreeMap<String, u64>,
     /// The records the API stated, as of the last page received.
     stated: Option<u64>,
 }
@@ -53,6 +55,9 @@ impl Ledger<'_> {
         for (field, n) in p.nulled {
             *checkpoint.nulled.entry(field).or_insert(0) += n;
         }
+        for (field, n) in p.dropped {
+            *checkpoint.dropped.entry(field).or_insert(0) += n;
+        }
         checkpoint.position = position;
         checkpoint.stated_records = p.stated.or(checkpoint.stated_records);
         if closed.is_some() {
@@ -61,6 +66,7 @@ impl Ledger<'_> {
                 records: checkpoint.records,
                 high_water: checkpoint.high_water.clone(),
                 nulled: checkpoint.nulled.clone(),
+                dropped: checkpoint.dropped.clone(),
             });
         }
         self.state.in_progress = Some(checkpoint.clone());
@@ -234,8 +240,12 @@ pub(super) fn write_stage(
             ToWriter::PageEnd {
                 next,
                 nulled,
+                dropped,
                 stated,
             } => {
+                for (field, n) in dropped {
+                    *ledger.pending.dropped.entry(field).or_insert(0) += n;
+                }
                 if stated.is_some() {
                     ledger.pending.stated = stated;
                 }
