@@ -1,6 +1,6 @@
 //! Kalibrate: OAuth2 client credentials at an Azure AD tenant (`/aad/{tenant}/oauth2/v2.0/token`,
 //! reached as another host), a data API that rejects library-default User-Agents, and
-//! `/api/status`. Records under `value`.
+//! `/api/status`. Records under `value`, in ASCII-escaped JSON (a .NET API).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::{Shape, Shared, SkipLimit, authorize, credentials, json_error, records_page, tokens};
+use super::{Shape, Shared, SkipLimit, authorize, credentials, json_error, tokens};
 
 const NAME: &str = "kalibrate";
 
@@ -165,5 +165,40 @@ async fn prices(
         Err(r) => return r,
     };
     let (skip, limit) = page.get();
-    records_page(&shared, NAME, &token, Shape::Value, skip, limit).await
+    let body = super::page_body(&shared, Shape::Value, skip, limit, &[]);
+    super::serve(&shared, NAME, &token, ascii_escaped(&body), Vec::new()).await
+}
+
+/// The body as .NET's JSON writer sends it: every non-ASCII character escaped (`\u00e9`),
+/// those beyond the Basic Multilingual Plane as surrogate pairs (`\ud83d\ude80`). In JSON
+/// such characters stand only inside strings, so each can be escaped where it stands.
+fn ascii_escaped(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(body.len() + body.len() / 8);
+    let mut units = [0u16; 2];
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn answers_are_ascii_with_surrogate_pairs() {
+        let body = super::ascii_escaped("{\"name\":\"Zoë 🚀\"}".as_bytes());
+        assert!(body.is_ascii());
+        assert_eq!(
+            String::from_utf8(body.clone()).unwrap(),
+            r#"{"name":"Zo\u00eb \ud83d\ude80"}"#
+        );
+        let back: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back["name"], "Zoë 🚀");
+    }
 }
