@@ -1336,3 +1336,37 @@ async fn a_rerun_that_fails_leaves_the_complete_snapshot_of_the_same_name_readab
         "the old snapshot is gone: {leftovers:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_run_honours_compact() {
+    let records = 10_007;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        "jobs/paged.toml",
+        &PAGED_JOB.replace("[output]", "[output]\ncompact = true"),
+    );
+    let mut env = common::provider_env(&sandbox, &ws, "seal_metrics");
+    env.push(("APISNAP_RUN_ID".into(), "r8".into()));
+    common::run_shards(&ws, &env, "paged", 3).await;
+    let dir = ws.path().join("out/paged/r8");
+    assert!(dir.join("_SUCCESS").exists());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], records);
+    let files = parts(&dir);
+    assert_eq!(files.len(), 1, "one merged file: {files:?}");
+    assert_eq!(manifest["parts"].as_array().unwrap().len(), 1);
+    assert_eq!(manifest["parts"][0]["file"], "part-all.csv");
+    let mut next = 0u64;
+    let mut reader = csv::Reader::from_path(&files[0]).unwrap();
+    for row in reader.records() {
+        assert_eq!(row.unwrap()[0].parse::<u64>().unwrap(), next);
+        next += 1;
+    }
+    assert_eq!(next, records);
+}

@@ -179,12 +179,17 @@ impl Job {
             .iter()
             .map(|s| s.in_progress.clone().expect("checked above"))
             .collect();
-        let manifest = self.shards_manifest(&shards)?;
+        let mut manifest = self.shards_manifest(&shards)?;
         let snapshot_dir = shards[0].snapshot_dir.clone();
         let snapshot = self.open_store(&snapshot_dir)?;
-        finalize(&snapshot, &manifest, self.output.retain)
-            .await
-            .map_err(|e| self.sink_error(e))?;
+        if self.output.compact && manifest.parts.len() > 1 {
+            self.compact_shards(&snapshot, &mut manifest, &shards)
+                .await?;
+        } else {
+            finalize(&snapshot, &manifest, self.output.retain)
+                .await
+                .map_err(|e| self.sink_error(e))?;
+        }
         let record = RunRecord {
             run_id: run_id.clone(),
             finished_at: manifest.finished_at,
@@ -225,6 +230,74 @@ impl Job {
             parts: manifest.parts.len(),
             already: false,
         })
+    }
+
+    /// Completes a sharded run with its parts merged into one (`output.compact`): the merged
+    /// file is published, the snapshot marked complete naming only it, and only then do the
+    /// shards' parts go. A finalizer killed on the way starts again; one killed after
+    /// marking the snapshot complete (its manifest names this run) only removes the parts
+    /// left.
+    async fn compact_shards(
+        &self,
+        snapshot: &crate::storage::Store,
+        manifest: &mut Manifest,
+        shards: &[Checkpoint],
+    ) -> Result<(), Error> {
+        let sink_error = |e| self.sink_error(e);
+        let storage_error = |e: crate::storage::StorageError| self.sink_error(e.into());
+        let parts = std::mem::take(&mut manifest.parts);
+        let marked = crate::sink::snapshot::manifest_run_id(snapshot)
+            .await
+            .map_err(sink_error)?
+            .is_some_and(|id| id == manifest.run_id);
+        let written = match marked {
+            true => snapshot
+                .get("_manifest.json")
+                .await
+                .map_err(storage_error)?,
+            false => None,
+        };
+        let merged = written
+            .and_then(|(bytes, _)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|m| serde_json::from_value(m["parts"].get(0)?.clone()).ok());
+        if let Some(merged) = merged {
+            // Complete already, naming the merged file: its parts are what is left to go.
+            manifest.parts = vec![merged];
+        } else {
+            let schema = shards
+                .iter()
+                .find(|c| c.records > 0)
+                .or(shards.first())
+                .and_then(|c| c.schema.clone())
+                .unwrap_or_else(arrow_schema::Schema::empty);
+            let staging = snapshot.staging().map_err(storage_error)?;
+            let merged = crate::sink::snapshot::compact(
+                snapshot,
+                &staging,
+                &self.output,
+                std::sync::Arc::new(schema),
+                &parts,
+            )
+            .await
+            .map_err(sink_error)?;
+            snapshot
+                .upload(&merged.info.file, &merged.path)
+                .await
+                .map_err(storage_error)?
+                .finish()
+                .await
+                .map_err(storage_error)?;
+            manifest.parts = vec![merged.info];
+            crate::sink::snapshot::mark_complete(snapshot, manifest)
+                .await
+                .map_err(sink_error)?;
+        }
+        crate::sink::snapshot::remove_parts(snapshot, &parts)
+            .await
+            .map_err(sink_error)?;
+        crate::sink::snapshot::publish(snapshot, manifest, self.output.retain)
+            .await
+            .map_err(sink_error)
     }
 
     /// The manifest of a sharded run whose shards are all complete: every shard's parts in
