@@ -782,3 +782,20 @@ async fn an_api_key_in_the_query_never_appears_in_logs_or_errors() {
             .any(|r| r.target.contains(&format!("api_key={key}")))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netographys_jti_can_be_an_integer_or_a_uuid() {
+    let sandbox = sandbox(SandboxConfig {
+        records: 300,
+        ..SandboxConfig::default()
+    })
+    .await;
+    for form in ["integer", "uuid"] {
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&sandbox, &ws, "netography");
+        env.push(("APISNAP_PROVIDER_NETOGRAPHY__AUTH__JTI".into(), form.into()));
+        let out = ws.apisnap(&["run", "netography_alerts"], &env).await;
+        assert_exit(&out, 0);
+        check_output(&ws, "parquet", 300);
+    }
+}

@@ -35,9 +35,24 @@ pub struct JwtAssertionConfig {
     /// Where the server's error message is.
     #[serde(default = "default_error_pointer")]
     pub error_pointer: JsonPointer,
+    /// The form of each request token's unique `jti`.
+    #[serde(default)]
+    pub jti: JtiForm,
     /// The token in the response, and its lifecycle.
     #[serde(default)]
     pub token: TokenConfig,
+}
+
+/// How a request token's `jti` is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JtiForm {
+    /// A random integer below 2^53, so that servers that parse JSON numbers as doubles read
+    /// it exactly (Netography's guide).
+    #[default]
+    Integer,
+    /// A random UUID as a string (RFC 7519's form).
+    Uuid,
 }
 
 fn default_token_path() -> String {
@@ -130,10 +145,13 @@ impl JwtAssertion {
     fn assertion(&self) -> Result<String, String> {
         let mut claims = serde_json::Map::new();
         claims.insert("iat".into(), chrono::Utc::now().timestamp().into());
-        // A random integer below 2^53, so that servers that parse JSON numbers as doubles
-        // (as the vendor's Python example's `random.randint` suggests) read it exactly.
-        let jti = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
-        claims.insert("jti".into(), jti.into());
+        let jti: serde_json::Value = match self.config.jti {
+            // Below 2^53, so that servers that parse JSON numbers as doubles (as the
+            // vendor's Python example's `random.randint` suggests) read it exactly.
+            JtiForm::Integer => (uuid::Uuid::new_v4().as_u64_pair().0 >> 11).into(),
+            JtiForm::Uuid => uuid::Uuid::new_v4().to_string().into(),
+        };
+        claims.insert("jti".into(), jti);
         for (k, v) in &self.config.claims {
             claims.insert(k.clone(), v.clone().into());
         }
@@ -160,5 +178,51 @@ impl JwtAssertion {
         .await;
         // The signed token is a credential too: a server that echoes it must not leak it.
         result.map_err(|m| m.replace(&jwt, "[redacted]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jti_takes_the_configured_form() {
+        let mut env = Env::empty();
+        env.set("J_SECRET", "s3cret");
+        for (form, check) in [
+            (
+                JtiForm::Integer,
+                (|v: &serde_json::Value| v.as_u64().is_some()) as fn(&_) -> bool,
+            ),
+            (JtiForm::Uuid, |v| {
+                v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
+            }),
+        ] {
+            let config = JwtAssertionConfig {
+                token_path: default_token_path(),
+                secret: "env:J_SECRET".parse().unwrap(),
+                claims: BTreeMap::new(),
+                secret_claims: BTreeMap::new(),
+                assertion_field: default_assertion_field(),
+                error_pointer: default_error_pointer(),
+                jti: form,
+                token: TokenConfig::default(),
+            };
+            let mut errors = ConfigErrors::default();
+            let base = Url::parse("https://api.example.com").unwrap();
+            let jwt = config.build(&base, &env, &mut errors).unwrap();
+            let token = jwt.assertion().unwrap();
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            let claims = jsonwebtoken::decode::<serde_json::Value>(
+                &token,
+                &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
+                &validation,
+            )
+            .unwrap()
+            .claims;
+            assert!(check(&claims["jti"]), "{form:?}: {}", claims["jti"]);
+        }
     }
 }

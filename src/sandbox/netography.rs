@@ -76,6 +76,18 @@ async fn token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     if (now - claims.iat).abs() > MAX_SKEW_SECS {
         return reject(&shared, "request token iat is stale");
     }
+    // An integer (the vendor's guide) or a UUID string (RFC 7519); nothing else.
+    let well_formed = claims.jti.as_u64().is_some()
+        || claims
+            .jti
+            .as_str()
+            .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok());
+    if !well_formed {
+        return reject(
+            &shared,
+            "request token jti is neither an integer nor a UUID",
+        );
+    }
     if !shared
         .jtis
         .lock()
