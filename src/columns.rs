@@ -291,6 +291,12 @@ mod tests {
         assert_eq!(exact_int("9223372036854775808"), None);
         assert_eq!(exact_int("1e300"), None);
         assert_eq!(exact_int("twelve"), None);
+        // What a float would round.
+        assert_eq!(exact_int("4503599627370497.5"), None);
+        assert_eq!(exact_int("1.00000000000000001"), None);
+        assert_eq!(exact_int("1.5e1"), Some(15));
+        assert_eq!(exact_int("15e-1"), None);
+        assert_eq!(exact_int("-0.0"), Some(0));
         let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
             "n",
             arrow_schema::DataType::Int64,
@@ -450,10 +456,42 @@ fn exact_int(text: &str) -> Option<i64> {
     if let Ok(v) = text.parse::<i64>() {
         return Some(v);
     }
-    let float: f64 = text.parse().ok()?;
-    // Above 2^53 a float is no longer every integer: the text's digits may already be lost.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    (float.is_finite() && float.fract() == 0.0 && float.abs() <= EXACT).then_some(float as i64)
+    // Read as decimal text, never through a float (which would round `2^52 + 0.5`): digits,
+    // an optional fraction, an optional exponent; whole only if every digit past the point
+    // is zero.
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1i128, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    // The value is digits × 10^shift.
+    let shift = exponent.checked_sub(frac.len() as i32)?;
+    let digits = if shift >= 0 {
+        if shift > 19 && digits.bytes().any(|b| b != b'0') {
+            return None;
+        }
+        format!("{digits}{}", "0".repeat(shift.min(19) as usize))
+    } else {
+        let cut = digits.len().checked_sub(shift.unsigned_abs() as usize)?;
+        if digits[cut..].bytes().any(|b| b != b'0') {
+            return None; // a fraction
+        }
+        digits[..cut].to_string()
+    };
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > 19 {
+        return None;
+    }
+    let value = sign * digits.parse::<i128>().unwrap_or(0);
+    i64::try_from(value).ok()
 }
 
 struct JsonTextDecoder;

@@ -218,7 +218,7 @@ impl Fetcher {
 
     /// A request to a URL the server gave (a next page, a `Link`), without the credentials
     /// the server echoed in it: the query parameters credentials travel in, and any whose
-    /// value is a credential or token. So the URL can be logged and kept in the checkpoint,
+    /// value is a credential or the token, whole. So the URL can be logged and kept in the checkpoint,
     /// and the request carries each credential once, where the provider says.
     pub fn scrubbed(&self, mut page: PageRequest) -> PageRequest {
         let Some(url) = page.url.as_mut() else {
@@ -227,7 +227,7 @@ impl Fetcher {
         let names = self.auth.query_names();
         let kept: Vec<(String, String)> = url
             .query_pairs()
-            .filter(|(k, v)| !names.iter().any(|n| n == k) && self.auth.redact(v) == *v)
+            .filter(|(k, v)| !names.iter().any(|n| n == k) && !self.auth.holds(v))
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         if kept.len() != url.query_pairs().count() {

@@ -1370,3 +1370,33 @@ async fn a_sharded_run_honours_compact() {
     }
     assert_eq!(next, records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_with_the_same_run_id_still_replaces_the_snapshot() {
+    let ws = Workspace::with_shipped_jobs();
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 2_000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dated = ws.path().join("out/{job}/{date}");
+    let env = env_for(
+        &sandbox,
+        &ws,
+        &[(
+            "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__DIR",
+            dated.to_str().unwrap(),
+        )],
+    );
+    let out = ws.apisnap(&["run", JOB, "--run-id", "nightly"], &env).await;
+    assert_exit(&out, 0);
+    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+    // The same id again (a fixed APISNAP_RUN_ID), with more records: it is another run.
+    sandbox.set_records(3_000);
+    let out = ws.apisnap(&["run", JOB, "--run-id", "nightly"], &env).await;
+    assert_exit(&out, 0);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], 3_000);
+    check_parquet_snapshot(&dir, 3_000);
+}

@@ -326,6 +326,21 @@ impl Authenticator {
         }
     }
 
+    /// Whether `value` is one of the credentials or the token this authenticator holds, as
+    /// a whole (not a part of it: a short password must not match a page number).
+    pub(crate) fn holds(&self, value: &str) -> bool {
+        match &self.kind {
+            AuthKind::Session(s) => s.holds(value),
+            AuthKind::Static(c) => {
+                c.headers
+                    .iter()
+                    .filter_map(|(_, v)| v.to_str().ok())
+                    .any(|v| v == value || v.rsplit(' ').next() == Some(value))
+                    || c.query.iter().any(|(_, s)| s.expose() == value)
+            }
+        }
+    }
+
     /// `text` with every credential and token this authenticator holds replaced.
     pub(crate) fn redact(&self, text: &str) -> String {
         match &self.kind {

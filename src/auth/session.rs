@@ -321,6 +321,18 @@ impl TokenSession {
         self.reauthentications.load(Ordering::Relaxed)
     }
 
+    /// Whether `value` is one of the login's secrets or the current token, as a whole.
+    pub(crate) fn holds(&self, value: &str) -> bool {
+        let current = self.current.lock().expect("not poisoned").clone();
+        !value.is_empty()
+            && self
+                .login
+                .secrets()
+                .into_iter()
+                .chain(current.as_ref())
+                .any(|s| s.expose() == value)
+    }
+
     pub(crate) fn redact(&self, text: &str) -> String {
         let current = self.current.lock().expect("not poisoned").clone();
         self.login

@@ -117,6 +117,10 @@ impl Job {
             .remove_all()
             .await
             .map_err(|e| sink_error(e.into()))?;
+        target_store
+            .clear_swap_leftovers()
+            .await
+            .map_err(|e| sink_error(e.into()))?;
         tracing::info!(job = %self.name, snapshot = %target, "replaced the complete snapshot of the same name");
         publish(&target_store, manifest, self.output.retain)
             .await
@@ -129,10 +133,12 @@ impl Job {
         let Some(target) = &run.replaces else {
             return Ok(false);
         };
-        let id = crate::sink::snapshot::manifest_run_id(&self.open_store(target)?)
+        if run.position.is_some() {
+            return Ok(false);
+        }
+        crate::sink::snapshot::marked_by(&self.open_store(target)?, &run.run_id, run.started_at)
             .await
-            .map_err(|e| self.sink_error(e))?;
-        Ok(run.position.is_none() && id.as_deref() == Some(run.run_id.as_str()))
+            .map_err(|e| self.sink_error(e))
     }
 
     /// Compares the records written with the count the API stated: a difference fails the

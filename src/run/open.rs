@@ -52,7 +52,14 @@ impl Job {
                 .in_progress
                 .as_ref()
                 .is_some_and(|cp| Some(&cp.run_id) != options.run_id.as_ref());
+        // A run that already put its snapshot in place (the exchange of a replacement is
+        // made) is finished rather than discarded: its data is the snapshot now.
+        let placed = match &state.in_progress {
+            Some(cp) => self.exchanged(cp).await?,
+            None => false,
+        };
         if (options.fresh || abandoned)
+            && !placed
             && let Some(old) = state.in_progress.take()
         {
             tracing::info!(job = %self.name, run_id = %old.run_id, "discarding the checkpoint (--fresh, or a shard of an abandoned run)");
@@ -76,7 +83,12 @@ impl Job {
                 let snapshot = self.open_store(&cp.snapshot_dir)?;
                 // Killed after exchanging a replaced snapshot: its parts are in place, and
                 // what sits where they were written is the old snapshot, left to remove.
-                if self.exchanged(&cp).await? {
+                // A shard whose run's snapshot is marked complete (a finalizer that was
+                // merging its parts was stopped): its parts may be merged away already.
+                let marked_shard = cp.shard.is_some()
+                    && cp.position.is_none()
+                    && self.marked_for(&snapshot, &cp.run_id).await?;
+                if marked_shard || self.exchanged(&cp).await? {
                     return Ok(Opened {
                         state_store,
                         snapshot,
@@ -161,10 +173,13 @@ impl Job {
         let Some((k, file, why)) = bad else {
             return Ok((cp, false));
         };
-        // Older checkpoints keep no part ends: then the run starts again from the first.
+        // Older checkpoints keep no part ends, or ends for only the parts added since an
+        // upgrade: unless they are in step with the parts, start again from the first.
+        let in_step = cp.part_ends.len() == cp.parts.len();
         let end = match k {
             0 => None,
-            k => cp.part_ends.get(k - 1).cloned(),
+            k if in_step => cp.part_ends.get(k - 1).cloned(),
+            _ => None,
         };
         let k = if end.is_some() { k } else { 0 };
         let first = match &cp.shard {
@@ -219,6 +234,19 @@ impl Job {
             "a committed part of the interrupted run is missing or damaged: fetching its records and all after it again"
         );
         Ok((cp, true))
+    }
+
+    /// Whether `snapshot`'s manifest is the run `run_id`'s.
+    async fn marked_for(&self, snapshot: &Store, run_id: &str) -> Result<bool, Error> {
+        let Some((bytes, _)) = snapshot
+            .get("_manifest.json")
+            .await
+            .map_err(|e| self.sink_error(e.into()))?
+        else {
+            return Ok(false);
+        };
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(manifest["run_id"].as_str() == Some(run_id))
     }
 
     /// Refuses a checkpoint whose position the job's pagination cannot continue: edited

@@ -246,10 +246,10 @@ impl Job {
         let sink_error = |e| self.sink_error(e);
         let storage_error = |e: crate::storage::StorageError| self.sink_error(e.into());
         let parts = std::mem::take(&mut manifest.parts);
-        let marked = crate::sink::snapshot::manifest_run_id(snapshot)
-            .await
-            .map_err(sink_error)?
-            .is_some_and(|id| id == manifest.run_id);
+        let marked =
+            crate::sink::snapshot::marked_by(snapshot, &manifest.run_id, manifest.started_at)
+                .await
+                .map_err(sink_error)?;
         let written = match marked {
             true => snapshot
                 .get("_manifest.json")
@@ -350,8 +350,9 @@ impl Job {
             *nulled.entry(field.clone()).or_insert(0) += n;
         }
         let records = shards.iter().map(|c| c.records).sum();
-        // The last shard reads to the real end: the latest count any shard was told.
-        let stated = shards.iter().filter_map(|c| c.stated_records).max();
+        // The last shard reads to the real end: the count it was told is the run's (an
+        // earlier shard still running may see the data grow past what the last one read).
+        let stated = shards.last().and_then(|c| c.stated_records);
         self.account(stated, records)?;
         let mut dropped = std::collections::BTreeMap::new();
         for (field, n) in shards.iter().flat_map(|c| c.dropped.iter()) {

@@ -270,13 +270,25 @@ pub async fn remove_parts(snapshot: &Store, parts: &[PartInfo]) -> Result<(), Si
     Ok(())
 }
 
-/// The run id in a snapshot's `_manifest.json`, if it has one that reads.
-pub async fn manifest_run_id(snapshot: &Store) -> Result<Option<String>, SinkError> {
+/// Whether a snapshot's `_manifest.json` is that of the run `run_id` started at
+/// `started_at`: the start time tells apart two runs given the same id (`--run-id`).
+pub async fn marked_by(
+    snapshot: &Store,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+) -> Result<bool, SinkError> {
     let Some((bytes, _)) = snapshot.get("_manifest.json").await? else {
-        return Ok(None);
+        return Ok(false);
     };
     let manifest: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-    Ok(manifest.and_then(|m| m["run_id"].as_str().map(str::to_string)))
+    let started = manifest
+        .as_ref()
+        .and_then(|m| m["started_at"].as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    Ok(
+        manifest.as_ref().and_then(|m| m["run_id"].as_str()) == Some(run_id)
+            && started.is_some_and(|t| t == started_at),
+    )
 }
 
 /// Removes a snapshot's `_SUCCESS`, so that no reader takes it for complete while it is

@@ -39,6 +39,15 @@ pub(super) struct Remote {
     pub(super) prefix: Key,
 }
 
+/// Where [`Store::swap`] moves a directory aside: a hidden sibling.
+fn aside_of(dir: &std::path::Path) -> std::path::PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent(dir).join(format!(".{name}.apisnap-aside"))
+}
+
 /// One client per bucket for the life of the process: building one reads the environment
 /// and sets up a connection pool.
 type Clients = (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>);
@@ -174,7 +183,9 @@ impl Store {
 
     /// Exchanges two directories of one disk in one step (`renameat2` with
     /// `RENAME_EXCHANGE`): a reader of either path sees the old contents or the new, never
-    /// neither. Where the file system cannot exchange, the two renames follow each other.
+    /// neither. Where the file system cannot exchange (NFS), `other` is moved aside and
+    /// this one put in its place; a swap stopped between those renames is finished by the
+    /// next call (`other` missing: this one goes in, the one aside comes back here).
     pub async fn swap(&self, other: &Store) -> Result<(), StorageError> {
         let (Backend::Local(a), Backend::Local(b)) = (&self.backend, &other.backend) else {
             return Err(StorageError::Location {
@@ -182,6 +193,14 @@ impl Store {
                 message: "object storage cannot exchange two prefixes".into(),
             });
         };
+        let aside = aside_of(b);
+        if !b.exists() {
+            std::fs::rename(a, b).map_err(|e| StorageError::local(a, e))?;
+            if aside.exists() {
+                std::fs::rename(&aside, a).map_err(|e| StorageError::local(&aside, e))?;
+            }
+            return sync_dir(parent(b));
+        }
         use std::os::unix::ffi::OsStrExt;
         let c = |p: &std::path::Path| {
             std::ffi::CString::new(p.as_os_str().as_bytes())
@@ -204,7 +223,9 @@ impl Store {
                 return Err(StorageError::local(a, e));
             }
             tracing::warn!(dir = %b.display(), "the file system cannot exchange directories: replacing in two renames");
-            let aside = a.with_extension("apisnap-aside");
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside).map_err(|e| StorageError::local(&aside, e))?;
+            }
             std::fs::rename(b, &aside).map_err(|e| StorageError::local(b, e))?;
             std::fs::rename(a, b).map_err(|e| StorageError::local(a, e))?;
             std::fs::rename(&aside, a).map_err(|e| StorageError::local(&aside, e))?;
@@ -214,6 +235,19 @@ impl Store {
             sync_dir(parent(b))?;
         }
         Ok(())
+    }
+
+    /// Removes what a swap into this directory stopped midway may have left beside it.
+    pub async fn clear_swap_leftovers(&self) -> Result<(), StorageError> {
+        let Backend::Local(dir) = &self.backend else {
+            return Ok(());
+        };
+        let aside = aside_of(dir);
+        match std::fs::remove_dir_all(&aside) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::local(&aside, e)),
+        }
     }
 
     /// Whether writers on other machines may write here at the same time, unseen by
@@ -422,5 +456,15 @@ mod tests {
         new.swap(&old).await.unwrap();
         assert_eq!(&old.get("x").await.unwrap().unwrap().0[..], b"new");
         assert_eq!(&new.get("x").await.unwrap().unwrap().0[..], b"old");
+        // A two-rename replacement stopped after moving the target aside is finished.
+        std::fs::rename(
+            dir.path().join("old"),
+            dir.path().join(".old.apisnap-aside"),
+        )
+        .unwrap();
+        new.swap(&old).await.unwrap();
+        assert_eq!(&old.get("x").await.unwrap().unwrap().0[..], b"old");
+        assert_eq!(&new.get("x").await.unwrap().unwrap().0[..], b"new");
+        assert!(!dir.path().join(".old.apisnap-aside").exists());
     }
 }
