@@ -264,12 +264,7 @@ impl Job {
             // Complete already, naming the merged file: its parts are what is left to go.
             manifest.parts = vec![merged];
         } else {
-            let schema = shards
-                .iter()
-                .find(|c| c.records > 0)
-                .or(shards.first())
-                .and_then(|c| c.schema.clone())
-                .unwrap_or_else(arrow_schema::Schema::empty);
+            let schema = shards_schema(shards);
             let staging = snapshot.staging().map_err(storage_error)?;
             let merged = crate::sink::snapshot::compact(
                 snapshot,
@@ -339,27 +334,15 @@ impl Job {
                     .into(),
             });
         }
-        let schema = shards
-            .iter()
-            .find(|c| c.records > 0)
-            .or(shards.first())
-            .and_then(|c| c.schema.clone())
-            .unwrap_or_else(arrow_schema::Schema::empty);
-        let mut nulled = std::collections::BTreeMap::new();
-        for (field, n) in shards.iter().flat_map(|c| c.nulled.iter()) {
-            *nulled.entry(field.clone()).or_insert(0) += n;
-        }
+        let schema = shards_schema(shards);
+        let nulled = per_field(shards, |c| &c.nulled);
         let records = shards.iter().map(|c| c.records).sum();
         // The last shard reads to the real end: the count it was told is the run's (an
         // earlier shard still running may see the data grow past what the last one read).
         let stated = shards.last().and_then(|c| c.stated_records);
         self.account(stated, records)?;
-        let mut dropped = std::collections::BTreeMap::new();
-        for (field, n) in shards.iter().flat_map(|c| c.dropped.iter()) {
-            *dropped.entry(field.clone()).or_insert(0) += n;
-        }
         let whole = Checkpoint {
-            dropped,
+            dropped: per_field(shards, |c| &c.dropped),
             started_at: shards.iter().map(|c| c.started_at).min().expect("shards"),
             records,
             stated_records: stated,
@@ -368,4 +351,27 @@ impl Job {
         };
         Ok(self.manifest(&whole, &schema, &[], nulled))
     }
+}
+
+/// The columns of a sharded run: those of the first shard that wrote records (all agree,
+/// checked by their fingerprints), else the first shard's.
+fn shards_schema(shards: &[Checkpoint]) -> arrow_schema::Schema {
+    shards
+        .iter()
+        .find(|c| c.records > 0)
+        .or(shards.first())
+        .and_then(|c| c.schema.clone())
+        .unwrap_or_else(arrow_schema::Schema::empty)
+}
+
+/// A per-field count of every shard, added up.
+fn per_field(
+    shards: &[Checkpoint],
+    counts: impl Fn(&Checkpoint) -> &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut total = std::collections::BTreeMap::new();
+    for (field, n) in shards.iter().flat_map(|c| counts(c).iter()) {
+        *total.entry(field.clone()).or_insert(0) += n;
+    }
+    total
 }
