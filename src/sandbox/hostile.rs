@@ -35,7 +35,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{Shape, Shared, SkipLimit, authorize, page_body, serve};
+use super::{SealToken, Shape, Shared, SkipLimit, authorize, page_body, serve};
 
 const NAME: &str = "seal";
 /// The most records a hostile endpoint returns in one answer.
@@ -87,13 +87,9 @@ struct PageQuery {
 /// Pages of [`CAP`] records whatever `per_page` asks; `total` is the number of records.
 async fn pages(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let page = q.page.unwrap_or(1).max(1);
     let body = page_body(&shared, Shape::Data, (page - 1) * CAP, CAP, &[]);
     serve(&shared, NAME, &token, body, Vec::new()).await
@@ -102,13 +98,9 @@ async fn pages(
 /// Pages of `per_page` records; the links on separate header lines, with commas in them.
 async fn link(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let size = q.per_page.unwrap_or(100).clamp(1, CAP);
     let page = q.page.unwrap_or(1).max(1);
     let fields = q.fields.unwrap_or_else(|| "id,name".into());
@@ -136,13 +128,9 @@ struct CursorQuery {
 /// `h-<start>-<page>` cursors; every third page is empty and does not advance.
 async fn cursor(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<CursorQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let (start, page) = q
         .cursor
         .as_deref()
@@ -178,13 +166,9 @@ struct NextQuery {
 /// Next URLs in the body; the third page is empty, with a next URL and `has_more: true`.
 async fn next(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let (skip, page) = (q.skip.unwrap_or(0), q.page.unwrap_or(0));
     let asked = q.limit.unwrap_or(100);
     let limit = if page == 2 { 0 } else { asked.min(CAP) };
@@ -205,11 +189,11 @@ async fn next(
 
 /// `Range: entities=S-E`: at most [`CAP`] records, and a `Content-Range` that claims the
 /// whole range asked for; the last answer's end is `u64::MAX`.
-async fn range(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+async fn range(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    headers: HeaderMap,
+) -> Response {
     let asked = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -235,13 +219,9 @@ async fn range(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respons
 /// Skip/limit pages whose `total` is [`LIE`] more than the records there are.
 async fn lying(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<SkipLimit>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let (skip, limit) = q.get();
     let mut body = page_body(&shared, Shape::Bare, skip, limit, &[]);
     let stated = shared.records() + LIE;
@@ -310,13 +290,9 @@ struct OtherPortQuery {
 /// A first page whose next URL is on this host at the port `to`: another origin.
 async fn other_port(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<OtherPortQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let next = format!(
         "http://127.0.0.1:{}/seal/hostile/other-port?to={}",
         q.to, q.to
@@ -326,11 +302,8 @@ async fn other_port(
 }
 
 /// `{"pad": "aaaa…", "data": []}`, [`HUGE`] bytes in all, streamed as it is sent.
-async fn huge(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn huge(_token: SealToken) -> Response {
     use axum::response::IntoResponse;
-    if let Err(r) = auth(&shared, &headers).await {
-        return r;
-    }
     const CHUNK: usize = 64 * 1024;
     let chunks = HUGE as usize / CHUNK;
     let pad = bytes::Bytes::from(vec![b'a'; CHUNK]);
@@ -352,13 +325,9 @@ async fn huge(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response
 /// Skip/limit pages of the standard records, one with `"quantity": 19.99`.
 async fn fractions(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<SkipLimit>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let (skip, limit) = q.get();
     let end = (skip + limit).min(shared.records());
     let items: Vec<serde_json::Value> = (skip..end.max(skip))
@@ -376,13 +345,9 @@ async fn fractions(
 
 /// Always the status asked for.
 async fn status(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    _token: SealToken,
     axum::extract::Path(code): axum::extract::Path<u16>,
 ) -> Response {
-    if let Err(r) = auth(&shared, &headers).await {
-        return r;
-    }
     let status =
         axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
     super::json_error(
@@ -413,13 +378,9 @@ fn only(encoding: &str) -> tower_http::compression::CompressionLayer {
 
 async fn plain_pages(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<SkipLimit>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let (skip, limit) = q.get();
     let body = page_body(&shared, Shape::Data, skip, limit, &[]);
     serve(&shared, NAME, &token, body, Vec::new()).await

@@ -395,6 +395,24 @@ pub(crate) async fn authorize(
     }
 }
 
+/// A Seal Metrics data request that carries a valid bearer token: checked, counted and
+/// slowed like [`authorize`], as an extractor (first among a handler's arguments); holds the
+/// token, for [`serve`].
+pub(crate) struct SealToken(pub String);
+
+impl axum::extract::FromRequestParts<Arc<Shared>> for SealToken {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        authorize(shared, "seal", &parts.headers, "Bearer")
+            .await
+            .map(SealToken)
+    }
+}
+
 /// Serves records `[skip, skip + limit)` in `shape` (or an injected fault), then applies
 /// `revoke_every` to `token`.
 pub(crate) async fn records_page(

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Shape, Shared, SkipLimit, authorize, page_body, serve};
+use super::{SealToken, Shape, Shared, SkipLimit, page_body, serve};
 
 const NAME: &str = "seal";
 
@@ -26,10 +26,6 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/v2/events/all", get(all))
 }
 
-async fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
-    authorize(shared, NAME, headers, "Bearer").await
-}
-
 #[derive(Deserialize)]
 struct PageQuery {
     page: Option<u64>,
@@ -39,13 +35,9 @@ struct PageQuery {
 /// `?page=1&per_page=100` (1-based) -> `{"data": [...], "total_pages": n, "total": N}`.
 async fn pages(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     // The server's page size: the asked one, capped.
     let size = q
         .per_page
@@ -72,13 +64,9 @@ struct CursorQuery {
 /// `?cursor=<opaque>&limit=100` -> `{"data": [...], "next_cursor": "<opaque>" | null}`.
 async fn cursor(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<CursorQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let start = q
         .cursor
         .as_deref()
@@ -97,11 +85,7 @@ async fn cursor(
 }
 
 /// A broken server that hands out the same cursor forever.
-async fn cursor_loop(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+async fn cursor_loop(State(shared): State<Arc<Shared>>, SealToken(token): SealToken) -> Response {
     let body = page_body(
         &shared,
         Shape::Data,
@@ -116,31 +100,27 @@ async fn cursor_loop(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
 /// (a relative URL; null on the last page).
 async fn next(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    token: SealToken,
     Query(q): Query<SkipLimit>,
 ) -> Response {
-    next_page(shared, headers, q, false).await
+    next_page(shared, token, q, false).await
 }
 
 /// As `next`, but the next URL is absolute and names the host `localhost`: another host.
 async fn next_foreign(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    token: SealToken,
     Query(q): Query<SkipLimit>,
 ) -> Response {
-    next_page(shared, headers, q, true).await
+    next_page(shared, token, q, true).await
 }
 
 async fn next_page(
     shared: Arc<Shared>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     q: SkipLimit,
     foreign: bool,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let (skip, limit) = q.get();
     let end = (skip + limit.min(shared.config.max_page_size)).min(shared.records());
     let next = if end < shared.records() {
@@ -159,13 +139,9 @@ async fn next_page(
 /// `?page=1&per_page=100` -> records, and `Link: <...page=2...>; rel="next"` until the last.
 async fn link(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let size = q
         .per_page
         .unwrap_or(100)
@@ -201,13 +177,9 @@ struct Search {
 /// POST `{"filter": "all", "skip": 0, "limit": 100}` -> `{"data": [...], "total": N}`.
 async fn search(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    SealToken(token): SealToken,
     body: axum::body::Bytes,
 ) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
     let Ok(req) = serde_json::from_slice::<Search>(&body) else {
         return super::json_error(
             axum::http::StatusCode::BAD_REQUEST,
@@ -231,11 +203,7 @@ async fn search(
 }
 
 /// Everything in one answer.
-async fn all(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let token = match auth(&shared, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+async fn all(State(shared): State<Arc<Shared>>, SealToken(token): SealToken) -> Response {
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"data\":");
     let n = shared.records();
