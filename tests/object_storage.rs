@@ -229,6 +229,17 @@ impl Server {
         let complete: Vec<&String> = keys.iter().filter(|k| k.ends_with("/_SUCCESS")).collect();
         assert_eq!(complete.len(), 1, "one complete snapshot: {keys:?}");
         let dir = complete[0].trim_end_matches("/_SUCCESS");
+        self.download_dir(dir, into).await
+    }
+
+    /// Downloads the complete snapshot at the prefix `dir` into `into`; checks its part
+    /// objects are exactly the manifest's. Returns the manifest.
+    async fn download_dir(&self, dir: &str, into: &Path) -> serde_json::Value {
+        assert!(
+            self.get(&format!("{dir}/_SUCCESS")).await.is_some(),
+            "{dir} is complete"
+        );
+        let keys = self.keys(dir).await;
         let manifest = self.json(&format!("{dir}/_manifest.json")).await.unwrap();
         let listed: Vec<String> = manifest["parts"]
             .as_array()
@@ -659,4 +670,74 @@ async fn compaction_and_retention_work_in_object_storage() {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["file"], "part-all.parquet");
     check_parquet_snapshot(&local, records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_into_a_complete_prefix_writes_beside_it_s3() {
+    a_rerun_into_a_complete_prefix_writes_beside_it(Kind::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_into_a_complete_prefix_writes_beside_it_azure() {
+    a_rerun_into_a_complete_prefix_writes_beside_it(Kind::Azure).await;
+}
+
+/// Object storage cannot rename: a second run into a prefix that holds a complete snapshot
+/// (the default `{date}` twice in a day) writes its own beside it, and `latest.json` moves
+/// to it only when it is complete.
+async fn a_rerun_into_a_complete_prefix_writes_beside_it(kind: Kind) {
+    let store = Server::start(kind).await;
+    let ws = Workspace::with_shipped_jobs();
+    let prefix = apisnap::env::job_prefix(JOB);
+    let daily = format!("out/{JOB}/daily");
+    let with_dir = |sandbox: &Sandbox| {
+        let mut env = job_env(sandbox, &store, &ws, 1_000);
+        env.push((
+            format!("{prefix}__OUTPUT__DIR"),
+            format!("{}/{daily}", store.root()),
+        ));
+        env
+    };
+    let good = sandbox(3_000, 0).await;
+    assert_exit(&ws.apisnap(&["run", JOB], &with_dir(&good)).await, 0);
+    let first = store
+        .json(&format!("{daily}/_manifest.json"))
+        .await
+        .unwrap();
+    let latest_key = format!("out/{JOB}/latest.json");
+    let latest = || store.json(&latest_key);
+
+    // The second run fails midway (a new field, `drift = "fail"`).
+    let breaking = common::start_sandbox(SandboxConfig {
+        records: 8_000,
+        new_field_from: Some(3_000),
+        ..SandboxConfig::default()
+    })
+    .await;
+    assert_exit(&ws.apisnap(&["run", JOB], &with_dir(&breaking)).await, 1);
+    let local = ws.path().join("old");
+    let kept = store.download_dir(&daily, &local).await;
+    assert_eq!(kept["run_id"], first["run_id"]);
+    check_parquet_snapshot(&local, 3_000);
+    assert_eq!(latest().await.unwrap()["run_id"], first["run_id"]);
+
+    // Resumed against a server that answers: complete beside the old one, and the latest.
+    let fixed = sandbox(8_000, 0).await;
+    let out = ws.apisnap(&["run", JOB], &with_dir(&fixed)).await;
+    assert_exit(&out, 0);
+    let latest = latest().await.unwrap();
+    assert_ne!(latest["run_id"], first["run_id"], "{}", text(&out.stderr));
+    let new_dir = format!("{daily}.{}", latest["run_id"].as_str().unwrap());
+    assert_eq!(
+        latest["snapshot"].as_str().unwrap(),
+        format!("{}/{new_dir}", store.root())
+    );
+    let local = ws.path().join("new");
+    let written = store.download_dir(&new_dir, &local).await;
+    assert_eq!(written["records"], 8_000);
+    check_parquet_snapshot(&local, 8_000);
+    // The earlier snapshot stays complete until `retain` prunes it.
+    let local = ws.path().join("old-again");
+    store.download_dir(&daily, &local).await;
+    check_parquet_snapshot(&local, 3_000);
 }

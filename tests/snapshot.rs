@@ -1266,78 +1266,6 @@ async fn a_run_never_cleans_up_another_jobs_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rerun_that_fails_leaves_the_complete_snapshot_of_the_same_name_readable() {
-    let ws = Workspace::with_shipped_jobs();
-    let first_records = 5_000;
-    let good = common::start_sandbox(SandboxConfig {
-        records: first_records,
-        ..SandboxConfig::default()
-    })
-    .await;
-    // The default `out/{job}/{date}`: a second run today writes under the same name.
-    let dated = ws.path().join("out/{job}/{date}");
-    let small_parts = [
-        (
-            "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__PART_RECORDS",
-            "1000",
-        ),
-        (
-            "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__DIR",
-            dated.to_str().unwrap(),
-        ),
-    ];
-    let env = env_for(&good, &ws, &small_parts);
-    let out = ws.apisnap(&["run", JOB], &env).await;
-    assert_exit(&out, 0);
-    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
-    let manifest = |dir: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap()
-    };
-    let first_run = manifest(&dir)["run_id"].clone();
-
-    // The second run fails midway (a new field, `drift = "fail"`).
-    let breaking = common::start_sandbox(SandboxConfig {
-        records: 8_000,
-        new_field_from: Some(3_000),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let env = env_for(&breaking, &ws, &small_parts);
-    let out = ws.apisnap(&["run", JOB], &env).await;
-    assert_exit(&out, 1);
-    // The complete snapshot is still there, whole, and still the latest.
-    assert!(dir.join("_SUCCESS").exists(), "still complete");
-    assert_eq!(manifest(&dir)["run_id"], first_run);
-    check_parquet_snapshot(&dir, first_records);
-    let latest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.parent().unwrap().join("latest.json")).unwrap())
-            .unwrap();
-    assert_eq!(latest["run_id"], first_run);
-
-    // Resumed against a server that answers, it completes and takes the name, in one step.
-    let fixed = common::start_sandbox(SandboxConfig {
-        records: 8_000,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let env = env_for(&fixed, &ws, &small_parts);
-    let out = ws.apisnap(&["run", JOB], &env).await;
-    assert_exit(&out, 0);
-    assert_ne!(manifest(&dir)["run_id"], first_run, "{}", text(&out.stderr));
-    check_parquet_snapshot(&dir, 8_000);
-    parts_are_whole(&ws);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "the old snapshot is gone: {leftovers:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_run_honours_compact() {
     let records = 10_007;
     let sandbox = common::start_sandbox(SandboxConfig {
@@ -1369,34 +1297,4 @@ async fn a_sharded_run_honours_compact() {
         next += 1;
     }
     assert_eq!(next, records);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rerun_with_the_same_run_id_still_replaces_the_snapshot() {
-    let ws = Workspace::with_shipped_jobs();
-    let sandbox = common::start_sandbox(SandboxConfig {
-        records: 2_000,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let dated = ws.path().join("out/{job}/{date}");
-    let env = env_for(
-        &sandbox,
-        &ws,
-        &[(
-            "APISNAP_JOB_SEAL_METRICS_EVENTS__OUTPUT__DIR",
-            dated.to_str().unwrap(),
-        )],
-    );
-    let out = ws.apisnap(&["run", JOB, "--run-id", "nightly"], &env).await;
-    assert_exit(&out, 0);
-    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
-    // The same id again (a fixed APISNAP_RUN_ID), with more records: it is another run.
-    sandbox.set_records(3_000);
-    let out = ws.apisnap(&["run", JOB, "--run-id", "nightly"], &env).await;
-    assert_exit(&out, 0);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["records"], 3_000);
-    check_parquet_snapshot(&dir, 3_000);
 }

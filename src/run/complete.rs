@@ -88,9 +88,8 @@ impl Job {
     }
 
     /// Completes a snapshot written beside the complete one it replaces, and exchanges the
-    /// two in one step, so that a reader of the directory (or of `latest.json`) sees the old
-    /// snapshot or the new one, never neither; then removes the old one. Killed at any point,
-    /// the next run does it again: the target's manifest says whether the exchange was made.
+    /// two ([`exchange`](Self::exchange)). Killed at any point, the next run does it again:
+    /// the target's manifest says whether the exchange was made.
     async fn replace(
         &self,
         staged: &Store,
@@ -98,33 +97,42 @@ impl Job {
         done: &Checkpoint,
         manifest: &Manifest,
     ) -> Result<(), Error> {
-        let sink_error = |e| self.sink_error(e);
-        let target_store = self.open_store(target)?;
-        if !self.exchanged(done).await? {
-            mark_complete(staged, manifest).await.map_err(sink_error)?;
-            staged
-                .swap(&target_store)
+        let exchanged = self.exchanged(done).await?;
+        if !exchanged {
+            mark_complete(staged, manifest)
                 .await
-                .map_err(|e| sink_error(e.into()))?;
+                .map_err(|e| self.sink_error(e))?;
         }
-        // The old snapshot is now where this one was written: _SUCCESS first, so that no
-        // reader takes it for complete while it goes.
-        staged
-            .delete("_SUCCESS")
+        let target_store = self.exchange(staged, target, exchanged).await?;
+        publish(&target_store, manifest, self.output.retain)
             .await
-            .map_err(|e| sink_error(e.into()))?;
-        staged
-            .remove_all()
-            .await
-            .map_err(|e| sink_error(e.into()))?;
+            .map_err(|e| self.sink_error(e))
+    }
+
+    /// Exchanges a complete snapshot written beside the one it replaces with it, in one
+    /// step (unless `exchanged` already), so that a reader of the directory (or of
+    /// `latest.json`) sees the old snapshot or the new one, never neither; then removes the
+    /// old one, now where the new one was written. Returns the target.
+    pub(super) async fn exchange(
+        &self,
+        staged: &Store,
+        target: &crate::storage::Location,
+        exchanged: bool,
+    ) -> Result<Store, Error> {
+        let storage_error = |e: crate::storage::StorageError| self.sink_error(e.into());
+        let target_store = self.open_store(target)?;
+        if !exchanged {
+            staged.swap(&target_store).await.map_err(storage_error)?;
+        }
+        // _SUCCESS first, so that no reader takes the old one for complete while it goes.
+        staged.delete("_SUCCESS").await.map_err(storage_error)?;
+        staged.remove_all().await.map_err(storage_error)?;
         target_store
             .clear_swap_leftovers()
             .await
-            .map_err(|e| sink_error(e.into()))?;
+            .map_err(storage_error)?;
         tracing::info!(job = %self.name, snapshot = %target, "replaced the complete snapshot of the same name");
-        publish(&target_store, manifest, self.output.retain)
-            .await
-            .map_err(sink_error)
+        Ok(target_store)
     }
 
     /// Whether a replacing run has made its exchange: the snapshot it replaces now holds
@@ -136,7 +144,13 @@ impl Job {
         if run.position.is_some() {
             return Ok(false);
         }
-        crate::sink::snapshot::marked_by(&self.open_store(target)?, &run.run_id, run.started_at)
+        let target = self.open_store(target)?;
+        if run.shard.is_some() {
+            // A sharded run's manifest starts when its first shard did; the shards share
+            // the run id, which a finished sharded run never takes again.
+            return self.marked_for(&target, &run.run_id).await;
+        }
+        crate::sink::snapshot::marked_by(&target, &run.run_id, run.started_at)
             .await
             .map_err(|e| self.sink_error(e))
     }

@@ -4,9 +4,9 @@
 use super::{Job, Opened, RunOptions, describe_position, new_run_id, shards};
 use crate::Error;
 use crate::checkpoint::{Checkpoint, JobState};
-use crate::paginate::Position;
-use crate::sink::snapshot::{prepare_resume, unmark};
-use crate::storage::Store;
+use crate::paginate::{Position, Shard};
+use crate::sink::snapshot::prepare_resume;
+use crate::storage::{Location, Store};
 use crate::vocab::ConfigError;
 
 impl Job {
@@ -237,7 +237,7 @@ impl Job {
     }
 
     /// Whether `snapshot`'s manifest is the run `run_id`'s.
-    async fn marked_for(&self, snapshot: &Store, run_id: &str) -> Result<bool, Error> {
+    pub(super) async fn marked_for(&self, snapshot: &Store, run_id: &str) -> Result<bool, Error> {
         let Some((bytes, _)) = snapshot
             .get("_manifest.json")
             .await
@@ -292,47 +292,7 @@ impl Job {
             .output
             .render_dir(&self.name, now, &run_id)
             .map_err(|e| self.sink_error(e))?;
-        let snapshot = self.open_store(&snapshot_dir)?;
-        // Clean-up below removes part files and markers: never in another job's snapshot.
-        if let Some((manifest, _)) = snapshot
-            .get("_manifest.json")
-            .await
-            .map_err(|e| self.sink_error(e.into()))?
-            && let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&manifest)
-            && manifest["job"].as_str().is_some_and(|job| job != self.name)
-        {
-            return Err(ConfigError::field(
-                "output.dir",
-                format!(
-                    "{snapshot_dir} holds a snapshot of job `{}`, which this run would \
-                     overwrite: give each job its own directory, e.g. with `{{job}}`",
-                    manifest["job"].as_str().unwrap_or_default()
-                ),
-            )
-            .into());
-        }
-        let complete = snapshot
-            .exists("_SUCCESS")
-            .await
-            .map_err(|e| self.sink_error(e.into()))?;
-        // A complete snapshot of the same name (a second run on one date) stays readable
-        // until this run's replaces it: this run writes beside it, and the two are
-        // exchanged at the end. Shards, and object storage (no exchange), replace it in
-        // place, its `_SUCCESS` going first so that no reader takes it for complete.
-        let staged = match (complete, options.shard, snapshot.can_swap()) {
-            (true, None, true) => snapshot_dir
-                .parent()
-                .zip(snapshot_dir.name())
-                .map(|(parent, name)| parent.join(&format!(".{name}.{run_id}"))),
-            _ => None,
-        };
-        let (snapshot_dir, replaces) = match staged {
-            Some(staged) => (staged, Some(snapshot_dir)),
-            None => {
-                unmark(&snapshot).await.map_err(|e| self.sink_error(e))?;
-                (snapshot_dir, None)
-            }
-        };
+        let (snapshot_dir, replaces) = self.place(snapshot_dir, &run_id, options.shard).await?;
         let snapshot = self.open_store(&snapshot_dir)?;
         prepare_resume(&snapshot, &[], prefix)
             .await
@@ -372,4 +332,115 @@ impl Job {
             shard,
         })
     }
+
+    /// Where a new run writes, and the complete snapshot it replaces, given what its
+    /// rendered directory holds. Empty: there. A complete snapshot of this job (a second
+    /// run on one date): beside it, so that it stays readable until the new one is
+    /// complete; on disk in a hidden sibling exchanged with it at the end, in object
+    /// storage (which cannot rename) in a sibling of its own, `NAME.RUN_ID`, that
+    /// `latest.json` then names. Another job's snapshot, or files of a snapshot no run of
+    /// this job is writing: refused, since clean-up would remove them.
+    async fn place(
+        &self,
+        target: Location,
+        run_id: &str,
+        shard: Option<Shard>,
+    ) -> Result<(Location, Option<Location>), Error> {
+        let store = self.open_store(&target)?;
+        let storage_error = |e: crate::storage::StorageError| self.sink_error(e.into());
+        let names = store.names().await.map_err(storage_error)?;
+        let manifest = match names.iter().any(|n| n == "_manifest.json") {
+            true => store.get("_manifest.json").await.map_err(storage_error)?,
+            false => None,
+        };
+        let owner = manifest
+            .and_then(|(bytes, _)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|m| m["job"].as_str().map(str::to_string));
+        if let Some(owner) = owner.as_ref().filter(|job| **job != self.name) {
+            return Err(ConfigError::field(
+                "output.dir",
+                format!(
+                    "{target} holds a snapshot of job `{owner}`, which this run would \
+                     overwrite: give each job its own directory, e.g. with `{{job}}`"
+                ),
+            )
+            .into());
+        }
+        let complete = owner.is_some() && names.iter().any(|n| n == "_SUCCESS");
+        if !complete {
+            // The parts of the other shards of this run are expected here.
+            let unowned: Vec<&String> = names
+                .iter()
+                .filter(|n| is_snapshot_file(n))
+                .filter(|n| shard.is_none() || !is_shard_part(n))
+                .collect();
+            if !unowned.is_empty() {
+                let shown: Vec<&str> = unowned.iter().take(3).map(|n| n.as_str()).collect();
+                return Err(ConfigError::field(
+                    "output.dir",
+                    format!(
+                        "{target} already holds {} file(s) of a snapshot that no run of {} \
+                         is writing ({}{}): move them away, or point output.dir elsewhere; \
+                         apisnap removes only what its own runs wrote",
+                        unowned.len(),
+                        self.name,
+                        shown.join(", "),
+                        if unowned.len() > 3 { ", …" } else { "" }
+                    ),
+                )
+                .into());
+            }
+            return Ok((target, None));
+        }
+        let (Some(parent), Some(name)) = (target.parent(), target.name()) else {
+            return Err(ConfigError::field(
+                "output.dir",
+                format!("{target} has no parent to write a replacement beside"),
+            )
+            .into());
+        };
+        if store.can_swap() {
+            let staged = parent.join(&format!(".{name}.{run_id}"));
+            return Ok((staged, Some(target)));
+        }
+        // The first sibling not complete already (a run id given twice, `--run-id`): the
+        // shards of one run, which share the id, choose the same.
+        for k in 0..100 {
+            let sibling = match k {
+                0 => parent.join(&format!("{name}.{run_id}")),
+                k => parent.join(&format!("{name}.{run_id}-{k}")),
+            };
+            let taken = self
+                .open_store(&sibling)?
+                .exists("_SUCCESS")
+                .await
+                .map_err(storage_error)?;
+            if !taken {
+                tracing::info!(job = %self.name, snapshot = %sibling, replaces = %target, "a complete snapshot has this name: writing beside it (object storage cannot exchange)");
+                return Ok((sibling, None));
+            }
+        }
+        Err(ConfigError::field(
+            "output.dir",
+            format!("{target} and 100 siblings named after run {run_id} are complete already"),
+        )
+        .into())
+    }
+}
+
+/// Whether `name` is one a snapshot's writer makes (and clean-up removes): parts, markers,
+/// and hidden temporaries.
+fn is_snapshot_file(name: &str) -> bool {
+    name.starts_with("part-")
+        || name == "_manifest.json"
+        || name == "_SUCCESS"
+        || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
+/// Whether `name` is a shard's part or its temporary (`part-NNNN-…`).
+fn is_shard_part(name: &str) -> bool {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.get(..5))
+        .is_some_and(|p| p[..4].bytes().all(|b| b.is_ascii_digit()) && p.ends_with('-'))
 }

@@ -6,10 +6,13 @@ use serde::Serialize;
 
 use super::{Job, RunOptions};
 use crate::Error;
+use crate::checkpoint::PartInfo;
 use crate::checkpoint::{Checkpoint, RunRecord, ShardRange, StateError, StateStore};
 use crate::paginate::{Position, Shard};
-use crate::sink::snapshot::{Manifest, finalize};
+use crate::sink::SinkError;
+use crate::sink::snapshot::{Manifest, mark_complete, publish};
 use crate::storage::Location;
+use crate::storage::Store;
 use crate::vocab::ConfigError;
 
 /// The name of the state a run keeps: the job's, or its shard's.
@@ -180,16 +183,46 @@ impl Job {
             .map(|s| s.in_progress.clone().expect("checked above"))
             .collect();
         let mut manifest = self.shards_manifest(&shards)?;
-        let snapshot_dir = shards[0].snapshot_dir.clone();
-        let snapshot = self.open_store(&snapshot_dir)?;
-        if self.output.compact && manifest.parts.len() > 1 {
-            self.compact_shards(&snapshot, &mut manifest, &shards)
-                .await?;
+        if let Some(other) = shards
+            .iter()
+            .find(|c| c.snapshot_dir != shards[0].snapshot_dir)
+        {
+            return Err(Error::Internal {
+                job: self.name.clone(),
+                message: format!(
+                    "the shards of run {run_id} wrote to {} and to {}: run them again with --fresh",
+                    shards[0].snapshot_dir, other.snapshot_dir
+                ),
+            });
+        }
+        let staged = self.open_store(&shards[0].snapshot_dir)?;
+        // Killed after exchanging the snapshot it replaces: this run's is in place.
+        let exchanged = self.exchanged(&shards[0]).await?;
+        if exchanged {
+            let target = self.open_store(shards[0].replaces.as_ref().expect("exchanged"))?;
+            if let Some(parts) = written_parts(&target)
+                .await
+                .map_err(|e| self.sink_error(e))?
+            {
+                manifest.parts = parts;
+            }
+        } else if self.output.compact && manifest.parts.len() > 1 {
+            self.compact_shards(&staged, &mut manifest, &shards).await?;
         } else {
-            finalize(&snapshot, &manifest, self.output.retain)
+            mark_complete(&staged, &manifest)
                 .await
                 .map_err(|e| self.sink_error(e))?;
         }
+        let (snapshot, snapshot_dir) = match &shards[0].replaces {
+            Some(target) => (
+                self.exchange(&staged, target, exchanged).await?,
+                target.clone(),
+            ),
+            None => (staged, shards[0].snapshot_dir.clone()),
+        };
+        publish(&snapshot, &manifest, self.output.retain)
+            .await
+            .map_err(|e| self.sink_error(e))?;
         let record = RunRecord {
             run_id: run_id.clone(),
             finished_at: manifest.finished_at,
@@ -232,9 +265,9 @@ impl Job {
         })
     }
 
-    /// Completes a sharded run with its parts merged into one (`output.compact`): the merged
-    /// file is published, the snapshot marked complete naming only it, and only then do the
-    /// shards' parts go. A finalizer killed on the way starts again; one killed after
+    /// Marks a sharded run's snapshot complete with its parts merged into one
+    /// (`output.compact`): the merged file is published, the snapshot marked complete naming
+    /// only it, and only then do the shards' parts go. A finalizer killed on the way starts again; one killed after
     /// marking the snapshot complete (its manifest names this run) only removes the parts
     /// left.
     async fn compact_shards(
@@ -250,16 +283,13 @@ impl Job {
             crate::sink::snapshot::marked_by(snapshot, &manifest.run_id, manifest.started_at)
                 .await
                 .map_err(sink_error)?;
-        let written = match marked {
-            true => snapshot
-                .get("_manifest.json")
+        let merged = match marked {
+            true => written_parts(snapshot)
                 .await
-                .map_err(storage_error)?,
+                .map_err(sink_error)?
+                .and_then(|parts| parts.into_iter().next()),
             false => None,
         };
-        let merged = written
-            .and_then(|(bytes, _)| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-            .and_then(|m| serde_json::from_value(m["parts"].get(0)?.clone()).ok());
         if let Some(merged) = merged {
             // Complete already, naming the merged file: its parts are what is left to go.
             manifest.parts = vec![merged];
@@ -288,9 +318,6 @@ impl Job {
                 .map_err(sink_error)?;
         }
         crate::sink::snapshot::remove_parts(snapshot, &parts)
-            .await
-            .map_err(sink_error)?;
-        crate::sink::snapshot::publish(snapshot, manifest, self.output.retain)
             .await
             .map_err(sink_error)
     }
@@ -374,4 +401,14 @@ fn per_field(
         *total.entry(field.clone()).or_insert(0) += n;
     }
     total
+}
+
+/// The parts named by a snapshot's `_manifest.json`, if it has one that reads.
+async fn written_parts(snapshot: &Store) -> Result<Option<Vec<PartInfo>>, SinkError> {
+    let Some((bytes, _)) = snapshot.get("_manifest.json").await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| serde_json::from_value(m["parts"].clone()).ok()))
 }

@@ -291,12 +291,6 @@ pub async fn marked_by(
     )
 }
 
-/// Removes a snapshot's `_SUCCESS`, so that no reader takes it for complete while it is
-/// written again (a second run into a snapshot of the same name).
-pub async fn unmark(snapshot: &Store) -> Result<(), SinkError> {
-    Ok(snapshot.delete("_SUCCESS").await?)
-}
-
 /// A batch of an earlier part, with null columns for the columns added after it (schema
 /// evolution), so that all parts fit the final schema.
 fn widen(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
