@@ -436,6 +436,26 @@ async fn a_fraction_in_an_integer_column_is_invalid_not_truncated() {
     );
     let expected = apisnap::sandbox::data::record(151).quantity;
     assert_eq!(quantities[151], Some(expected));
+    // Integers past int64 are decimals, every digit kept (a float64 would round them).
+    let mut serials = Vec::new();
+    for part in common::parts(&dir) {
+        for batch in common::read_parquet(&part) {
+            let column = batch.column_by_name("serial").unwrap();
+            assert_eq!(
+                column.data_type(),
+                &arrow_schema::DataType::Decimal128(38, 0)
+            );
+            let column = column
+                .as_any()
+                .downcast_ref::<arrow_array::Decimal128Array>()
+                .unwrap();
+            serials.extend(column.iter().map(|v| v.unwrap()));
+        }
+    }
+    let expected: Vec<i128> = (0..records)
+        .map(|i| apisnap::sandbox::hostile_serial(i) as i128)
+        .collect();
+    assert_eq!(serials, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@
 //! - `other-port`: a next URL on the same host at another port (`?to=PORT`).
 //! - `huge`: a page of [`HUGE`] bytes, streamed (a few hundred kilobytes when compressed).
 //! - `fractions`: skip/limit pages where record [`FRACTION_AT`]'s integer `quantity` is
-//!   `19.99`.
+//!   `19.99`, and every record has a `serial` past the range of int64 ([`serial`]).
 //! - `status/{code}`: always that status (403, 404, ...), with a JSON error.
 //! - `static/{kind}`: skip/limit pages for a static credential: `bearer` (`Authorization:
 //!   FH-AUTH` [`API_KEY`]), `basic` ([`BASIC_USER`]:[`BASIC_PASSWORD`]), `header`
@@ -336,11 +336,18 @@ async fn fractions(
             if i == FRACTION_AT {
                 record["quantity"] = serde_json::json!(19.99);
             }
+            record["serial"] = serde_json::json!(serial(i));
             record
         })
         .collect();
     let body = serde_json::json!({"data": items, "total": shared.records()}).to_string();
     serve(&shared, NAME, &token, body.into_bytes(), Vec::new()).await
+}
+
+/// The `serial` of record `i` of the `fractions` endpoint: an integer past `i64::MAX`, which
+/// a float64 column would round.
+pub fn serial(i: u64) -> u64 {
+    u64::MAX - i
 }
 
 /// Always the status asked for.

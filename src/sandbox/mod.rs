@@ -33,7 +33,7 @@ pub use faults::{Fault, FaultConfig};
 pub use hostile::{
     API_KEY as HOSTILE_API_KEY, BASIC_PASSWORD as HOSTILE_BASIC_PASSWORD,
     BASIC_USER as HOSTILE_BASIC_USER, CAP as HOSTILE_CAP, FRACTION_AT as HOSTILE_FRACTION_AT,
-    LIE as HOSTILE_LIE,
+    LIE as HOSTILE_LIE, serial as hostile_serial,
 };
 pub use log::RequestRecord;
 pub use tokens::Tokens;

@@ -12,12 +12,20 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_json::reader::{Decoder, ReaderBuilder};
-use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
+use arrow_schema::{ArrowError, SchemaRef};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::vocab::JsonPointer;
+
+mod exact;
+mod infer;
+mod invalid;
+
+pub use exact::ExactDecoders;
+pub use infer::{dropped_fields, infer_schema, new_fields};
+pub use invalid::{Invalid, NullCounts, find_invalid, null_invalid};
 
 /// Where a page's records are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,71 +376,6 @@ fn lookup<'de>(raw: &'de RawValue, tokens: &[String]) -> Option<&'de RawValue> {
     found.values[0]
 }
 
-/// Infers the column schema from the records of the first page (a JSON array), keeping the
-/// order in which fields first appear. Fields that are null throughout become strings, so
-/// that later non-null values still decode.
-pub fn infer_schema(records: &[u8]) -> Result<Schema, String> {
-    let values: Vec<serde_json::Value> = serde_json::from_slice(records)
-        .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
-    if let Some(i) = values.iter().position(|v| !v.is_object()) {
-        return Err(format!(
-            "record {i} is not a JSON object: the records pointer must name an array of objects"
-        ));
-    }
-    let schema = arrow_json::reader::infer_json_schema_from_iterator(values.iter().map(Ok))
-        .map_err(|e| format!("cannot infer a schema from the first page: {e}"))?;
-    Ok(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Arc::new(nulls_to_strings(f)))
-            .collect::<Fields>(),
-    ))
-}
-
-/// Per field of the records that `schema` does not have, how many records carry it: what
-/// `schema.drift = "ignore"` drops, counted for the manifest.
-pub fn dropped_fields(schema: &Schema, records: &[u8]) -> Result<Vec<(String, u64)>, String> {
-    use std::collections::{BTreeMap, HashMap};
-    // Keys only: every value is skipped unread.
-    type Keys = HashMap<String, serde::de::IgnoredAny>;
-    let items: Vec<Keys> = serde_json::from_slice(records)
-        .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for key in items.iter().flat_map(|item| item.keys()) {
-        if schema.field_with_name(key).is_err() {
-            *counts.entry(key.clone()).or_insert(0) += 1;
-        }
-    }
-    Ok(counts.into_iter().collect())
-}
-
-/// Fields of the records array that `schema` does not have, in order of appearance.
-pub fn new_fields(schema: &Schema, records: &[u8]) -> Result<Vec<Field>, String> {
-    let page = infer_schema(records)?;
-    Ok(page
-        .fields()
-        .iter()
-        .filter(|f| schema.field_with_name(f.name()).is_err())
-        .map(|f| f.as_ref().clone())
-        .collect())
-}
-
-fn nulls_to_strings(field: &Field) -> Field {
-    let data_type = match field.data_type() {
-        DataType::Null => DataType::Utf8,
-        DataType::List(inner) => DataType::List(Arc::new(nulls_to_strings(inner))),
-        DataType::Struct(fields) => DataType::Struct(
-            fields
-                .iter()
-                .map(|f| Arc::new(nulls_to_strings(f)))
-                .collect(),
-        ),
-        other => other.clone(),
-    };
-    Field::new(field.name(), data_type, true)
-}
-
 /// Decodes records arrays into batches of a fixed schema.
 pub struct PageDecoder {
     decoder: Decoder,
@@ -445,7 +388,7 @@ impl PageDecoder {
             .with_batch_size(batch_size.max(1))
             .with_strict_mode(strict)
             // Columns declared `json` keep any value as its JSON text.
-            .with_decoder_factory(Arc::new(crate::columns::JsonTextFactory))
+            .with_decoder_factory(Arc::new(ExactDecoders))
             // Each element of the records array is a row.
             .with_flatten(true)
             // A column inferred as text still takes numbers and booleans.
@@ -564,7 +507,7 @@ mod tests {
         let schema = infer_schema(records).unwrap();
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["z", "a", "n", "l"]);
-        assert_eq!(schema.field(2).data_type(), &DataType::Utf8);
+        assert_eq!(schema.field(2).data_type(), &arrow_schema::DataType::Utf8);
         let mut dec = PageDecoder::new(Arc::new(schema), 1, true).unwrap();
         let mut rows = 0;
         dec.decode(records, |b| {
@@ -574,144 +517,4 @@ mod tests {
         .unwrap();
         assert_eq!(rows, 2);
     }
-}
-
-/// The first value of a records array that the schema cannot take.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    /// The record's index in the page.
-    pub index: usize,
-    pub field: String,
-    /// The value as JSON text (shortened).
-    pub value: String,
-    pub reason: String,
-}
-
-impl fmt::Display for Invalid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "record {} of the page: field `{}`: the value {} cannot be read: {}",
-            self.index, self.field, self.value, self.reason
-        )
-    }
-}
-
-fn decodes(schema: &SchemaRef, records: &[u8], strict: bool) -> Result<(), ArrowError> {
-    PageDecoder::new(schema.clone(), 16, strict)?
-        .decode_all(records)
-        .map(|_| ())
-}
-
-fn shorten(value: &serde_json::Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(60).collect::<String>())
-    } else {
-        text
-    }
-}
-
-/// The fields of one record (a JSON object) that `schema` cannot take, with the reasons.
-fn invalid_fields(
-    schema: &SchemaRef,
-    record: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for field in schema.fields() {
-        match record.get(field.name()) {
-            None | Some(serde_json::Value::Null) if !field.is_nullable() => out.push((
-                field.name().clone(),
-                "the column is declared not nullable".to_string(),
-            )),
-            None | Some(serde_json::Value::Null) => {}
-            Some(value) => {
-                let single = Arc::new(Schema::new(vec![field.as_ref().clone()]));
-                let one =
-                    serde_json::Value::Array(vec![serde_json::json!({ field.name(): value })]);
-                if let Err(e) = decodes(&single, one.to_string().as_bytes(), false) {
-                    out.push((field.name().clone(), e.to_string()));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Finds the first record and field of a records array that `schema` cannot take. Used
-/// only after the array failed to decode, so its cost does not matter.
-pub fn find_invalid(schema: &SchemaRef, records: &[u8], strict: bool) -> Option<Invalid> {
-    let items: Vec<&RawValue> = serde_json::from_slice(records).ok()?;
-    for (index, item) in items.iter().enumerate() {
-        let alone = format!("[{}]", item.get());
-        if decodes(schema, alone.as_bytes(), strict).is_ok() {
-            continue;
-        }
-        let record: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(item.get()).ok()?;
-        let (field, reason) = invalid_fields(schema, &record).into_iter().next()?;
-        let value = record
-            .get(&field)
-            .map(shorten)
-            .unwrap_or_else(|| "(absent)".into());
-        return Some(Invalid {
-            index,
-            field,
-            value,
-            reason,
-        });
-    }
-    None
-}
-
-/// Values written as null, per column.
-pub type NullCounts = Vec<(String, u64)>;
-
-/// The records array with every value that `schema` cannot take replaced by null, and how
-/// many were replaced per field. Fails when a replaced value is in a non-nullable column.
-pub fn null_invalid(
-    schema: &SchemaRef,
-    records: &[u8],
-    strict: bool,
-) -> Result<(Vec<u8>, NullCounts), String> {
-    let items: Vec<&RawValue> = serde_json::from_slice(records)
-        .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
-    let mut counts: Vec<(String, u64)> = Vec::new();
-    let mut out = Vec::with_capacity(records.len());
-    out.push(b'[');
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        let alone = format!("[{}]", item.get());
-        if decodes(schema, alone.as_bytes(), strict).is_ok() {
-            out.extend_from_slice(item.get().as_bytes());
-            continue;
-        }
-        let mut record: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(item.get()).map_err(|e| format!("record {index}: {e}"))?;
-        for (field, reason) in invalid_fields(schema, &record) {
-            if schema
-                .field_with_name(&field)
-                .is_ok_and(|f| !f.is_nullable())
-            {
-                return Err(format!(
-                    "record {index} of the page: field `{field}`: {reason}, and null is not \
-                     allowed there"
-                ));
-            }
-            record.insert(field.clone(), serde_json::Value::Null);
-            match counts.iter_mut().find(|(f, _)| *f == field) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((field, 1)),
-            }
-        }
-        out.extend_from_slice(
-            serde_json::to_string(&record)
-                .expect("serializes")
-                .as_bytes(),
-        );
-    }
-    out.push(b']');
-    Ok((out, counts))
 }
