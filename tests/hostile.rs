@@ -315,6 +315,62 @@ async fn every_login_kind_rides_out_faults_on_its_login_endpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_token_lifetimes_are_clamped_and_a_login_storm_is_stopped() {
+    let records = 2_000;
+    // Login answers that state a lifetime of 1e300 seconds (the token really lives an hour).
+    let forever = common::start_sandbox(SandboxConfig {
+        records,
+        stated_lifetime: Some(serde_json::json!(1e300)),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let stating = [
+        ("netography", "netography_alerts", "parquet"),
+        ("spreetail", "spreetail_orders", "csv"),
+        ("kalibrate", "kalibrate_prices", "parquet"),
+    ];
+    for (provider, job, format) in stating {
+        let ws = Workspace::with_shipped_jobs();
+        let env = provider_env(&forever, &ws, provider);
+        let out = ws.apisnap(&["run", job], &env).await;
+        assert_exit(&out, 0);
+        common::check_output(&ws, format, records);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("the token's lifetime is out of range"),
+            "{provider}: a WARN says so:\n{stderr}"
+        );
+    }
+
+    // A lifetime stated as 0 (or negative): clamped to a second, every request would log in
+    // again; the budget of logins stops the run before the credentials go out a 4th time.
+    for stated in [serde_json::json!(0), serde_json::json!(-5)] {
+        let zero = common::start_sandbox(SandboxConfig {
+            records,
+            stated_lifetime: Some(stated.clone()),
+            latency: std::time::Duration::from_millis(150),
+            ..SandboxConfig::default()
+        })
+        .await;
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&zero, &ws, "netography");
+        let p = apisnap::env::provider_prefix("netography");
+        env.push((format!("{p}__AUTH__TOKEN__MAX_LOGINS"), "3".into()));
+        let job = apisnap::env::job_prefix("netography_alerts");
+        env.push((format!("{job}__CONCURRENCY"), "1".into()));
+        env.push((format!("{job}__PAGINATION__PAGE_SIZE"), "100".into()));
+        let out = ws.apisnap(&["run", "netography_alerts"], &env).await;
+        assert_exit(&out, 3);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("logged in 3 times") && stderr.contains("auth.token.max_logins"),
+            "stated {stated}: {stderr}"
+        );
+        assert_eq!(zero.stats("netography").logins, 3, "stated {stated}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_refused_for_its_credentials_is_sent_once() {
     let sandbox = common::start_sandbox(SandboxConfig::default()).await;
     let ws = Workspace::with_shipped_jobs();

@@ -278,6 +278,19 @@ pub enum AuthError {
         max: u32,
         window_secs: u64,
     },
+    #[error(
+        "provider `{provider}`: logged in {count} times within {window_secs} s (the budget \
+         is {max}): its tokens expire almost at once (a lifetime the login answer states as \
+         0, or one too short for the run); stopping rather than sending the credentials for \
+         every request. Raise `auth.token.max_logins` (1-1000) if the API's tokens are this \
+         short-lived"
+    )]
+    Logins {
+        provider: String,
+        count: usize,
+        max: u32,
+        window_secs: u64,
+    },
     #[error("provider `{provider}`: token cache {path}: {message}")]
     Cache {
         provider: String,

@@ -100,6 +100,8 @@ pub struct TokenSession {
     reauthentications: AtomicU64,
     /// When each re-authentication after a 401 happened, for the budget.
     reauths: std::sync::Mutex<VecDeque<Instant>>,
+    /// When each login happened, for the budget of logins.
+    login_times: std::sync::Mutex<VecDeque<Instant>>,
     cache: Option<TokenCache>,
     /// The current token, kept for scrubbing server messages.
     current: std::sync::Mutex<Option<Secret>>,
@@ -151,6 +153,7 @@ impl TokenSession {
             logins: AtomicU64::new(0),
             reauthentications: AtomicU64::new(0),
             reauths: std::sync::Mutex::new(VecDeque::new()),
+            login_times: std::sync::Mutex::new(VecDeque::new()),
             cache,
             current: std::sync::Mutex::new(None),
         })
@@ -225,6 +228,7 @@ impl TokenSession {
         if let Some((url, message)) = &state.failed {
             return Err(failure(url.clone(), message.clone()));
         }
+        self.count_login()?;
         let token = match self.login.login(http).await {
             Ok(token) => token,
             Err(message) => {
@@ -274,6 +278,30 @@ impl TokenSession {
             .unwrap_or(chrono::Duration::MAX)
             .min(lifetime / 2);
         now >= expires_at - margin
+    }
+
+    /// Counts a login about to be sent against `max_logins` per window; past it, the
+    /// credentials are not sent.
+    fn count_login(&self) -> Result<(), AuthError> {
+        let window = Duration::from_secs(self.config.reauth_window_secs);
+        let mut times = self.login_times.lock().expect("not poisoned");
+        let now = Instant::now();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.config.max_logins as usize {
+            return Err(AuthError::Logins {
+                provider: self.provider.clone(),
+                count: times.len(),
+                max: self.config.max_logins,
+                window_secs: self.config.reauth_window_secs,
+            });
+        }
+        times.push_back(now);
+        Ok(())
     }
 
     /// Drops the token of `generation` after a 401 (once, however many requests saw it

@@ -36,9 +36,14 @@ pub struct TokenConfig {
     /// Re-authentications after a 401 allowed per window before the run stops (1-100).
     #[serde(default = "default_max_reauth")]
     pub max_reauth: u32,
-    /// The window of `max_reauth`, in seconds.
+    /// The window of `max_reauth` and `max_logins`, in seconds.
     #[serde(default = "default_reauth_window")]
     pub reauth_window_secs: u64,
+    /// Logins (of any cause: first, renewal before expiry, after a 401) allowed per window
+    /// before the run stops (1-1000): tokens that expire at once, or a lifetime the server
+    /// states as 0, would otherwise send the credentials again for every request.
+    #[serde(default = "default_max_logins")]
+    pub max_logins: u32,
     /// Keep the token between runs in an owner-only file (`disk`), or not (`none`).
     #[serde(default)]
     pub cache: CacheMode,
@@ -78,6 +83,10 @@ fn default_max_reauth() -> u32 {
     4
 }
 
+fn default_max_logins() -> u32 {
+    30
+}
+
 fn default_reauth_window() -> u64 {
     600
 }
@@ -93,6 +102,7 @@ impl Default for TokenConfig {
             renew_before_secs: default_renew_before(),
             max_reauth: default_max_reauth(),
             reauth_window_secs: default_reauth_window(),
+            max_logins: default_max_logins(),
             cache: CacheMode::None,
             cache_dir: None,
             memory_only: false,
@@ -118,6 +128,12 @@ impl TokenConfig {
             errors.push(ConfigError::field(
                 "auth.token.max_reauth",
                 format!("{} is out of range: expected 1-100", self.max_reauth),
+            ));
+        }
+        if !(1..=1000).contains(&self.max_logins) {
+            errors.push(ConfigError::field(
+                "auth.token.max_logins",
+                format!("{} is out of range: expected 1-1000", self.max_logins),
             ));
         }
         if self.reauth_window_secs == 0 {

@@ -109,7 +109,7 @@ async fn token(
     let token = shared.tokens.issue(NAME, ttl);
     axum::Json(serde_json::json!({
         "token_type": "Bearer",
-        "expires_in": ttl.as_secs(),
+        "expires_in": shared.config.stated(true),
         "ext_expires_in": ttl.as_secs(),
         "access_token": token,
     }))

@@ -69,6 +69,10 @@ pub struct SandboxConfig {
     pub max_page_size: u64,
     /// How long issued tokens live.
     pub token_ttl: Duration,
+    /// What login answers that state a lifetime (`expires_in`: Netography, Spreetail,
+    /// Kalibrate) say instead of `token_ttl`, as a server that gets it wrong does (`1e300`,
+    /// `-5`, `0`); the tokens still live `token_ttl`.
+    pub stated_lifetime: Option<serde_json::Value>,
     /// Revoke the token used for every K-th data request (so the next request with it gets
     /// a 401), to exercise renewal mid-run.
     pub revoke_every: Option<u64>,
@@ -96,6 +100,7 @@ impl Default for SandboxConfig {
             records: 10_000,
             max_page_size: 10_000,
             token_ttl: Duration::from_secs(3600),
+            stated_lifetime: None,
             revoke_every: None,
             latency: Duration::ZERO,
             faults: FaultConfig::default(),
@@ -104,6 +109,17 @@ impl Default for SandboxConfig {
             new_field_from: None,
             bad_value_every: None,
             prerender: false,
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// The lifetime a login answer states: `stated_lifetime`, else `token_ttl` in seconds.
+    fn stated(&self, whole_seconds: bool) -> serde_json::Value {
+        match &self.stated_lifetime {
+            Some(v) => v.clone(),
+            None if whole_seconds => self.token_ttl.as_secs().into(),
+            None => self.token_ttl.as_secs_f64().into(),
         }
     }
 }

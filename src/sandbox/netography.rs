@@ -105,8 +105,10 @@ async fn token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     shared.counters(NAME).logins.fetch_add(1, Ordering::Relaxed);
     let ttl = shared.config.token_ttl;
     let token = shared.tokens.issue(NAME, ttl);
-    axum::Json(serde_json::json!({"access_token": token, "expires_in": ttl.as_secs_f64()}))
-        .into_response()
+    axum::Json(
+        serde_json::json!({"access_token": token, "expires_in": shared.config.stated(false)}),
+    )
+    .into_response()
 }
 
 async fn alerts(

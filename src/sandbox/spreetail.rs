@@ -59,7 +59,7 @@ async fn login(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Re
     let token = shared.tokens.issue(NAME, ttl);
     axum::Json(serde_json::json!({
         "success": true,
-        "data": {"access_token": token, "expires_in": ttl.as_secs_f64(), "client_id": id},
+        "data": {"access_token": token, "expires_in": shared.config.stated(false), "client_id": id},
     }))
     .into_response()
 }
