@@ -227,6 +227,7 @@ impl StateStore {
                 path,
                 message: source.to_string(),
             },
+            StorageError::Remote { url, message } => StateError::Remote { url, message },
             other => StateError::Remote {
                 url: self.describe(),
                 message: other.to_string(),

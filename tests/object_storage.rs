@@ -741,3 +741,62 @@ async fn a_rerun_into_a_complete_prefix_writes_beside_it(kind: Kind) {
     store.download_dir(&daily, &local).await;
     check_parquet_snapshot(&local, 3_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_storage_failures_are_one_line_a_person_can_act_on() {
+    let sandbox = sandbox(500, 0).await;
+    // The error line, checked to be one line without the service's XML.
+    let error_line = |out: &std::process::Output| -> String {
+        let stderr = text(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "one line: {stderr}");
+        assert!(
+            !stderr.contains("<?xml") && !stderr.contains("<Error>"),
+            "{stderr}"
+        );
+        errors[0].to_string()
+    };
+    for kind in [Kind::S3, Kind::Azure] {
+        let store = Server::start(kind).await;
+        let ws = Workspace::with_shipped_jobs();
+        let prefix = apisnap::env::job_prefix(JOB);
+        let scheme = store.root().split("://").next().unwrap().to_string();
+        // A bucket (an Azure container) that does not exist.
+        let mut env = job_env(&sandbox, &store, &ws, 1_000);
+        env.push((
+            format!("{prefix}__OUTPUT__DIR"),
+            format!("{scheme}://missing/out"),
+        ));
+        env.push((
+            format!("{prefix}__STATE_DIR"),
+            format!("{scheme}://missing/state"),
+        ));
+        let out = ws.apisnap(&["run", JOB], &env).await;
+        assert_exit(&out, 1);
+        let line = error_line(&out);
+        assert!(
+            line.contains("job `seal_metrics_events`")
+                && line.contains("bucket `missing` does not exist")
+                && line.contains(&format!("{scheme}://missing/state/")),
+            "{kind:?}: {line}"
+        );
+    }
+    // Credentials the service refuses (Azurite checks the account key's signature).
+    let store = Server::start(Kind::Azure).await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = job_env(&sandbox, &store, &ws, 1_000);
+    for (k, v) in &mut env {
+        if k == "AZURE_STORAGE_ACCOUNT_KEY" {
+            *v = AZURITE_KEY.replace('E', "F");
+        }
+    }
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 1);
+    let line = error_line(&out);
+    assert!(
+        line.contains("access denied for bucket `snapshots`")
+            && line.contains("AuthorizationFailure")
+            && line.contains("check the credentials"),
+        "{line}"
+    );
+}

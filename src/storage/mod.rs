@@ -62,3 +62,71 @@ impl StorageError {
         }
     }
 }
+
+/// One line a person can act on, from an object store's error about `url`: the service's
+/// error code and message rather than its XML, and what to check for the common ones (a
+/// bucket that does not exist, credentials refused).
+pub(crate) fn readable(url: &str, e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let bucket = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+        .unwrap_or(url);
+    let code = between(&text, "<Code>", "</Code>");
+    let message = between(&text, "<Message>", "</Message>")
+        .map(|m| m.lines().next().unwrap_or_default().trim().to_string());
+    let detail = match (&code, &message) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.clone(),
+        _ => String::new(),
+    };
+    let denied = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || code.as_deref().is_some_and(|c| {
+        [
+            "AccessDenied",
+            "AuthorizationFailure",
+            "AuthenticationFailed",
+            "AuthorizationPermissionMismatch",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+            "InvalidToken",
+            "AllAccessDisabled",
+        ]
+        .contains(&c)
+    });
+    match code.as_deref() {
+        Some("NoSuchBucket" | "ContainerNotFound") => format!(
+            "bucket `{bucket}` does not exist ({detail}): create it, or correct the bucket in \
+             output.dir or state_dir"
+        ),
+        _ if denied => format!(
+            "access denied for bucket `{bucket}`{}: check the credentials in the environment \
+             (AWS_*, AZURE_STORAGE_*, GOOGLE_*) and the bucket's permissions for them",
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            }
+        ),
+        Some(_) => detail,
+        // No answer from the service: the first line of what the client says, without a body.
+        None => {
+            let line = text.lines().next().unwrap_or_default();
+            line.split("<?xml")
+                .next()
+                .unwrap_or(line)
+                .trim_end_matches([' ', ':'])
+                .to_string()
+        }
+    }
+}
+
+/// The text between the first `open` and the next `close`.
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(text[start..end].trim().to_string())
+}

@@ -258,9 +258,10 @@ impl Store {
     }
 
     pub(super) fn failed(&self, name: &str, e: object_store::Error) -> StorageError {
+        let url = self.url_of(name);
         StorageError::Remote {
-            url: self.url_of(name),
-            message: e.to_string(),
+            message: super::readable(&url, &e),
+            url,
         }
     }
 }
