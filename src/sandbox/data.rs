@@ -66,7 +66,9 @@ pub fn record(i: u64) -> Record {
     Record {
         id: i as i64,
         name: format!("{} #{i}", NAMES[n % NAMES.len()]),
-        amount: (i % 7 != 3).then(|| ((i * 7919) % 1_000_000) as f64 / 100.0 - 2500.0),
+        // Cents divided once: the nearest double to a two-decimal amount, which prints as
+        // one (`-2024.86`, not `-2024.8600000000001`), as a money API sends it.
+        amount: (i % 7 != 3).then(|| (((i * 7919) % 1_000_000) as i64 - 250_000) as f64 / 100.0),
         quantity: i as i64 * 3 - 1000,
         active: i.is_multiple_of(3),
         created_at: ts.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
