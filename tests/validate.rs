@@ -202,6 +202,20 @@ fn cases() -> Vec<Case> {
             &["field `base_url`", "clear text", "expected https://"],
         ),
         case(
+            "credentials in the base URL",
+            None,
+            provider(
+                "https://api.example.com/v1",
+                "https://me:s3cret@api.example.com/v1",
+            ),
+            P,
+            &[
+                "field `base_url`",
+                "carries credentials",
+                "[credentials removed]@api.example.com",
+            ],
+        ),
+        case(
             "unknown output format",
             job("format = \"parquet\"", "format = \"xlsx\""),
             None,
@@ -334,6 +348,11 @@ async fn every_broken_file_is_named_with_field_and_expectation() {
             .lines()
             .find(|l| l.starts_with("error: ") && l.contains(case.file))
             .unwrap_or_else(|| panic!("{}: no error naming {}\n{err}", case.name, case.file));
+        assert!(
+            !err.contains("s3cret"),
+            "{}: a password shown\n{err}",
+            case.name
+        );
         for fragment in case.expect {
             assert!(
                 line.contains(fragment),
@@ -438,4 +457,18 @@ async fn names_that_would_leave_their_directory_and_shared_outputs_are_refused()
         "{}",
         text(&out.stderr)
     );
+
+    // No shards at all.
+    for args in [
+        ["run", "events", "--shards", "0"],
+        ["finalize", "events", "--shards", "0"],
+    ] {
+        let out = ws.apisnap(&args, &env).await;
+        assert_exit(&out, 2);
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("--shards") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
 }

@@ -19,50 +19,126 @@ pub fn infer_schema(records: &[u8]) -> Result<Schema, String> {
     }
     let schema = arrow_json::reader::infer_json_schema_from_iterator(values.iter().map(Ok))
         .map_err(|e| format!("cannot infer a schema from the first page: {e}"))?;
-    let big = big_integers(records)?;
+    let seen = Scalars::of(records)?;
     Ok(Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| match big.get(f.name().as_str()) {
-                Some(data_type) if f.data_type() == &DataType::Float64 => {
-                    Arc::new(Field::new(f.name(), data_type.clone(), true))
-                }
-                _ => Arc::new(nulls_to_strings(f)),
-            })
+            .map(|f| Arc::new(refine(f, &mut vec![f.name().clone()], &seen)))
             .collect::<Fields>(),
     ))
 }
 
-/// The top-level fields whose values on the page are all integers, some of them past the
-/// range of int64: arrow-json infers those as float64, which would lose their last digits,
-/// so they become `decimal(38,0)`, or text past 38 digits.
-fn big_integers(records: &[u8]) -> Result<HashMap<String, DataType>, String> {
-    let items: Vec<HashMap<String, &RawValue>> = serde_json::from_slice(records)
-        .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
-    // Per field: (every value an integer, the most digits of one past int64).
-    let mut seen: HashMap<&str, (bool, Option<usize>)> = HashMap::new();
-    for (name, raw) in items.iter().flat_map(|item| item.iter()) {
-        let text = raw.get();
-        if text == "null" {
-            continue;
+/// A path to a value below the records: field names, `[]` for the items of a list.
+type Path = Vec<String>;
+
+/// What the scalar values at each path of a page look like, read from their text: what
+/// arrow-json's inference cannot see once it has parsed a number into a float.
+#[derive(Default)]
+struct Scalars(HashMap<Path, Seen>);
+
+#[derive(Clone, Copy)]
+struct Seen {
+    /// Every value is an integer literal.
+    integers: bool,
+    /// The most digits of an integer past the range of int64.
+    longest_past_i64: Option<usize>,
+}
+
+impl Scalars {
+    fn of(records: &[u8]) -> Result<Scalars, String> {
+        let items: Vec<&RawValue> = serde_json::from_slice(records)
+            .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
+        let mut seen = Scalars::default();
+        for item in items {
+            seen.walk(item, &mut Vec::new());
         }
-        let entry = seen.entry(name.as_str()).or_insert((true, None));
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            entry.0 = false;
-        } else if text.parse::<i64>().is_err() {
-            entry.1 = entry.1.max(Some(digits.trim_start_matches('0').len()));
+        Ok(seen)
+    }
+
+    fn walk(&mut self, raw: &RawValue, path: &mut Path) {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'{') => {
+                let Ok(fields) = serde_json::from_str::<HashMap<String, &RawValue>>(text) else {
+                    return;
+                };
+                for (name, value) in fields {
+                    path.push(name);
+                    self.walk(value, path);
+                    path.pop();
+                }
+            }
+            Some(b'[') => {
+                let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+                    return;
+                };
+                path.push("[]".into());
+                for item in items {
+                    self.walk(item, path);
+                }
+                path.pop();
+            }
+            _ if text == "null" => {}
+            _ => {
+                let entry = self.0.entry(path.clone()).or_insert(Seen {
+                    integers: true,
+                    longest_past_i64: None,
+                });
+                let digits = text.strip_prefix('-').unwrap_or(text);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    entry.integers = false;
+                } else if text.parse::<i64>().is_err() {
+                    let n = digits.trim_start_matches('0').len();
+                    entry.longest_past_i64 = entry.longest_past_i64.max(Some(n));
+                }
+            }
         }
     }
-    Ok(seen
-        .into_iter()
-        .filter_map(|(name, (integers, longest))| match (integers, longest) {
-            (true, Some(n)) if n <= 38 => Some((name.to_string(), DataType::Decimal128(38, 0))),
-            (true, Some(_)) => Some((name.to_string(), DataType::Utf8)),
-            _ => None,
-        })
-        .collect())
+
+    fn at(&self, path: &Path) -> Option<Seen> {
+        self.0.get(path).copied()
+    }
+}
+
+/// A field as inferred by arrow-json, made lossless by what its values looked like: all
+/// integers, some past int64, become `decimal(38,0)` (text past 38 digits) rather than
+/// float64, which would lose their last digits; null throughout becomes text, so that later
+/// values still decode. Nested fields alike.
+fn refine(field: &Field, path: &mut Path, seen: &Scalars) -> Field {
+    let data_type = match field.data_type() {
+        DataType::Null => DataType::Utf8,
+        DataType::Float64 => match seen.at(path) {
+            Some(Seen {
+                integers: true,
+                longest_past_i64: Some(n),
+            }) if n <= 38 => DataType::Decimal128(38, 0),
+            Some(Seen {
+                integers: true,
+                longest_past_i64: Some(_),
+            }) => DataType::Utf8,
+            _ => DataType::Float64,
+        },
+        DataType::List(inner) => {
+            path.push("[]".into());
+            let item = refine(inner, path, seen);
+            path.pop();
+            DataType::List(Arc::new(item))
+        }
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    path.push(f.name().clone());
+                    let refined = refine(f, path, seen);
+                    path.pop();
+                    Arc::new(refined)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    Field::new(field.name(), data_type, true)
 }
 
 /// Per field of the records that `schema` does not have, how many records carry it: what
@@ -93,34 +169,26 @@ pub fn new_fields(schema: &Schema, records: &[u8]) -> Result<Vec<Field>, String>
         .collect())
 }
 
-fn nulls_to_strings(field: &Field) -> Field {
-    let data_type = match field.data_type() {
-        DataType::Null => DataType::Utf8,
-        DataType::List(inner) => DataType::List(Arc::new(nulls_to_strings(inner))),
-        DataType::Struct(fields) => DataType::Struct(
-            fields
-                .iter()
-                .map(|f| Arc::new(nulls_to_strings(f)))
-                .collect(),
-        ),
-        other => other.clone(),
-    };
-    Field::new(field.name(), data_type, true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn integers_past_int64_are_inferred_as_decimals_not_floats() {
-        let records = br#"[{"id": 1, "big": 18446744073709551615, "huge": 123456789012345678901234567890123456789012, "f": 1.5},
-                           {"id": 2, "big": null, "huge": 1, "f": 2}]"#;
+        let records = br#"[{"id": 1, "big": 18446744073709551615, "huge": 123456789012345678901234567890123456789012, "f": 1.5, "nested": {"n": [18446744073709551616]}},
+                           {"id": 2, "big": null, "huge": 1, "f": 2, "nested": {"n": [3]}}]"#;
         let schema = infer_schema(records).unwrap();
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert_eq!(schema.field(1).data_type(), &DataType::Decimal128(38, 0));
         assert_eq!(schema.field(2).data_type(), &DataType::Utf8);
         assert_eq!(schema.field(3).data_type(), &DataType::Float64);
+        let DataType::Struct(nested) = schema.field(4).data_type() else {
+            panic!("{schema:?}")
+        };
+        let DataType::List(item) = nested[0].data_type() else {
+            panic!("{nested:?}")
+        };
+        assert_eq!(item.data_type(), &DataType::Decimal128(38, 0));
         let batches = super::super::PageDecoder::new(Arc::new(schema), 8, true)
             .unwrap()
             .decode_all(records)
