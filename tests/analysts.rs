@@ -68,6 +68,8 @@ async fn pyarrow_and_duckdb_open_parquet_and_csv_snapshots() {
             assert_eq!(types("pyarrow", "name"), "string");
             assert_eq!(types("pyarrow", "amount"), "double");
             assert_eq!(types("pyarrow", "active"), "bool");
+            assert_eq!(types("pyarrow", "created_at"), "timestamp[us, tz=UTC]");
+            assert_eq!(types("duckdb", "created_at"), "TIMESTAMP WITH TIME ZONE");
             assert_eq!(types("pyarrow", "tags"), "list<item: string>");
             assert_eq!(
                 types("pyarrow", "address"),
@@ -83,6 +85,8 @@ async fn pyarrow_and_duckdb_open_parquet_and_csv_snapshots() {
             assert_eq!(types("duckdb", "id"), "BIGINT");
             assert_eq!(types("duckdb", "amount"), "DOUBLE");
             assert_eq!(types("duckdb", "active"), "BOOLEAN");
+            // CSV keeps ISO-8601 text, which the readers type themselves.
+            assert_eq!(types("duckdb", "created_at"), "TIMESTAMP WITH TIME ZONE");
             assert_eq!(types("pyarrow", "id"), "int64");
             assert_eq!(types("pyarrow", "name"), "string");
         }

@@ -239,7 +239,7 @@ async fn schema_infer_writes_a_column_file_the_job_can_use() {
     assert_exit(&out, 0);
     let printed = text(&out.stdout);
     assert!(
-        printed.contains("name = \"created_at\"\ntype = \"string\""),
+        printed.contains("name = \"created_at\"\ntype = \"timestamp\"\nunit = \"microsecond\"\ntimezone = \"UTC\""),
         "{printed}"
     );
     assert!(printed.contains("type = \"struct\""), "{printed}");

@@ -21,8 +21,9 @@ impl arrow_json::reader::DecoderFactory for ExactDecoders {
         if field.metadata().contains_key(JSON_TEXT) {
             return Ok(Some(Box::new(JsonTextDecoder)));
         }
-        // arrow-json reads `19.99` into an integer column as 19, and into a decimal(10,1)
-        // as 20.0: ours refuse both.
+        // arrow-json reads `19.99` into an integer column as 19, into a decimal(10,1) as
+        // 20.0, a time with nanoseconds into a microsecond column without them, and a date
+        // with a time of day as the date: ours refuse all of them.
         Ok(match field.data_type() {
             arrow_schema::DataType::Int64 => Some(Box::new(ExactInt64)),
             arrow_schema::DataType::Decimal128(precision, scale) => Some(Box::new(ExactDecimal {
@@ -30,6 +31,15 @@ impl arrow_json::reader::DecoderFactory for ExactDecoders {
                 precision: *precision,
                 scale: *scale,
             })),
+            arrow_schema::DataType::Timestamp(unit, tz) => Some(Box::new(ExactTimestamp {
+                data_type: field.data_type().clone(),
+                per_second: per_second(*unit),
+                zone: match tz {
+                    Some(tz) => Some(tz.parse()?),
+                    None => None,
+                },
+            })),
+            arrow_schema::DataType::Date32 => Some(Box::new(ExactDate)),
             _ => None,
         })
     }
@@ -127,6 +137,177 @@ impl arrow_json::reader::ArrayDecoder for ExactDecimal {
                 .filter(|v| digits(*v) <= precision as u32)
                 .ok_or_else(|| inexact(value))?;
             builder.append_value(scaled);
+        }
+        Ok(Arc::new(builder.finish()))
+    }
+}
+
+/// Units of a timestamp column per second.
+fn per_second(unit: arrow_schema::TimeUnit) -> i64 {
+    match unit {
+        arrow_schema::TimeUnit::Second => 1,
+        arrow_schema::TimeUnit::Millisecond => 1_000,
+        arrow_schema::TimeUnit::Microsecond => 1_000_000,
+        arrow_schema::TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+/// Whether an ISO-8601 date-time text carries a UTC offset (`Z`, `+02:00`, `-0500`) after
+/// its date.
+pub(super) fn has_offset(text: &str) -> bool {
+    text.get(10..)
+        .is_some_and(|time| time.contains(['Z', 'z', '+']) || time.contains('-'))
+}
+
+/// Decodes a timestamp column exactly: a time with more precision than the column's unit
+/// is invalid, never truncated; a column without a time zone (local times, as the source
+/// wrote them) refuses a time with a UTC offset, which it could only shift. A column with a
+/// zone reads times with an offset as the instant they name, and times without one in the
+/// column's zone; numbers are counts of the unit since the epoch.
+struct ExactTimestamp {
+    data_type: arrow_schema::DataType,
+    per_second: i64,
+    zone: Option<arrow_array::timezone::Tz>,
+}
+
+impl arrow_json::reader::ArrayDecoder for ExactTimestamp {
+    fn decode(
+        &mut self,
+        tape: &arrow_json::reader::Tape<'_>,
+        pos: &[u32],
+    ) -> Result<arrow_array::ArrayRef, arrow_schema::ArrowError> {
+        use arrow_json::reader::TapeElement as T;
+        use arrow_schema::ArrowError;
+        let mut builder = arrow_array::builder::PrimitiveBuilder::<
+            arrow_array::types::TimestampSecondType,
+        >::with_capacity(pos.len());
+        let unit = match self.per_second {
+            1 => "second",
+            1_000 => "millisecond",
+            1_000_000 => "microsecond",
+            _ => "nanosecond",
+        };
+        let invalid = |s: &str, why: &str| ArrowError::JsonError(format!("{s}: {why}"));
+        for p in pos {
+            let (seconds, nanos, text) = match tape.get(*p) {
+                T::Null => {
+                    builder.append_null();
+                    continue;
+                }
+                T::String(idx) => {
+                    let s = tape.get_string(idx);
+                    let at = match &self.zone {
+                        Some(zone) => {
+                            arrow_cast::parse::string_to_datetime(zone, s).map(|t| t.naive_utc())
+                        }
+                        None if has_offset(s) => {
+                            return Err(invalid(
+                                s,
+                                "a time with a UTC offset in a column of local times (no \
+                                 `timezone`): declare the column with `timezone = \"UTC\"`",
+                            ));
+                        }
+                        None => arrow_cast::parse::string_to_datetime(&chrono::Utc, s)
+                            .map(|t| t.naive_utc()),
+                    }
+                    .map_err(|e| invalid(s, &e.to_string()))?;
+                    let utc = at.and_utc();
+                    (utc.timestamp(), utc.timestamp_subsec_nanos() as i64, s)
+                }
+                T::Number(idx) => {
+                    let s = tape.get_string(idx);
+                    let v = exact_int(s).ok_or_else(|| invalid(s, "not a whole number"))?;
+                    builder.append_value(v);
+                    continue;
+                }
+                T::I32(v) => {
+                    builder.append_value(v as i64);
+                    continue;
+                }
+                T::I64(high) => match tape.get(p + 1) {
+                    T::I32(low) => {
+                        builder.append_value(((high as i64) << 32) | (low as u32) as i64);
+                        continue;
+                    }
+                    _ => return Err(tape.error(*p, "i64")),
+                },
+                _ => return Err(tape.error(*p, "a timestamp")),
+            };
+            let per_unit = 1_000_000_000 / self.per_second;
+            if nanos % per_unit != 0 {
+                return Err(invalid(
+                    text,
+                    &format!(
+                        "more precise than the column's unit ({unit}): declare the column with a \
+                         finer `unit`"
+                    ),
+                ));
+            }
+            let value = seconds
+                .checked_mul(self.per_second)
+                .and_then(|v| v.checked_add(nanos / per_unit))
+                .ok_or_else(|| invalid(text, &format!("out of range for {unit}s since 1970")))?;
+            builder.append_value(value);
+        }
+        // Built as seconds, then given the column's own unit and zone (the same i64s).
+        let array = builder.finish();
+        let data = arrow_array::Array::into_data(array)
+            .into_builder()
+            .data_type(self.data_type.clone());
+        Ok(arrow_array::make_array(data.build()?))
+    }
+}
+
+/// Decodes a date column exactly: a date-time is taken only at midnight without an offset
+/// (anything else would lose its time of day); numbers are days since 1970-01-01.
+struct ExactDate;
+
+impl arrow_json::reader::ArrayDecoder for ExactDate {
+    fn decode(
+        &mut self,
+        tape: &arrow_json::reader::Tape<'_>,
+        pos: &[u32],
+    ) -> Result<arrow_array::ArrayRef, arrow_schema::ArrowError> {
+        use arrow_json::reader::TapeElement as T;
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+        let invalid = |s: &str| {
+            arrow_schema::ArrowError::JsonError(format!(
+                "{s} is not a date (YYYY-MM-DD) a date column can hold without losing a time \
+                 of day: declare the column as `timestamp`"
+            ))
+        };
+        let mut builder = arrow_array::builder::Date32Builder::with_capacity(pos.len());
+        for p in pos {
+            match tape.get(*p) {
+                T::Null => builder.append_null(),
+                T::String(idx) => {
+                    let s = tape.get_string(idx);
+                    let date = match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                        Ok(date) => date,
+                        Err(_) if !has_offset(s) => {
+                            let at = arrow_cast::parse::string_to_datetime(&chrono::Utc, s)
+                                .map_err(|_| invalid(s))?
+                                .naive_utc();
+                            if at.time() != chrono::NaiveTime::MIN {
+                                return Err(invalid(s));
+                            }
+                            at.date()
+                        }
+                        Err(_) => return Err(invalid(s)),
+                    };
+                    let days = (date - epoch).num_days();
+                    builder.append_value(i32::try_from(days).map_err(|_| invalid(s))?);
+                }
+                T::Number(idx) => {
+                    let s = tape.get_string(idx);
+                    let days = exact_int(s)
+                        .and_then(|d| i32::try_from(d).ok())
+                        .ok_or_else(|| invalid(s))?;
+                    builder.append_value(days);
+                }
+                T::I32(v) => builder.append_value(v),
+                _ => return Err(tape.error(*p, "a date")),
+            }
         }
         Ok(Arc::new(builder.finish()))
     }

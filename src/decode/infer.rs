@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Fields, Schema};
+use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
 use serde_json::value::RawValue;
 
 /// Infers the column schema from the records of the first page (a JSON array), keeping the
@@ -43,6 +43,75 @@ struct Seen {
     integers: bool,
     /// The most digits of an integer past the range of int64.
     longest_past_i64: Option<usize>,
+    /// Every value is a date (`YYYY-MM-DD`).
+    dates: bool,
+    /// Every value is an ISO-8601 date-time with a UTC offset (an instant).
+    instants: bool,
+    /// Every value is an ISO-8601 date-time without one (a local time).
+    local_times: bool,
+    /// The most digits of a fraction of a second.
+    fraction: usize,
+}
+
+impl Seen {
+    const FIRST: Seen = Seen {
+        integers: true,
+        longest_past_i64: None,
+        dates: true,
+        instants: true,
+        local_times: true,
+        fraction: 0,
+    };
+
+    fn number(&mut self, text: &str) {
+        (self.dates, self.instants, self.local_times) = (false, false, false);
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            self.integers = false;
+        } else if text.parse::<i64>().is_err() {
+            let n = digits.trim_start_matches('0').len();
+            self.longest_past_i64 = self.longest_past_i64.max(Some(n));
+        }
+    }
+
+    fn string(&mut self, text: &str) {
+        self.integers = false;
+        let date = text.len() == 10 && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok();
+        self.dates &= date;
+        // A date and a time, `T` or a space between them.
+        let date_time = text.len() > 10
+            && matches!(text.as_bytes()[10], b'T' | b't' | b' ')
+            && chrono::NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").is_ok();
+        let zoned = date_time && chrono::DateTime::parse_from_rfc3339(text).is_ok();
+        let local = date_time
+            && !super::exact::has_offset(text)
+            && ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .any(|f| chrono::NaiveDateTime::parse_from_str(text, f).is_ok());
+        self.instants &= zoned;
+        self.local_times &= local;
+        if zoned || local {
+            let fraction = text[19..]
+                .strip_prefix('.')
+                .map(|f| f.bytes().take_while(u8::is_ascii_digit).count())
+                .unwrap_or(0);
+            self.fraction = self.fraction.max(fraction);
+        }
+    }
+
+    fn other(&mut self) {
+        (self.integers, self.dates, self.instants, self.local_times) = (false, false, false, false);
+    }
+
+    /// The unit that keeps every fraction seen: microseconds at least (a source that drops
+    /// a zero fraction would otherwise make a seconds column that refuses the next one).
+    fn unit(&self) -> TimeUnit {
+        if self.fraction > 6 {
+            TimeUnit::Nanosecond
+        } else {
+            TimeUnit::Microsecond
+        }
+    }
 }
 
 impl Scalars {
@@ -80,17 +149,15 @@ impl Scalars {
                 path.pop();
             }
             _ if text == "null" => {}
-            _ => {
-                let entry = self.0.entry(path.clone()).or_insert(Seen {
-                    integers: true,
-                    longest_past_i64: None,
-                });
-                let digits = text.strip_prefix('-').unwrap_or(text);
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    entry.integers = false;
-                } else if text.parse::<i64>().is_err() {
-                    let n = digits.trim_start_matches('0').len();
-                    entry.longest_past_i64 = entry.longest_past_i64.max(Some(n));
+            first => {
+                let entry = self.0.entry(path.clone()).or_insert(Seen::FIRST);
+                match first {
+                    Some(b'"') => match serde_json::from_str::<std::borrow::Cow<str>>(text) {
+                        Ok(s) => entry.string(&s),
+                        Err(_) => entry.other(),
+                    },
+                    Some(b'-' | b'0'..=b'9') => entry.number(text),
+                    _ => entry.other(),
                 }
             }
         }
@@ -101,10 +168,12 @@ impl Scalars {
     }
 }
 
-/// A field as inferred by arrow-json, made lossless by what its values looked like: all
-/// integers, some past int64, become `decimal(38,0)` (text past 38 digits) rather than
-/// float64, which would lose their last digits; null throughout becomes text, so that later
-/// values still decode. Nested fields alike.
+/// A field as inferred by arrow-json, typed and made lossless by what its values looked
+/// like: all integers, some past int64, become `decimal(38,0)` (text past 38 digits) rather
+/// than float64, which would lose their last digits; text that is all ISO-8601 dates
+/// becomes dates, all date-times with an offset UTC timestamps, all without one timestamps
+/// without a zone (microseconds, nanoseconds if a fraction is finer); null throughout
+/// becomes text, so that later values still decode. Nested fields alike.
 fn refine(field: &Field, path: &mut Path, seen: &Scalars) -> Field {
     let data_type = match field.data_type() {
         DataType::Null => DataType::Utf8,
@@ -112,12 +181,20 @@ fn refine(field: &Field, path: &mut Path, seen: &Scalars) -> Field {
             Some(Seen {
                 integers: true,
                 longest_past_i64: Some(n),
+                ..
             }) if n <= 38 => DataType::Decimal128(38, 0),
             Some(Seen {
                 integers: true,
                 longest_past_i64: Some(_),
+                ..
             }) => DataType::Utf8,
             _ => DataType::Float64,
+        },
+        DataType::Utf8 => match seen.at(path) {
+            Some(seen) if seen.dates => DataType::Date32,
+            Some(seen) if seen.instants => DataType::Timestamp(seen.unit(), Some("UTC".into())),
+            Some(seen) if seen.local_times => DataType::Timestamp(seen.unit(), None),
+            _ => DataType::Utf8,
         },
         DataType::List(inner) => {
             path.push("[]".into());
@@ -202,5 +279,69 @@ mod tests {
             text(batches[0].column(2), 0).unwrap(),
             "123456789012345678901234567890123456789012"
         );
+    }
+
+    #[test]
+    fn iso_dates_and_times_are_inferred_as_dates_and_timestamps() {
+        let records = br#"[
+            {"d": "2026-01-01", "z": "2026-01-01T00:00:37Z", "o": "2026-01-01T02:00:37+02:00",
+             "l": "2026-01-01 00:00:37", "ns": "2026-01-01T00:00:37.123456789Z",
+             "mixed": "2026-01-01T00:00:37Z", "word": "hello", "n": {"at": "2026-01-02"}},
+            {"d": null, "z": "2026-01-01T00:00:38.5Z", "o": "2026-01-01T00:00:38-05:00",
+             "l": "2026-01-01 00:00:38.25", "ns": "2026-01-01T00:00:38Z",
+             "mixed": "2026-01-01T00:00:38", "word": "2026-01-01", "n": {"at": "2026-01-03"}}
+        ]"#;
+        let schema = infer_schema(records).unwrap();
+        let utc = |unit| DataType::Timestamp(unit, Some("UTC".into()));
+        let of = |name: &str| schema.field_with_name(name).unwrap().data_type().clone();
+        assert_eq!(of("d"), DataType::Date32);
+        assert_eq!(of("z"), utc(TimeUnit::Microsecond));
+        assert_eq!(of("o"), utc(TimeUnit::Microsecond));
+        assert_eq!(of("l"), DataType::Timestamp(TimeUnit::Microsecond, None));
+        assert_eq!(of("ns"), utc(TimeUnit::Nanosecond));
+        assert_eq!(of("mixed"), DataType::Utf8, "offsets on some only");
+        assert_eq!(of("word"), DataType::Utf8);
+        let DataType::Struct(n) = of("n") else {
+            panic!()
+        };
+        assert_eq!(n[0].data_type(), &DataType::Date32);
+        let batches = super::super::PageDecoder::new(Arc::new(schema.clone()), 8, true)
+            .unwrap()
+            .decode_all(records)
+            .unwrap();
+        let text = |col: &str, row| {
+            let i = schema.index_of(col).unwrap();
+            arrow_cast::display::array_value_to_string(batches[0].column(i), row).unwrap()
+        };
+        assert_eq!(text("o", 0), "2026-01-01T00:00:37Z");
+        assert_eq!(text("o", 1), "2026-01-01T05:00:38Z");
+        assert_eq!(text("z", 1), "2026-01-01T00:00:38.500Z");
+        assert_eq!(text("ns", 0), "2026-01-01T00:00:37.123456789Z");
+        assert_eq!(text("l", 1), "2026-01-01T00:00:38.250");
+    }
+
+    #[test]
+    fn a_time_its_column_cannot_hold_exactly_is_refused() {
+        let decode = |data_type: DataType, records: &[u8]| {
+            let schema = Arc::new(Schema::new(vec![Field::new("t", data_type, true)]));
+            super::super::PageDecoder::new(schema, 8, true)
+                .unwrap()
+                .decode_all(records)
+        };
+        let micros_utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        assert!(
+            decode(
+                micros_utc.clone(),
+                br#"[{"t": "2026-01-01T00:00:00.123456789Z"}]"#
+            )
+            .is_err()
+        );
+        assert!(decode(micros_utc, br#"[{"t": "2026-01-01T00:00:00.123456Z"}]"#).is_ok());
+        let local = DataType::Timestamp(TimeUnit::Microsecond, None);
+        assert!(decode(local.clone(), br#"[{"t": "2026-01-01T00:00:00+02:00"}]"#).is_err());
+        assert!(decode(local, br#"[{"t": "2026-01-01T00:00:00"}]"#).is_ok());
+        assert!(decode(DataType::Date32, br#"[{"t": "2026-01-01T10:00:00"}]"#).is_err());
+        assert!(decode(DataType::Date32, br#"[{"t": "2026-01-01T00:00:00"}]"#).is_ok());
+        assert!(decode(DataType::Date32, br#"[{"t": "2026-01-01"}]"#).is_ok());
     }
 }

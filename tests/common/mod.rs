@@ -197,9 +197,23 @@ pub mod check {
             want.quantity
         );
         assert_eq!(col("active").as_boolean().value(row), want.active);
+        // ISO-8601 with an offset: inferred as a UTC timestamp, to the microsecond.
+        let created = col("created_at");
         assert_eq!(
-            col("created_at").as_string::<i32>().value(row),
-            want.created_at
+            created.data_type(),
+            &arrow_schema::DataType::Timestamp(
+                arrow_schema::TimeUnit::Microsecond,
+                Some("UTC".into())
+            )
+        );
+        let micros = created
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+            .value(row);
+        let want_at = chrono::DateTime::parse_from_rfc3339(&want.created_at).unwrap();
+        assert_eq!(
+            micros,
+            want_at.timestamp_micros(),
+            "created_at of record {i}"
         );
         let tags = col("tags").as_list::<i32>().value(row);
         let tags: Vec<String> = tags
