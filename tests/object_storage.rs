@@ -346,6 +346,12 @@ async fn snapshot_and_state_live_in_object_storage(kind: Kind) {
             .starts_with(&format!("{}/out/", store.root())),
         "{latest}"
     );
+    // Object storage has no links: `latest.txt` names the snapshot on one line.
+    let line = store.get(&format!("out/{JOB}/latest.txt")).await.unwrap();
+    assert_eq!(
+        String::from_utf8(line).unwrap(),
+        format!("{}\n", latest["snapshot"].as_str().unwrap())
+    );
 
     let local = ws.path().join("downloaded");
     let manifest = store.download_snapshot(&local).await;

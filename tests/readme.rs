@@ -8,22 +8,7 @@ use common::{Workspace, assert_exit, text};
 
 /// The ```toml blocks of README.md, with the line each starts at.
 fn toml_blocks() -> Vec<(usize, String)> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let mut blocks = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (i, line) in readme.lines().enumerate() {
-        match (&mut current, line.trim_start()) {
-            (None, l) if l.starts_with("```toml") => current = Some((i + 1, String::new())),
-            (Some(_), l) if l.starts_with("```") => blocks.push(current.take().unwrap()),
-            (Some((_, text)), _) => {
-                text.push_str(line);
-                text.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
+    common::readme_blocks("toml", None)
 }
 
 /// The variables a block's `env:NAME` secrets name.

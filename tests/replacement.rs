@@ -197,6 +197,12 @@ async fn shards_replacing_a_complete_snapshot_leave_it_readable_until_finalized(
     assert_eq!(manifest(&dir)["records"], 5_000);
     assert_eq!(csv_ids(&dir), (0..5_000).collect::<Vec<_>>());
     assert_eq!(latest()["run_id"], "sharded");
+    let link = ws.path().join("out/paged/latest");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("daily")
+    );
+    assert_eq!(csv_ids(&link), (0..5_000).collect::<Vec<_>>());
     assert!(
         latest()["snapshot"]
             .as_str()

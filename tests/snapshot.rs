@@ -202,6 +202,20 @@ async fn a_complete_snapshot_has_a_manifest_success_marker_and_latest_pointer() 
     let newest = std::path::PathBuf::from(latest["snapshot"].as_str().unwrap());
     assert!(dirs.contains(&newest), "{newest:?} in {dirs:?}");
     assert_eq!(latest["records"], records);
+    // `latest` leads to the same snapshot, by a relative link a reader opens as a path.
+    let link = job_dir.join("latest");
+    assert!(link.is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        newest.file_name().unwrap()
+    );
+    check_parquet_snapshot(&link, records);
+    let hidden: Vec<_> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "no temporary link left: {hidden:?}");
     for dir in &dirs {
         assert!(dir.join("_SUCCESS").is_file());
         let manifest: serde_json::Value =

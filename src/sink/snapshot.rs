@@ -412,8 +412,9 @@ pub async fn mark_complete(snapshot: &Store, manifest: &Manifest) -> Result<(), 
     Ok(())
 }
 
-/// Makes a complete snapshot the job's latest: `latest.json` one level up, then prunes old
-/// complete snapshots of the job beyond `retain`.
+/// Makes a complete snapshot the job's latest: `latest.json` one level up and the `latest`
+/// link (`latest.txt` in object storage), then prunes old complete snapshots of the job
+/// beyond `retain`.
 pub async fn publish(
     snapshot: &Store,
     manifest: &Manifest,
@@ -427,6 +428,9 @@ pub async fn publish(
     let latest = Latest::of(manifest, snapshot.location());
     let json = serde_json::to_vec_pretty(&latest).expect("serializes");
     parent.put("latest.json", json.into()).await?;
+    // The same for tools that open a path: `latest` on disk, `latest.txt` in object storage.
+    let _ = parent.remove_temporaries(|of| of == "latest").await;
+    parent.point("latest", snapshot.location()).await?;
     if let Some(keep) = retain {
         prune(&parent, snapshot.location(), &manifest.job, keep).await?;
     }

@@ -342,6 +342,43 @@ impl Store {
         }
     }
 
+    /// Makes `name` lead to `to`, a place beside it, replacing what it led to in one step so
+    /// that tools can open the newest snapshot by a fixed path without reading JSON: on disk
+    /// a relative symlink (`latest -> 2026-12-01`), made under a temporary name and renamed
+    /// over the old one; in object storage, which has no links, the object `NAME.txt`
+    /// holding `to`'s URL on one line.
+    pub async fn point(&self, name: &str, to: &Location) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Local(dir) => {
+                let link = dir.join(name);
+                if link.exists() && !link.is_symlink() {
+                    return Err(StorageError::local(
+                        &link,
+                        std::io::Error::other(
+                            "is not a link apisnap made: move it away so that it can point to \
+                             the newest snapshot",
+                        ),
+                    ));
+                }
+                let target = to.name().unwrap_or_default();
+                let temporary = dir.join(format!(".{name}.{}.tmp", fastrand::u64(..)));
+                std::os::unix::fs::symlink(target, &temporary)
+                    .map_err(|e| StorageError::local(&temporary, e))?;
+                if let Err(e) = std::fs::rename(&temporary, &link) {
+                    let _ = std::fs::remove_file(&temporary);
+                    return Err(StorageError::local(&link, e));
+                }
+                sync_dir(dir)
+            }
+            Backend::Remote(_) => {
+                let line = format!("{to}\n");
+                self.put(&format!("{name}.txt"), line.into_bytes().into())
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
     /// Writes `name` only if it is still at `expected` (or, with `None`, does not exist yet),
     /// and returns the new version; [`StorageError::Conflict`] if another writer came first.
     /// On disk the lock stands in for the condition.

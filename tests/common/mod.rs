@@ -70,7 +70,12 @@ impl Workspace {
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
+        let e = e.unwrap();
+        let p = e.path();
+        // Links (`latest`) lead to a snapshot already walked.
+        if e.file_type().unwrap().is_symlink() {
+            continue;
+        }
         if p.is_dir() {
             walk(&p, out);
         } else {
@@ -494,4 +499,61 @@ pub fn terminate(child: &tokio::process::Child) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -TERM {pid}");
+}
+
+/// The fenced blocks of README.md in `lang` (```toml, ```python, ...), with the line each
+/// starts at; only those under the heading `section` (up to the next heading of its level),
+/// if given.
+pub fn readme_blocks(lang: &str, section: Option<&str>) -> Vec<(usize, String)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let fence = format!("```{lang}");
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    let mut inside = section.is_none();
+    // Inside a fenced block of another language: its `#` lines are not headings.
+    let mut other = false;
+    for (i, line) in readme.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if current.is_none()
+            && trimmed.starts_with("```")
+            && (!trimmed.starts_with(&fence) || !inside)
+        {
+            other = !other;
+            continue;
+        }
+        if other {
+            continue;
+        }
+        if current.is_none()
+            && let Some(section) = section
+            && line.starts_with('#')
+        {
+            let level = line.chars().take_while(|c| *c == '#').count();
+            let title = line[level..].trim();
+            if title == section {
+                inside = true;
+            } else if inside && level <= section_level(&readme, section) {
+                inside = false;
+            }
+        }
+        match (&mut current, trimmed) {
+            (None, l) if inside && l.starts_with(&fence) => current = Some((i + 1, String::new())),
+            (Some(_), l) if l.starts_with("```") => blocks.push(current.take().unwrap()),
+            (Some((_, text)), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+fn section_level(readme: &str, section: &str) -> usize {
+    readme
+        .lines()
+        .find(|l| l.starts_with('#') && l.trim_start_matches('#').trim() == section)
+        .map(|l| l.chars().take_while(|c| *c == '#').count())
+        .unwrap_or(1)
 }
