@@ -37,6 +37,16 @@ pub enum Error {
         #[source]
         source: SinkError,
     },
+    /// The snapshot is complete, but merging it into the current table failed.
+    #[error(
+        "job `{job}`: the snapshot is complete, but merging it into the current table failed: \
+         {source}. The previous table is unchanged; the next run merges again"
+    )]
+    Table {
+        job: String,
+        #[source]
+        source: crate::table::TableError,
+    },
     /// The job's state (checkpoint, lock) could not be read or written, or another run of
     /// the job holds the lock.
     #[error("job `{job}`: {source}")]
@@ -122,6 +132,7 @@ impl Error {
             Error::Incomplete { .. } => exit::INCOMPLETE,
             Error::Decode { .. }
             | Error::Sink { .. }
+            | Error::Table { .. }
             | Error::State { .. }
             | Error::Write { .. }
             | Error::Internal { .. } => exit::FAILED,

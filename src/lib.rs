@@ -54,6 +54,7 @@ pub mod secret;
 pub mod sink;
 pub mod status;
 pub mod storage;
+pub mod table;
 pub mod terminal;
 pub mod vocab;
 

@@ -40,6 +40,9 @@ pub struct JobConfig {
     /// Fetch only what is new since the last successful run.
     #[serde(default)]
     pub incremental: Option<crate::incremental::IncrementalConfig>,
+    /// A current-state table beside the snapshots, one row per primary key.
+    #[serde(default)]
+    pub table: Option<crate::table::TableConfig>,
     /// Where the job's checkpoint, lock and run history live (not in the snapshot): a
     /// directory, or an object-storage prefix (`s3://bucket/state`, `gs://…`, `az://…`), where
     /// the checkpoint is replaced with conditional writes so two pods never both commit a run.
@@ -219,6 +222,16 @@ impl JobConfig {
         }
         if let Some(s) = &self.schedule {
             s.validate(&mut errors);
+        }
+        if let Some(t) = &self.table {
+            t.validate(self.incremental.is_some(), &mut errors);
+            if self.output.format != crate::sink::Format::Parquet {
+                errors.push(ConfigError::field(
+                    "table",
+                    "the current table is merged from Parquet snapshots: set \
+                     `output.format = \"parquet\"`",
+                ));
+            }
         }
         errors
     }

@@ -62,15 +62,22 @@ impl Job {
             remove_parts(snapshot, &old).await.map_err(sink_error)?;
         }
         let manifest = self.manifest(&done, &schema, &done.columns_added, done.nulled.clone());
-        match done.replaces.clone() {
-            None => finalize(snapshot, &manifest, self.output.retain)
-                .await
-                .map_err(sink_error)?,
+        let placed = match done.replaces.clone() {
+            None => {
+                finalize(snapshot, &manifest, self.output.retain)
+                    .await
+                    .map_err(sink_error)?;
+                snapshot.clone()
+            }
             Some(target) => {
                 self.replace(snapshot, &target, &done, &manifest).await?;
                 done.snapshot_dir = target;
+                self.open_store(&done.snapshot_dir)?
             }
-        }
+        };
+        // Before the run is recorded: killed while merging, the run's completion is
+        // resumed, and merges again.
+        self.merge_table(&placed, &done.parts, &done.run_id).await?;
         state_store
             .finish(
                 &mut state,
@@ -133,6 +140,26 @@ impl Job {
             .map_err(storage_error)?;
         tracing::info!(job = %self.name, snapshot = %target, "replaced the complete snapshot of the same name");
         Ok(target_store)
+    }
+
+    /// Merges a complete snapshot into the job's current table, if it keeps one.
+    pub(super) async fn merge_table(
+        &self,
+        snapshot: &Store,
+        parts: &[crate::checkpoint::PartInfo],
+        run_id: &str,
+    ) -> Result<(), Error> {
+        let (Some(table), Some(job_dir)) = (&self.table, snapshot.parent()) else {
+            return Ok(());
+        };
+        table
+            .merge(&self.name, &job_dir, snapshot, parts, run_id)
+            .await
+            .map_err(|source| Error::Table {
+                job: self.name.clone(),
+                source,
+            })?;
+        Ok(())
     }
 
     /// Whether a replacing run has made its exchange: the snapshot it replaces now holds

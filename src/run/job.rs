@@ -32,6 +32,8 @@ pub struct Job {
     /// A directory, or an object-storage prefix.
     pub(super) state_dir: Location,
     pub(super) incremental: Option<crate::incremental::IncrementalConfig>,
+    /// The current-state table, if the job keeps one.
+    pub(super) table: Option<crate::table::Table>,
     pub(super) drift: crate::config::Drift,
     pub(super) on_invalid: crate::config::OnInvalid,
     pub(super) on_count_mismatch: crate::config::OnCountMismatch,
@@ -173,6 +175,11 @@ impl JobDefinition {
             concurrency: self.job.concurrency,
             state_dir: self.job.state_dir.clone(),
             incremental: self.job.incremental.clone(),
+            table: self
+                .job
+                .table
+                .clone()
+                .map(|t| crate::table::Table::new(t, &self.job.output)),
             drift: self.job.schema.drift,
             on_invalid: self.job.schema.on_invalid,
             on_count_mismatch: self.job.on_count_mismatch,

@@ -223,6 +223,8 @@ impl Job {
         publish(&snapshot, &manifest, self.output.retain)
             .await
             .map_err(|e| self.sink_error(e))?;
+        self.merge_table(&snapshot, &manifest.parts, &run_id)
+            .await?;
         let record = RunRecord {
             run_id: run_id.clone(),
             finished_at: manifest.finished_at,

@@ -6,6 +6,7 @@
 //! with [`Sandbox::stats`] or `GET /_sandbox/stats`.
 
 mod armor;
+mod changes;
 pub mod data;
 mod faults;
 mod hostile;
@@ -29,6 +30,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub use changes::{Change, state as changes_state};
 pub use faults::{Fault, FaultConfig};
 pub use hostile::{
     API_KEY as HOSTILE_API_KEY, BASIC_PASSWORD as HOSTILE_BASIC_PASSWORD,
@@ -176,6 +178,8 @@ pub(crate) struct Shared {
     login_requests: AtomicU64,
     /// Records in the data set now (it can grow between runs).
     records: AtomicU64,
+    /// The generation of the changing data set (`/seal/changes`).
+    generation: AtomicU64,
     /// The records rendered at start, with `prerender` (and no altered records).
     rendered: Option<data::Rendered>,
 }
@@ -184,6 +188,10 @@ impl Shared {
     /// Records in the data set now.
     pub(crate) fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     pub(crate) fn counters(&self, provider: &str) -> &Counters {
@@ -259,6 +267,7 @@ impl Sandbox {
             data_requests: AtomicU64::new(0),
             login_requests: AtomicU64::new(0),
             records: AtomicU64::new(records),
+            generation: AtomicU64::new(1),
             rendered,
         });
         shared.log.start();
@@ -268,7 +277,8 @@ impl Sandbox {
                 "/seal",
                 seal::routes()
                     .merge(paging::routes())
-                    .merge(hostile::routes()),
+                    .merge(hostile::routes())
+                    .merge(changes::routes()),
             )
             .nest("/armor", armor::routes())
             .nest("/netography", netography::routes())
@@ -331,6 +341,11 @@ impl Sandbox {
     /// new events do in a real API.
     pub fn set_records(&self, records: u64) {
         self.shared.records.store(records, Ordering::Relaxed);
+    }
+
+    /// Moves the changing data set (`/seal/changes`) to generation `g`.
+    pub fn set_generation(&self, g: u64) {
+        self.shared.generation.store(g, Ordering::Relaxed);
     }
 
     /// Every request served so far, in the order they finished.

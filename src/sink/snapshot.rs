@@ -430,7 +430,8 @@ pub async fn publish(
     parent.put("latest.json", json.into()).await?;
     // The same for tools that open a path: `latest` on disk, `latest.txt` in object storage.
     let _ = parent.remove_temporaries(|of| of == "latest").await;
-    parent.point("latest", snapshot.location()).await?;
+    let name = snapshot.location().name().unwrap_or_default().to_string();
+    parent.point("latest", &name).await?;
     if let Some(keep) = retain {
         prune(&parent, snapshot.location(), &manifest.job, keep).await?;
     }

@@ -342,12 +342,12 @@ impl Store {
         }
     }
 
-    /// Makes `name` lead to `to`, a place beside it, replacing what it led to in one step so
-    /// that tools can open the newest snapshot by a fixed path without reading JSON: on disk
-    /// a relative symlink (`latest -> 2026-12-01`), made under a temporary name and renamed
-    /// over the old one; in object storage, which has no links, the object `NAME.txt`
-    /// holding `to`'s URL on one line.
-    pub async fn point(&self, name: &str, to: &Location) -> Result<(), StorageError> {
+    /// Makes `name` lead to `relative` (a place below this one, `2026-12-01` or
+    /// `_current/v000007`), replacing what it led to in one step so that tools open the
+    /// newest version by a fixed path without reading JSON: on disk a relative symlink, made
+    /// under a temporary name and renamed over the old one; in object storage, which has no
+    /// links, the object `NAME.txt` holding the place's URL on one line.
+    pub async fn point(&self, name: &str, relative: &str) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Local(dir) => {
                 let link = dir.join(name);
@@ -356,13 +356,12 @@ impl Store {
                         &link,
                         std::io::Error::other(
                             "is not a link apisnap made: move it away so that it can point to \
-                             the newest snapshot",
+                             the newest version",
                         ),
                     ));
                 }
-                let target = to.name().unwrap_or_default();
                 let temporary = dir.join(format!(".{name}.{}.tmp", fastrand::u64(..)));
-                std::os::unix::fs::symlink(target, &temporary)
+                std::os::unix::fs::symlink(relative, &temporary)
                     .map_err(|e| StorageError::local(&temporary, e))?;
                 if let Err(e) = std::fs::rename(&temporary, &link) {
                     let _ = std::fs::remove_file(&temporary);
@@ -371,11 +370,61 @@ impl Store {
                 sync_dir(dir)
             }
             Backend::Remote(_) => {
-                let line = format!("{to}\n");
+                let line = format!("{}\n", self.url_of(relative));
                 self.put(&format!("{name}.txt"), line.into_bytes().into())
                     .await
                     .map(|_| ())
             }
+        }
+    }
+
+    /// Where `name` leads ([`point`](Self::point)), relative to this place; `None` if it
+    /// leads nowhere yet, or somewhere outside.
+    pub async fn pointed(&self, name: &str) -> Result<Option<String>, StorageError> {
+        match &self.backend {
+            Backend::Local(dir) => match std::fs::read_link(dir.join(name)) {
+                Ok(target) => Ok(target.to_str().map(str::to_string)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StorageError::local(&dir.join(name), e)),
+            },
+            Backend::Remote(_) => {
+                let Some((bytes, _)) = self.get(&format!("{name}.txt")).await? else {
+                    return Ok(None);
+                };
+                let url = String::from_utf8_lossy(&bytes).trim().to_string();
+                let base = format!("{}/", self.location);
+                Ok(url.strip_prefix(&base).map(str::to_string))
+            }
+        }
+    }
+
+    /// Copies `name` to the same name in `to`, another place of the same disk or bucket,
+    /// without reading it here: a hard link on disk, a copy made by the service in object
+    /// storage.
+    pub async fn copy_to(&self, name: &str, to: &Store) -> Result<(), StorageError> {
+        match (&self.backend, &to.backend) {
+            (Backend::Local(from), Backend::Local(dir)) => {
+                let (src, dst) = (from.join(name), dir.join(name));
+                std::fs::create_dir_all(dir).map_err(|e| StorageError::local(dir, e))?;
+                let _ = std::fs::remove_file(&dst);
+                if std::fs::hard_link(&src, &dst).is_err() {
+                    // Another file system: a real copy, made durable.
+                    std::fs::copy(&src, &dst).map_err(|e| StorageError::local(&dst, e))?;
+                    File::open(&dst)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| StorageError::local(&dst, e))?;
+                }
+                sync_dir(dir)
+            }
+            (Backend::Remote(a), Backend::Remote(b)) => a
+                .store
+                .copy(&join_key(&a.prefix, name), &join_key(&b.prefix, name))
+                .await
+                .map_err(|e| self.failed(name, e)),
+            _ => Err(StorageError::Location {
+                location: to.location.to_string(),
+                message: "a copy between disk and object storage".into(),
+            }),
         }
     }
 

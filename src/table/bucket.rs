@@ -1,0 +1,410 @@
+//! The rows of the current table hashed into buckets by key, and one bucket merged alone:
+//! its previous rows and the run's, newest version per key, tombstones out.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, SortOptions};
+
+use super::TableError;
+use super::config::TombstoneConfig;
+
+/// The canonical text of each row's key — each key column's displayed value, joined by
+/// U+001F — or `None` where a key column is null. Display text does not change between
+/// versions of apisnap or arrow, so a key stays in its bucket across runs.
+pub(super) fn key_texts(
+    batch: &RecordBatch,
+    key: &[String],
+) -> Result<Vec<Option<String>>, TableError> {
+    let options = arrow_cast::display::FormatOptions::default();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for name in key {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            TableError::Data(format!(
+                "the primary key field `{name}` is not a column of the snapshot (its columns: {})",
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        columns.push(column.clone());
+    }
+    let mut formatters = Vec::new();
+    for column in &columns {
+        formatters.push(
+            arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
+                .map_err(|e| TableError::Data(e.to_string()))?,
+        );
+    }
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        if columns.iter().any(|c| c.is_null(row)) {
+            out.push(None);
+            continue;
+        }
+        let mut text = String::new();
+        for (k, f) in formatters.iter().enumerate() {
+            if k > 0 {
+                text.push('\u{1f}');
+            }
+            text.push_str(&f.value(row).to_string());
+        }
+        out.push(Some(text));
+    }
+    Ok(out)
+}
+
+/// The bucket of a key: FNV-1a of its text, modulo the number of buckets. When the table
+/// doubles its buckets, the rows of bucket `i` go to `i` and `i + old count`.
+pub(super) fn bucket_of(key: &str, buckets: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % buckets as u64) as u32
+}
+
+/// The rows of `batch` whose key falls in each bucket, in their order; rows without a key
+/// are counted, not kept.
+pub(super) fn split(
+    batch: &RecordBatch,
+    key: &[String],
+    buckets: u32,
+) -> Result<(Vec<(u32, RecordBatch)>, u64), TableError> {
+    let keys = key_texts(batch, key)?;
+    let mut rows: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut without_key = 0;
+    for (i, k) in keys.iter().enumerate() {
+        match k {
+            Some(k) => rows
+                .entry(bucket_of(k, buckets))
+                .or_default()
+                .push(i as u32),
+            None => without_key += 1,
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (bucket, indices) in rows {
+        let indices = UInt32Array::from(indices);
+        out.push((bucket, take(batch, &indices)?));
+    }
+    out.sort_by_key(|(b, _)| *b);
+    Ok((out, without_key))
+}
+
+fn take(batch: &RecordBatch, indices: &dyn Array) -> Result<RecordBatch, TableError> {
+    arrow_select::take::take_record_batch(batch, indices).map_err(arrow)
+}
+
+fn arrow(e: arrow_schema::ArrowError) -> TableError {
+    TableError::Data(e.to_string())
+}
+
+/// The run's rows by bucket, spilled to disk as they are read (Arrow IPC files, a few
+/// thousand rows each), so that a merge holds one bucket's rows at a time.
+pub(super) struct Spill {
+    dir: tempfile::TempDir,
+    buffered: HashMap<u32, (Vec<RecordBatch>, usize)>,
+    files: HashMap<u32, Vec<PathBuf>>,
+    buffered_rows: usize,
+    count: usize,
+    pub(super) rows: u64,
+    pub(super) without_key: u64,
+}
+
+/// Rows a bucket buffers before it is written out; rows all buckets buffer at most.
+const FLUSH_ROWS: usize = 8_192;
+const BUFFER_ROWS: usize = 65_536;
+
+impl Spill {
+    pub(super) fn new() -> Result<Spill, TableError> {
+        let dir = tempfile::Builder::new()
+            .prefix("apisnap-table-")
+            .tempdir()
+            .map_err(|e| TableError::Data(format!("cannot make a spill directory: {e}")))?;
+        Ok(Spill {
+            dir,
+            buffered: HashMap::new(),
+            files: HashMap::new(),
+            buffered_rows: 0,
+            count: 0,
+            rows: 0,
+            without_key: 0,
+        })
+    }
+
+    pub(super) fn add(
+        &mut self,
+        batch: &RecordBatch,
+        key: &[String],
+        buckets: u32,
+    ) -> Result<(), TableError> {
+        let (parts, without_key) = split(batch, key, buckets)?;
+        self.without_key += without_key;
+        for (bucket, rows) in parts {
+            self.rows += rows.num_rows() as u64;
+            self.buffered_rows += rows.num_rows();
+            let entry = self.buffered.entry(bucket).or_default();
+            entry.1 += rows.num_rows();
+            entry.0.push(rows);
+            if entry.1 >= FLUSH_ROWS {
+                self.flush(bucket)?;
+            }
+        }
+        while self.buffered_rows > BUFFER_ROWS {
+            let largest = self
+                .buffered
+                .iter()
+                .max_by_key(|(_, (_, n))| *n)
+                .map(|(b, _)| *b)
+                .expect("rows are buffered");
+            self.flush(largest)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, bucket: u32) -> Result<(), TableError> {
+        let Some((batches, rows)) = self.buffered.remove(&bucket) else {
+            return Ok(());
+        };
+        self.buffered_rows -= rows;
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let path = self
+            .dir
+            .path()
+            .join(format!("{bucket}-{}.arrow", self.count));
+        self.count += 1;
+        let file = std::fs::File::create(&path)
+            .map_err(|e| TableError::Data(format!("{}: {e}", path.display())))?;
+        let mut writer =
+            arrow_ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &first.schema())
+                .map_err(arrow)?;
+        for batch in &batches {
+            writer.write(batch).map_err(arrow)?;
+        }
+        writer.finish().map_err(arrow)?;
+        self.files.entry(bucket).or_default().push(path);
+        Ok(())
+    }
+
+    /// Writes out what is still buffered.
+    pub(super) fn finish(&mut self) -> Result<(), TableError> {
+        let buckets: Vec<u32> = self.buffered.keys().copied().collect();
+        for bucket in buckets {
+            self.flush(bucket)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn has(&self, bucket: u32) -> bool {
+        self.files.contains_key(&bucket)
+    }
+
+    /// The run's rows of `bucket`, in the order they were added.
+    pub(super) fn read(&self, bucket: u32) -> Result<Vec<RecordBatch>, TableError> {
+        let mut out = Vec::new();
+        for path in self.files.get(&bucket).into_iter().flatten() {
+            let file = std::fs::File::open(path)
+                .map_err(|e| TableError::Data(format!("{}: {e}", path.display())))?;
+            let reader = arrow_ipc::reader::FileReader::try_new(file, None).map_err(arrow)?;
+            for batch in reader {
+                out.push(batch.map_err(arrow)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The columns of the merged table: the run's, then those only the previous table had
+/// (a field the API no longer sends stays, null in new rows). A column whose type changed
+/// is an error: the table would hold two kinds of values under one name.
+pub(super) fn union_schema(
+    previous: Option<&Schema>,
+    run: &Schema,
+) -> Result<SchemaRef, TableError> {
+    let mut fields: Vec<Field> = run
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if let Some(previous) = previous {
+        for old in previous.fields() {
+            match run.field_with_name(old.name()) {
+                Ok(new) if new.data_type() != old.data_type() => {
+                    return Err(TableError::Data(format!(
+                        "the column `{}` is {} in the current table but {} in this run's \
+                         snapshot: declare its type in a column file (`schema.file`) so that \
+                         every run writes it alike",
+                        old.name(),
+                        old.data_type(),
+                        new.data_type()
+                    )));
+                }
+                Ok(_) => {}
+                Err(_) => fields.push(old.as_ref().clone().with_nullable(true)),
+            }
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// `batch` with the columns of `schema`, in its order, null where it lacks one.
+pub(super) fn widen(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, TableError> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns).map_err(arrow)
+}
+
+/// What merging one bucket did.
+#[derive(Debug, Default)]
+pub(super) struct Merged {
+    /// Keys a tombstone removed.
+    pub(super) deleted: u64,
+}
+
+/// How rows are merged: by key, newest first, tombstones out.
+pub(super) struct Rule<'a> {
+    pub(super) key: &'a [String],
+    pub(super) order_by: Option<&'a str>,
+    pub(super) tombstone: Option<&'a TombstoneConfig>,
+}
+
+/// Merges a bucket: `old` (the previous table's rows, one per key) then `new` (the run's,
+/// in snapshot order); per key the row with the highest `order_by` wins, ties going to the
+/// later row; a winner that is a tombstone removes the key. The result is sorted by key.
+pub(super) fn merge(
+    old: Vec<RecordBatch>,
+    new: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    rule: &Rule<'_>,
+) -> Result<(Option<RecordBatch>, Merged), TableError> {
+    let mut batches = Vec::with_capacity(old.len() + new.len());
+    for b in old.iter().chain(new.iter()) {
+        batches.push(widen(b, schema)?);
+    }
+    let all = arrow_select::concat::concat_batches(schema, &batches).map_err(arrow)?;
+    if all.num_rows() == 0 {
+        return Ok((None, Merged::default()));
+    }
+    let keys: StringArray = key_texts(&all, rule.key)?.into_iter().collect();
+    let seq = UInt64Array::from_iter_values(0..all.num_rows() as u64);
+    let mut sort = vec![arrow_ord::sort::SortColumn {
+        values: Arc::new(keys.clone()),
+        options: None,
+    }];
+    let newest_first = Some(SortOptions {
+        descending: true,
+        nulls_first: false,
+    });
+    if let Some(order_by) = rule.order_by {
+        let column = all.column_by_name(order_by).ok_or_else(|| {
+            TableError::Data(format!(
+                "the `order_by` field `{order_by}` is not a column of the snapshot"
+            ))
+        })?;
+        sort.push(arrow_ord::sort::SortColumn {
+            values: column.clone(),
+            options: newest_first,
+        });
+    }
+    sort.push(arrow_ord::sort::SortColumn {
+        values: Arc::new(seq),
+        options: newest_first,
+    });
+    let order = arrow_ord::sort::lexsort_to_indices(&sort, None).map_err(arrow)?;
+    let mut winners = Vec::new();
+    let mut last: Option<&str> = None;
+    for i in order.values() {
+        let i = *i as usize;
+        if keys.is_null(i) {
+            continue;
+        }
+        let key = keys.value(i);
+        if last != Some(key) {
+            winners.push(i as u32);
+            last = Some(key);
+        }
+    }
+    let winners = take(&all, &UInt32Array::from(winners))?;
+    let (kept, deleted) = match rule.tombstone {
+        Some(t) => {
+            let dead = tombstones(&winners, t)?;
+            let alive = arrow::not(&dead);
+            let deleted = dead.true_count() as u64;
+            (
+                arrow_select::filter::filter_record_batch(&winners, &alive).map_err(arrow)?,
+                deleted,
+            )
+        }
+        None => (winners, 0),
+    };
+    let merged = Merged { deleted };
+    Ok(((kept.num_rows() > 0).then_some(kept), merged))
+}
+
+mod arrow {
+    use arrow_array::BooleanArray;
+
+    pub(super) fn not(values: &BooleanArray) -> BooleanArray {
+        values.iter().map(|v| Some(!v.unwrap_or(false))).collect()
+    }
+}
+
+/// Which rows of `batch` match the tombstone rule.
+fn tombstones(batch: &RecordBatch, rule: &TombstoneConfig) -> Result<BooleanArray, TableError> {
+    let column = locate(batch, &rule.field).ok_or_else(|| {
+        TableError::Data(format!(
+            "the tombstone field `{}` is not a column of the snapshot",
+            rule.field
+        ))
+    })?;
+    let options = arrow_cast::display::FormatOptions::default();
+    let formatter = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
+        .map_err(|e| TableError::Data(e.to_string()))?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            if column.is_null(row) {
+                return Some(false);
+            }
+            let text = formatter.value(row).to_string();
+            Some(match &rule.equals {
+                Some(equals) => text == *equals,
+                None => !(column.data_type() == &DataType::Boolean && text == "false"),
+            })
+        })
+        .collect())
+}
+
+/// The column `field` names: a top-level column, or a JSON pointer into struct columns.
+fn locate(batch: &RecordBatch, field: &str) -> Option<ArrayRef> {
+    let Some(pointer) = field.strip_prefix('/') else {
+        return batch.column_by_name(field).cloned();
+    };
+    let mut names = pointer
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"));
+    let mut column = batch.column_by_name(&names.next()?)?.clone();
+    for name in names {
+        // Below a null struct the decoder wrote null children: no tombstone there.
+        column = column.as_struct_opt()?.column_by_name(&name)?.clone();
+    }
+    Some(column)
+}

@@ -1,0 +1,229 @@
+//! The current-state table: incremental runs of a data set that inserts, updates and
+//! deletes between them, merged into `out/{job}/current/` — compared row for row with the
+//! state the sandbox says every record is in — and kills during the merge that never leave
+//! `current/` unreadable or mixed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use apisnap::sandbox::{SandboxConfig, changes_state};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use common::{Workspace, assert_exit, provider_env};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const JOB: &str = r#"provider = "seal_metrics"
+[endpoint]
+path = "/changes"
+[pagination]
+type = "offset"
+page_size = 500
+total_pointer = "/total"
+[incremental]
+cursor_field = "updated_at"
+param = "updated_after"
+lookback = 5
+[table]
+primary_key = ["id"]
+order_by = "updated_at"
+tombstone = { field = "deleted", equals = true }
+bucket_rows = 1000
+buckets = 2
+[output]
+dir = "out/{job}/{run_id}"
+"#;
+
+/// One row of the table: id -> (version, amount, updated_at in seconds, deleted).
+type Rows = BTreeMap<u64, (u64, i64, i64, bool)>;
+
+/// Every row of the table version `current` leads to, after checking that the version is
+/// whole: its manifest names exactly the files there, with their row counts.
+fn read_current(job_dir: &Path) -> (Rows, serde_json::Value) {
+    let current = job_dir.join("current");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(current.join("_manifest.json")).unwrap()).unwrap();
+    assert!(current.join("_SUCCESS").exists(), "a complete version");
+    let listed: Vec<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap().to_string())
+        .collect();
+    let mut present: Vec<String> = std::fs::read_dir(&current)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    present.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(
+        present, sorted,
+        "the version's files are exactly its manifest's"
+    );
+    let mut rows = Rows::new();
+    for (file, entry) in listed.iter().zip(manifest["files"].as_array().unwrap()) {
+        let mut n = 0;
+        for batch in common::read_parquet(&current.join(file)) {
+            let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+            let (id, version, amount) = (col("id"), col("version"), col("amount"));
+            let (updated, deleted) = (col("updated_at"), col("deleted"));
+            for r in 0..batch.num_rows() {
+                let id = id.as_primitive::<Int64Type>().value(r) as u64;
+                let row = (
+                    version.as_primitive::<Int64Type>().value(r) as u64,
+                    amount.as_primitive::<Int64Type>().value(r),
+                    updated.as_primitive::<TimestampMicrosecondType>().value(r) / 1_000_000,
+                    deleted.as_boolean().value(r),
+                );
+                assert!(rows.insert(id, row).is_none(), "key {id} twice");
+                n += 1;
+            }
+        }
+        assert_eq!(entry["rows"], n, "{file}");
+    }
+    assert_eq!(manifest["rows"], rows.len() as u64);
+    (rows, manifest)
+}
+
+/// The table expected at generation `g`: every record inserted and not deleted, at its
+/// latest change.
+fn expected(g: u64, per_generation: u64) -> Rows {
+    (0..g * per_generation)
+        .filter_map(|id| changes_state(id, g, per_generation))
+        .filter(|c| !c.deleted)
+        .map(|c| {
+            let at = chrono::DateTime::parse_from_rfc3339(&c.updated_at).unwrap();
+            (c.id, (c.version, c.amount, at.timestamp(), c.deleted))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_runs_with_updates_inserts_and_tombstones_make_the_expected_table() {
+    let per_generation = 1_500;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: per_generation,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write("jobs/orders.toml", JOB);
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let job_dir = ws.path().join("out/orders");
+    let mut versions = Vec::new();
+    for g in 1..=3 {
+        sandbox.set_generation(g);
+        let out = ws.apisnap(&["run", "orders"], &env).await;
+        assert_exit(&out, 0);
+        let (rows, manifest) = read_current(&job_dir);
+        let want = expected(g, per_generation);
+        assert_eq!(rows.len(), want.len(), "generation {g}: keys");
+        assert_eq!(rows, want, "generation {g}: row for row");
+        versions.push(manifest["version"].as_u64().unwrap());
+        if g >= 2 {
+            assert!(manifest["tombstoned"].as_u64().unwrap() > 0, "{manifest}");
+        }
+        // 1,500 keys a generation past 1,000 a bucket: the table split its buckets.
+        if g == 3 {
+            assert!(manifest["buckets"].as_u64().unwrap() > 2, "{manifest}");
+        }
+    }
+    assert_eq!(versions, [1, 2, 3]);
+    // The link is relative, and only the last two versions are kept.
+    assert_eq!(
+        std::fs::read_link(job_dir.join("current")).unwrap(),
+        Path::new("_current/v000003")
+    );
+    let mut kept: Vec<String> = std::fs::read_dir(job_dir.join("_current"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["v000002", "v000003"]);
+
+    // A run that finds nothing new leaves the rows as they are, in a new version.
+    let out = ws.apisnap(&["run", "orders"], &env).await;
+    assert_exit(&out, 0);
+    assert_eq!(read_current(&job_dir).0, expected(3, per_generation));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_merges_the_table_stays_readable_and_the_next_run_completes_it() {
+    let per_generation = 6_000;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: per_generation,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        "jobs/orders.toml",
+        &JOB.replace("page_size = 500", "page_size = 3000"),
+    );
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let job_dir = ws.path().join("out/orders");
+    let mut rng = fastrand::Rng::with_seed(20261201);
+    let (mut kills, mut attempts, mut g) = (0, 0, 1);
+    sandbox.set_generation(g);
+    while kills < 20 {
+        attempts += 1;
+        assert!(attempts < 300, "only {kills} kills landed in a merge");
+        let mut child = common::spawn(&ws, &env, &["run", "orders"]);
+        // Killed at a random moment after the merge begins.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = String::new();
+        let mut merging = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("merging the snapshot into the current table") {
+                merging = true;
+                break;
+            }
+        }
+        if merging {
+            tokio::time::sleep(std::time::Duration::from_micros(rng.u64(0..60_000))).await;
+            child.start_kill().unwrap();
+        }
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let status = child.wait().await.unwrap();
+        let merged = seen.contains("current table updated");
+        if status.code().is_none() && merging && !merged {
+            kills += 1;
+        } else {
+            assert!(status.success() || status.code().is_none(), "{seen}");
+        }
+        // Whatever the moment, `current` is a whole version (or none yet).
+        if job_dir.join("current").exists() {
+            let (rows, manifest) = read_current(&job_dir);
+            assert_eq!(rows.len() as u64, manifest["rows"].as_u64().unwrap());
+        }
+        if status.success() || kills % 5 == 4 {
+            // Let a run complete, check it, then move the data on.
+            let out = ws.apisnap(&["run", "orders"], &env).await;
+            assert_exit(&out, 0);
+            assert_eq!(
+                read_current(&job_dir).0,
+                expected(g, per_generation),
+                "generation {g}"
+            );
+            if g < 4 {
+                g += 1;
+                sandbox.set_generation(g);
+            }
+        }
+    }
+    let out = ws.apisnap(&["run", "orders"], &env).await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        read_current(&job_dir).0,
+        expected(g, per_generation),
+        "after {kills} kills, generation {g}"
+    );
+}
