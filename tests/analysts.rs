@@ -159,6 +159,25 @@ async fn the_readmes_recipes_read_what_apisnap_wrote() {
     let a_part = common::parts(&job_dir.join(&first))[0].clone();
     std::fs::copy(&a_part, unfinished.join("part-00000.parquet")).unwrap();
 
+    // The README's `orders` job with a current table, at the data set's second generation.
+    let table_job = common::readme_blocks("toml", Some("The current-state table"))
+        .into_iter()
+        .map(|(_, b)| b)
+        .find(|b| b.contains("[table]"))
+        .unwrap();
+    ws.write("jobs/orders.toml", &table_job);
+    let per_generation = 2_000;
+    sandbox.set_records(per_generation);
+    for g in 1..=2 {
+        sandbox.set_generation(g);
+        assert_exit(&ws.apisnap(&["run", "orders"], &env).await, 0);
+    }
+    let current_ids: Vec<u64> = (0..2 * per_generation)
+        .filter_map(|id| apisnap::sandbox::changes_state(id, 2, per_generation))
+        .filter(|c| !c.deleted)
+        .map(|c| c.id)
+        .collect();
+
     let ids = |n: u64| serde_json::json!((0..n).collect::<Vec<_>>());
     let mut ran = std::collections::BTreeMap::<String, usize>::new();
     for kind in ["python", "sql"] {
@@ -190,6 +209,10 @@ async fn the_readmes_recipes_read_what_apisnap_wrote() {
                     names.sort();
                     assert_eq!(seen["snapshots"], serde_json::json!(names), "{at}");
                 }
+                "the current table" => {
+                    assert_eq!(seen["rows"], current_ids.len(), "{at}");
+                    assert_eq!(seen["ids"], serde_json::json!(current_ids), "{at}");
+                }
                 other => panic!("{at}: a recipe the test does not know: `{other}`"),
             }
             *ran.entry(format!("{kind}: {what}")).or_default() += 1;
@@ -202,6 +225,8 @@ async fn the_readmes_recipes_read_what_apisnap_wrote() {
         "python: one snapshot",
         "python: every complete snapshot",
         "sql: every complete snapshot",
+        "python: the current table",
+        "sql: the current table",
     ] {
         assert!(
             ran.contains_key(expected),

@@ -11,7 +11,7 @@ use std::path::Path;
 use apisnap::sandbox::{SandboxConfig, changes_state};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use common::{Workspace, assert_exit, provider_env};
+use common::{Workspace, assert_exit, provider_env, text};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const JOB: &str = r#"provider = "seal_metrics"
@@ -144,10 +144,20 @@ async fn incremental_runs_with_updates_inserts_and_tombstones_make_the_expected_
     kept.sort();
     assert_eq!(kept, ["v000002", "v000003"]);
 
-    // A run that finds nothing new leaves the rows as they are, in a new version.
+    // A run that finds nothing new leaves the rows as they are, in a new version whose
+    // files are the previous ones, not rewritten (hard links).
     let out = ws.apisnap(&["run", "orders"], &env).await;
     assert_exit(&out, 0);
-    assert_eq!(read_current(&job_dir).0, expected(3, per_generation));
+    let (rows, manifest) = read_current(&job_dir);
+    assert_eq!(rows, expected(3, per_generation));
+    use std::os::unix::fs::MetadataExt;
+    let file = manifest["files"][0]["file"].as_str().unwrap();
+    let inode = |v: &str| {
+        std::fs::metadata(job_dir.join("_current").join(v).join(file))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(inode("v000004"), inode("v000003"), "{}", text(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 //! out/{job}/_current/v000007/bucket-00000.parquet …   a version: one file per hash bucket
 //!                            _manifest.json, _SUCCESS
 //! out/{job}/current -> _current/v000007                 switched last, in one step
+//! out/{job}/duckdb.sql                                  views: JOB_current, _latest, _snapshots
 //! ```
 //!
 //! Memory stays bounded whatever the table's size: the run's rows are spilled to disk by
@@ -48,6 +49,8 @@ pub enum TableError {
 const VERSIONS: &str = "_current";
 /// The name that leads to the newest version.
 const CURRENT: &str = "current";
+/// DuckDB views over the job's files, beside them.
+const VIEWS: &str = "duckdb.sql";
 /// Run ids a version remembers, to know a run it has merged already.
 const RUNS_KEPT: usize = 50;
 
@@ -135,6 +138,10 @@ impl Table {
             for batch in read_parquet(&path)? {
                 run_schema.get_or_insert_with(|| batch.schema());
                 spill.add(&batch, key, buckets)?;
+            }
+            if snapshot.location().local_path().is_none() {
+                // A downloaded copy: one part on local disk at a time.
+                let _ = std::fs::remove_file(&path);
             }
         }
         spill.finish()?;
@@ -243,6 +250,8 @@ impl Table {
         job_dir
             .point(CURRENT, &format!("{VERSIONS}/{name}"))
             .await?;
+        let views = views_sql(job, version.location(), snapshot.location());
+        job_dir.put(VIEWS, views.into_bytes().into()).await?;
         self.prune(&versions, number).await?;
         tracing::info!(
             job,
@@ -313,6 +322,36 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// The DuckDB views of a job with a table: `JOB_current` (the version just written, named
+/// by its own path, so that it works in object storage too), `JOB_latest` (the newest
+/// snapshot) and `JOB_snapshots` (every complete snapshot, with the one each row came
+/// from), rewritten after each merge.
+fn views_sql(
+    job: &str,
+    version: &crate::storage::Location,
+    snapshot: &crate::storage::Location,
+) -> String {
+    let quote = |l: &crate::storage::Location| l.to_string().replace('\'', "''");
+    let job_dir = snapshot.parent().map(|p| quote(&p)).unwrap_or_default();
+    format!(
+        "-- Written by apisnap after each run of job `{job}`: DuckDB views over its files.\n\
+         -- duckdb -init {job_dir}/{VIEWS}   (or, in Python, con.execute(open(...).read()))\n\
+         CREATE OR REPLACE VIEW \"{job}_current\" AS\n  \
+         SELECT * FROM read_parquet('{current}/*.parquet');\n\
+         CREATE OR REPLACE VIEW \"{job}_latest\" AS\n  \
+         SELECT * FROM read_parquet('{latest}/*.parquet');\n\
+         CREATE OR REPLACE VIEW \"{job}_snapshots\" AS\n  \
+         SELECT * EXCLUDE (filename), parse_filename(parse_dirpath(filename)) AS snapshot\n  \
+         FROM read_parquet('{job_dir}/*/part-*.parquet', filename = true, union_by_name = true)\n  \
+         WHERE parse_dirpath(filename) IN\n      \
+         (SELECT parse_dirpath(file) FROM glob('{job_dir}/*/_SUCCESS'))\n    \
+         AND parse_filename(parse_dirpath(filename)) NOT IN ('latest', 'current')\n    \
+         AND NOT starts_with(parse_filename(parse_dirpath(filename)), '.');\n",
+        current = quote(version),
+        latest = quote(snapshot),
+    )
 }
 
 /// The job's output settings for the table's files, which are Parquet whatever the
