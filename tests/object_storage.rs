@@ -806,3 +806,81 @@ async fn object_storage_failures_are_one_line_a_person_can_act_on() {
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_table_lives_in_object_storage_too() {
+    let per_generation = 800;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: per_generation,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let store = Server::start(Kind::S3).await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        "jobs/orders.toml",
+        "provider = \"seal_metrics\"\n[endpoint]\npath = \"/changes\"\n\
+         [pagination]\ntype = \"offset\"\npage_size = 500\ntotal_pointer = \"/total\"\n\
+         [incremental]\ncursor_field = \"updated_at\"\nparam = \"updated_after\"\n\
+         [table]\nprimary_key = [\"id\"]\norder_by = \"updated_at\"\n\
+         tombstone = { field = \"deleted\", equals = true }\nbuckets = 4\n",
+    );
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.extend(store.env());
+    let prefix = apisnap::env::job_prefix("orders");
+    env.push((
+        format!("{prefix}__OUTPUT__DIR"),
+        format!("{}/out/{{job}}/{{run_id}}", store.root()),
+    ));
+    env.push((
+        format!("{prefix}__STATE_DIR"),
+        format!("{}/state", store.root()),
+    ));
+    for g in 1..=2 {
+        sandbox.set_generation(g);
+        assert_exit(&ws.apisnap(&["run", "orders"], &env).await, 0);
+    }
+    // `current.txt` names the newest version, whose manifest names its files.
+    let pointer = String::from_utf8(store.get("out/orders/current.txt").await.unwrap()).unwrap();
+    let version = format!("{}/out/orders/_current/v000002", store.root());
+    assert_eq!(pointer, format!("{version}\n"));
+    let manifest = store
+        .json("out/orders/_current/v000002/_manifest.json")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    let local = ws.path().join("current");
+    std::fs::create_dir_all(&local).unwrap();
+    for file in manifest["files"].as_array().unwrap() {
+        let name = file["file"].as_str().unwrap();
+        let bytes = store
+            .get(&format!("out/orders/_current/v000002/{name}"))
+            .await
+            .unwrap();
+        std::fs::write(local.join(name), bytes).unwrap();
+        for batch in common::read_parquet(&local.join(name)) {
+            use arrow_array::cast::AsArray;
+            let id = batch.column_by_name("id").unwrap();
+            ids.extend(
+                id.as_primitive::<arrow_array::types::Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|v| *v as u64),
+            );
+        }
+    }
+    ids.sort();
+    let want: Vec<u64> = (0..2 * per_generation)
+        .filter_map(|id| apisnap::sandbox::changes_state(id, 2, per_generation))
+        .filter(|c| !c.deleted)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, want);
+    assert_eq!(manifest["rows"], want.len());
+    // The DuckDB views name the version by its URL: object storage has no link to follow.
+    let views = String::from_utf8(store.get("out/orders/duckdb.sql").await.unwrap()).unwrap();
+    assert!(
+        views.contains(&format!("read_parquet('{version}/*.parquet')")),
+        "{views}"
+    );
+}

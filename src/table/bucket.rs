@@ -6,66 +6,73 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, SortOptions};
 
 use super::TableError;
 use super::config::TombstoneConfig;
 
-/// The canonical text of each row's key — each key column's displayed value, joined by
-/// U+001F — or `None` where a key column is null. Display text does not change between
-/// versions of apisnap or arrow, so a key stays in its bucket across runs.
-pub(super) fn key_texts(
+/// The key columns of `batch`, or an error naming the one missing.
+fn key_columns(batch: &RecordBatch, key: &[String]) -> Result<Vec<ArrayRef>, TableError> {
+    key.iter()
+        .map(|name| {
+            batch.column_by_name(name).cloned().ok_or_else(|| {
+                TableError::Data(format!(
+                    "the primary key field `{name}` is not a column of the snapshot (its \
+                     columns: {})",
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The bucket of each row's key, or `None` where a key column is null: FNV-1a of the
+/// key's canonical text — each key column's displayed value, joined by U+001F — modulo the
+/// number of buckets. Display text does not change between versions of apisnap or arrow,
+/// so a key stays in its bucket across runs; when the table doubles its buckets, the rows
+/// of bucket `i` go to `i` and `i + old count`.
+pub(super) fn buckets_of(
     batch: &RecordBatch,
     key: &[String],
-) -> Result<Vec<Option<String>>, TableError> {
+    buckets: u32,
+) -> Result<Vec<Option<u32>>, TableError> {
+    use std::fmt::Write;
+    let columns = key_columns(batch, key)?;
     let options = arrow_cast::display::FormatOptions::default();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for name in key {
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            TableError::Data(format!(
-                "the primary key field `{name}` is not a column of the snapshot (its columns: {})",
-                batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        columns.push(column.clone());
-    }
-    let mut formatters = Vec::new();
+    let mut formatters = Vec::with_capacity(columns.len());
     for column in &columns {
         formatters.push(
             arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
                 .map_err(|e| TableError::Data(e.to_string()))?,
         );
     }
+    let mut text = String::new();
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         if columns.iter().any(|c| c.is_null(row)) {
             out.push(None);
             continue;
         }
-        let mut text = String::new();
+        text.clear();
         for (k, f) in formatters.iter().enumerate() {
             if k > 0 {
                 text.push('\u{1f}');
             }
-            text.push_str(&f.value(row).to_string());
+            let _ = write!(text, "{}", f.value(row));
         }
-        out.push(Some(text));
+        out.push(Some(bucket_of(&text, buckets)));
     }
     Ok(out)
 }
 
-/// The bucket of a key: FNV-1a of its text, modulo the number of buckets. When the table
-/// doubles its buckets, the rows of bucket `i` go to `i` and `i + old count`.
-pub(super) fn bucket_of(key: &str, buckets: u32) -> u32 {
+fn bucket_of(key: &str, buckets: u32) -> u32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.bytes() {
         hash ^= b as u64;
@@ -81,15 +88,11 @@ pub(super) fn split(
     key: &[String],
     buckets: u32,
 ) -> Result<(Vec<(u32, RecordBatch)>, u64), TableError> {
-    let keys = key_texts(batch, key)?;
     let mut rows: HashMap<u32, Vec<u32>> = HashMap::new();
     let mut without_key = 0;
-    for (i, k) in keys.iter().enumerate() {
-        match k {
-            Some(k) => rows
-                .entry(bucket_of(k, buckets))
-                .or_default()
-                .push(i as u32),
+    for (i, b) in buckets_of(batch, key, buckets)?.into_iter().enumerate() {
+        match b {
+            Some(b) => rows.entry(b).or_default().push(i as u32),
             None => without_key += 1,
         }
     }
@@ -304,12 +307,17 @@ pub(super) fn merge(
     if all.num_rows() == 0 {
         return Ok((None, Merged::default()));
     }
-    let keys: StringArray = key_texts(&all, rule.key)?.into_iter().collect();
+    // Sorted by the key columns themselves (newest first within a key), then one row per
+    // run of equal keys. Rows reach a bucket only with a whole key.
+    let keys = key_columns(&all, rule.key)?;
     let seq = UInt64Array::from_iter_values(0..all.num_rows() as u64);
-    let mut sort = vec![arrow_ord::sort::SortColumn {
-        values: Arc::new(keys.clone()),
-        options: None,
-    }];
+    let mut sort: Vec<arrow_ord::sort::SortColumn> = keys
+        .iter()
+        .map(|k| arrow_ord::sort::SortColumn {
+            values: k.clone(),
+            options: None,
+        })
+        .collect();
     let newest_first = Some(SortOptions {
         descending: true,
         nulls_first: false,
@@ -330,17 +338,24 @@ pub(super) fn merge(
         options: newest_first,
     });
     let order = arrow_ord::sort::lexsort_to_indices(&sort, None).map_err(arrow)?;
+    let same: Vec<arrow_ord::ord::DynComparator> = keys
+        .iter()
+        .map(|k| arrow_ord::ord::make_comparator(k.as_ref(), k.as_ref(), SortOptions::default()))
+        .collect::<Result<_, _>>()
+        .map_err(arrow)?;
     let mut winners = Vec::new();
-    let mut last: Option<&str> = None;
+    let mut last: Option<usize> = None;
     for i in order.values() {
         let i = *i as usize;
-        if keys.is_null(i) {
-            continue;
-        }
-        let key = keys.value(i);
-        if last != Some(key) {
+        let new_key = match last {
+            None => true,
+            Some(j) => same
+                .iter()
+                .any(|cmp| cmp(i, j) != std::cmp::Ordering::Equal),
+        };
+        if new_key {
             winners.push(i as u32);
-            last = Some(key);
+            last = Some(i);
         }
     }
     let winners = take(&all, &UInt32Array::from(winners))?;
