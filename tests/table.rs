@@ -237,3 +237,77 @@ async fn killed_during_merges_the_table_stays_readable_and_the_next_run_complete
         "after {kills} kills, generation {g}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_snapshot_job_keeps_every_key_or_deletes_the_absent_ones_if_asked() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 1_000,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let job = |deletions: &str| {
+        format!(
+            "provider = \"seal_metrics\"\n[endpoint]\npath = \"/stats/events\"\n\
+             records_pointer = \"/data\"\n[pagination]\ntype = \"offset\"\npage_size = 250\n\
+             [table]\nprimary_key = [\"id\"]\n{deletions}\n\
+             [output]\ndir = \"out/{{job}}/{{run_id}}\"\n"
+        )
+    };
+    ws.write("jobs/kept.toml", &job(""));
+    ws.write("jobs/absent.toml", &job("deletions = \"absence\""));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let ids = |name: &str| -> Vec<i64> {
+        let current = ws.path().join("out").join(name).join("current");
+        let mut ids: Vec<i64> = std::fs::read_dir(&current)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .flat_map(|p| common::read_parquet(&p))
+            .flat_map(|b| {
+                b.column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    for name in ["kept", "absent"] {
+        assert_exit(&ws.apisnap(&["run", name], &env).await, 0);
+    }
+    // The API now lists fewer records (600 of them): only `absence` deletes the others.
+    sandbox.set_records(600);
+    for name in ["kept", "absent"] {
+        assert_exit(&ws.apisnap(&["run", name], &env).await, 0);
+    }
+    assert_eq!(ids("kept"), (0..1_000).collect::<Vec<_>>());
+    assert_eq!(ids("absent"), (0..600).collect::<Vec<_>>());
+    // Every column of the snapshot is in the table, with its values.
+    let file = std::fs::read_dir(ws.path().join("out/absent/current"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let batch = &common::read_parquet(&file)[0];
+    let names: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, apisnap::sandbox::data::COLUMNS);
+    let id = batch
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .value(0);
+    let name = batch
+        .column_by_name("name")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0);
+    assert_eq!(name, apisnap::sandbox::data::record(id as u64).name);
+}

@@ -191,12 +191,15 @@ impl Spill {
         self.count += 1;
         let file = std::fs::File::create(&path)
             .map_err(|e| TableError::Data(format!("{}: {e}", path.display())))?;
+        let schema = first.schema();
         let mut writer =
-            arrow_ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &first.schema())
+            arrow_ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &schema)
                 .map_err(arrow)?;
-        for batch in &batches {
-            writer.write(batch).map_err(arrow)?;
-        }
+        // One message per flush: the batches split off a page are a few rows each, and a
+        // message per few rows cost more than the rows themselves.
+        let whole = arrow_select::concat::concat_batches(&schema, &batches).map_err(arrow)?;
+        drop(batches);
+        writer.write(&whole).map_err(arrow)?;
         writer.finish().map_err(arrow)?;
         self.files.entry(bucket).or_default().push(path);
         Ok(())
@@ -304,6 +307,8 @@ pub(super) fn merge(
         batches.push(widen(b, schema)?);
     }
     let all = arrow_select::concat::concat_batches(schema, &batches).map_err(arrow)?;
+    // One copy of the bucket at a time.
+    drop((batches, old, new));
     if all.num_rows() == 0 {
         return Ok((None, Merged::default()));
     }
@@ -358,7 +363,9 @@ pub(super) fn merge(
             last = Some(i);
         }
     }
+    drop((order, same, keys));
     let winners = take(&all, &UInt32Array::from(winners))?;
+    drop(all);
     let (kept, deleted) = match rule.tombstone {
         Some(t) => {
             let dead = tombstones(&winners, t)?;

@@ -65,7 +65,7 @@ fn default_buckets() -> u32 {
 }
 
 fn default_bucket_rows() -> u64 {
-    250_000
+    100_000
 }
 
 impl TableConfig {

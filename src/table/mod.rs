@@ -365,8 +365,9 @@ fn parquet_output(output: &OutputConfig) -> OutputConfig {
 
 fn read_parquet(path: &std::path::Path) -> Result<Vec<RecordBatch>, TableError> {
     let file = std::fs::File::open(path).map_err(|e| SinkError::io(path, e))?;
+    // Large batches: the rows are split by bucket, and each piece should not be tiny.
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+        .and_then(|b| b.with_batch_size(32_768).build())
         .map_err(|e| SinkError::encode(path, e))?;
     reader
         .map(|b| b.map_err(|e| TableError::from(SinkError::encode(path, e))))
