@@ -151,13 +151,18 @@ fn leaf_arrays(array: &ArrayRef, out: &mut Vec<ArrayRef>) {
     }
 }
 
+/// The values of a first batch that decide whether a column gets a dictionary.
+const SAMPLE: usize = 4_096;
+
 fn repeats(values: &ArrayRef) -> bool {
     let Ok(formatter) = ArrayFormatter::try_new(values.as_ref(), &FormatOptions::default()) else {
         return true;
     };
     let mut seen = HashSet::new();
     let mut present = 0usize;
-    for i in 0..values.len() {
+    // A sample decides: a first batch can be a whole bucket of the current table (100,000
+    // rows), and every value formatted and hashed showed in its profile.
+    for i in 0..values.len().min(SAMPLE) {
         if values.is_valid(i) {
             present += 1;
             seen.insert(formatter.value(i).to_string());
