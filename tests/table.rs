@@ -311,3 +311,44 @@ async fn a_full_snapshot_job_keeps_every_key_or_deletes_the_absent_ones_if_asked
         .value(0);
     assert_eq!(name, apisnap::sandbox::data::record(id as u64).name);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_run_merges_once_all_shards_are_complete() {
+    let records = 4_321;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        "jobs/paged.toml",
+        "provider = \"seal_metrics\"\n[endpoint]\npath = \"/v2/events/pages\"\n\
+         [pagination]\ntype = \"page\"\npage_param = \"page\"\nsize_param = \"per_page\"\n\
+         page_size = 700\ntotal_pages_pointer = \"/total_pages\"\n\
+         [table]\nprimary_key = [\"id\"]\n[output]\ndir = \"out/{job}/{run_id}\"\n",
+    );
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.push(("APISNAP_RUN_ID".into(), "s1".into()));
+    common::run_shards(&ws, &env, "paged", 3).await;
+    let current = ws.path().join("out/paged/current");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(current.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["rows"], records);
+    assert_eq!(manifest["runs"], serde_json::json!(["s1"]));
+    let mut ids: Vec<i64> = std::fs::read_dir(&current)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|p| common::read_parquet(&p))
+        .flat_map(|b| {
+            b.column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..records as i64).collect::<Vec<_>>());
+}
