@@ -373,7 +373,7 @@ pub fn analyst_python() -> PathBuf {
                 std::process::Command::new(&python)
                     .args([
                         "-c",
-                        "import pyarrow, duckdb, moto.server, azure.storage.blob",
+                        "import pyarrow, duckdb, polars, pandas, moto.server, azure.storage.blob",
                     ])
                     .output()
                     .is_ok_and(|o| o.status.success())
