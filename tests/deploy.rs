@@ -442,3 +442,125 @@ async fn kubernetes_shards_render_an_indexed_job_and_a_finalize_job() {
     assert_eq!(args[2], "finalize");
     assert!(args.as_array().unwrap().iter().any(|a| a == "4"));
 }
+
+/// Lays out, under `root`, the files a pod of `cron_job` sees from its `jobs` ConfigMap
+/// (`map`) and makes its other mounts, as the kubelet would: items below a mount, and a
+/// single item where a mount names a `subPath`.
+fn materialize_pod(root: &Path, cron_job: &Value, map: &Value) {
+    let pod = &cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    for mount in pod["containers"][0]["volumeMounts"].as_array().unwrap() {
+        let at = root.join(mount["mountPath"].as_str().unwrap().trim_start_matches('/'));
+        let volume = volumes.iter().find(|v| v["name"] == mount["name"]).unwrap();
+        let Some(items) = volume["configMap"]["items"].as_array() else {
+            std::fs::create_dir_all(&at).unwrap();
+            continue;
+        };
+        for item in items {
+            let path = item["path"].as_str().unwrap();
+            let text = map["data"][item["key"].as_str().unwrap()].as_str().unwrap();
+            let target = match mount["subPath"].as_str() {
+                Some(sub) if sub == path => at.clone(),
+                Some(_) => continue,
+                None => at.join(path),
+            };
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(&target, text).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_declared_columns_runs_in_the_pod_as_rendered() {
+    let ws = Workspace::with_shipped_jobs();
+    let sandbox = common::start_sandbox(apisnap::sandbox::SandboxConfig {
+        records: 1_200,
+        ..Default::default()
+    })
+    .await;
+    // The shipped job, with its columns declared in a file beside the jobs.
+    let shipped = std::fs::read_to_string(ws.path().join("jobs/seal_metrics_events.toml")).unwrap();
+    ws.write(
+        "jobs/declared.toml",
+        &shipped.replace(
+            "[schedule]",
+            "[schema]\nfile = \"schemas/declared.columns.toml\"\ndrift = \"ignore\"\n\n[schedule]",
+        ),
+    );
+    // `created_at` as text, where inference would make it a timestamp: the pod reads the file.
+    ws.write(
+        "schemas/declared.columns.toml",
+        "[[columns]]\nname = \"id\"\ntype = \"int64\"\n\n[[columns]]\nname = \"created_at\"\n\
+         type = \"string\"\n",
+    );
+    let out = ws
+        .apisnap(
+            &[
+                "deploy",
+                "kubernetes",
+                "--out",
+                "k8s",
+                "--image",
+                "apisnap:test",
+            ],
+            &[],
+        )
+        .await;
+    assert_exit(&out, 0);
+    let k8s = ws.path().join("k8s");
+    let job = yaml(&k8s.join("apisnap-declared.cronjob.yaml"));
+    let map = yaml(&k8s.join("apisnap-jobs.configmap.yaml"));
+    assert_eq!(
+        map["data"]["columns.schemas.declared.columns.toml"],
+        std::fs::read_to_string(ws.path().join("schemas/declared.columns.toml")).unwrap()
+    );
+    let root = ws.path().join("pod");
+    materialize_pod(&root, &job, &map);
+    // The container's command, in its working directory, with the sandbox's credentials.
+    let container = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let workdir = root.join(
+        container["workingDir"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('/'),
+    );
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .map(|a| match a.strip_prefix('/') {
+            Some(abs) if a.starts_with("/etc/") => root.join(abs).to_string_lossy().into_owned(),
+            _ => a,
+        })
+        .collect();
+    let mut env = common::provider_env(&sandbox, &ws, "seal_metrics");
+    env.retain(|(k, _)| !k.starts_with("APISNAP_JOB_"));
+    let out = tokio::process::Command::new(common::bin())
+        .args(&args)
+        .current_dir(&workdir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    let dirs = common::snapshot_dirs(&workdir.join("out/declared"));
+    assert_eq!(dirs.len(), 1);
+    let batch = &common::read_parquet(&common::parts(&dirs[0])[0])[0];
+    let names: Vec<&str> = batch
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["id", "created_at"],
+        "the declared columns, not inferred ones"
+    );
+    assert_eq!(
+        batch.schema_ref().field(1).data_type(),
+        &arrow_schema::DataType::Utf8
+    );
+}

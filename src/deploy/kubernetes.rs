@@ -139,6 +139,22 @@ fn metadata(name: &str, o: &KubernetesOptions, labels: Value) -> Value {
     m
 }
 
+/// The ConfigMap key of a column file (keys cannot hold `/`).
+fn column_key(file: &str) -> String {
+    let name: String = file
+        .trim_start_matches(['.', '/'])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    format!("columns.{name}")
+}
+
 fn labels(component: &str) -> Value {
     json!({
         "app.kubernetes.io/name": "apisnap",
@@ -184,6 +200,17 @@ pub fn render(jobs: &[Deployable], o: &KubernetesOptions) -> Result<Vec<Rendered
             let text = std::fs::read_to_string(source)
                 .map_err(|e| fail(format!("cannot read {}: {e}", source.display())))?;
             files.insert(key, (path, text));
+        }
+        // The column file rides in the ConfigMap too, mounted where the job names it.
+        if let Some(column_file) = &job.column_file {
+            let text = std::fs::read_to_string(column_file).map_err(|e| {
+                fail(format!(
+                    "cannot read the column file {column_file} (`schema.file`, read from the \
+                     directory apisnap deploy runs in, as apisnap run does): {e}"
+                ))
+            })?;
+            let key = column_key(column_file);
+            files.insert(key.clone(), (format!("columns/{key}"), text));
         }
         secret_vars.extend(job.secret_vars.iter().cloned());
         let name = object_name(&job.name).map_err(fail)?;
@@ -312,11 +339,30 @@ fn cron_job(
         json!({ "name": "data", "mountPath": DATA_DIR }),
         json!({ "name": "tmp", "mountPath": "/tmp" }),
     ];
+    let column = job.column_file.as_deref().map(|f| (f, column_key(f)));
     let items: Vec<Value> = files
         .iter()
-        .filter(|(_, (path, _))| *path == job.job_file || *path == job.provider_file)
+        .filter(|(key, (path, _))| {
+            *path == job.job_file
+                || *path == job.provider_file
+                || column.as_ref().is_some_and(|(_, k)| k == *key)
+        })
         .map(|(key, (path, _))| json!({ "key": key, "path": path }))
         .collect();
+    if let Some((file, key)) = &column {
+        // The pod's working directory is DATA_DIR, where a relative `schema.file` is read.
+        let at = if file.starts_with('/') {
+            file.to_string()
+        } else {
+            format!("{DATA_DIR}/{file}")
+        };
+        mounts.push(json!({
+            "name": "jobs",
+            "mountPath": at,
+            "subPath": format!("columns/{key}"),
+            "readOnly": true,
+        }));
+    }
     let mut volumes = vec![
         json!({ "name": "jobs", "configMap": { "name": "apisnap-jobs", "items": items } }),
         if o.shards.is_some() {

@@ -53,6 +53,9 @@ pub struct Deployable {
     /// directory unless absolute.
     pub output_root: PathBuf,
     pub state_dir: PathBuf,
+    /// The job's column file (`schema.file`): as the job names it (relative to the working
+    /// directory, or absolute), and where it is read on this machine.
+    pub column_file: Option<String>,
 }
 
 impl Deployable {
@@ -90,6 +93,7 @@ impl Deployable {
             secret_files,
             output_root: output_root(&def.job.output.dir, &def.name),
             state_dir: PathBuf::from(def.job.state_dir.as_str()),
+            column_file: def.job.schema.file.clone(),
         }))
     }
 }
