@@ -221,20 +221,14 @@ fn validate(paths: Vec<PathBuf>, dir: &JobsDir, secrets: bool, env: &Env) -> u8 
     }
 }
 
-/// `apisnap schedule`: run each job at its fire times until stopped.
+/// `apisnap schedule`: run each job at its fire times until stopped; SIGHUP reads the jobs
+/// directory again.
 fn schedule(dir: &JobsDir, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8, Error> {
     use apisnap::schedule::Plan;
-    use apisnap::scheduler::{Daemon, RunJob, SystemClock, job_schedule};
+    use apisnap::scheduler::{Daemon, RunJob, SystemClock};
     let rt = runtime()?;
     let stop = stop_on_signals(&rt);
-    let defs = definitions(dir, env)?;
-    let mut jobs = Vec::new();
-    for def in &defs {
-        match rt.block_on(job_schedule(def))? {
-            Some(j) => jobs.push(j),
-            None => tracing::info!(job = %def.name, "no [schedule]: not run by the scheduler"),
-        }
-    }
+    let (jobs, files) = rt.block_on(schedules(dir, env))?;
     if jobs.is_empty() {
         return Err(apisnap::config::ConfigError::file(
             &dir.jobs_dir,
@@ -243,13 +237,8 @@ fn schedule(dir: &JobsDir, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8
         )
         .into());
     }
-    for j in &jobs {
-        tracing::info!(job = %j.job, timezone = %j.timezone, "scheduled");
-    }
-    let files: std::collections::HashMap<String, PathBuf> = defs
-        .iter()
-        .map(|d| (d.name.clone(), d.file.clone()))
-        .collect();
+    let files = std::sync::Arc::new(std::sync::RwLock::new(files));
+    let reloads = reload_on_hangup(&rt, dir.clone(), env.clone(), files.clone());
     let env = std::sync::Arc::new(env.clone());
     let options = RunOptions {
         stop: Some(stop.clone()),
@@ -257,12 +246,16 @@ fn schedule(dir: &JobsDir, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8
         ..Default::default()
     };
     let run: RunJob = std::sync::Arc::new(move |job: String| {
-        let file = files[&job].clone();
+        let file = files.read().expect("not poisoned").get(&job).cloned();
         let env = env.clone();
         let options = options.clone();
         Box::pin(async move {
+            let file = file.ok_or_else(|| Error::Internal {
+                job: job.clone(),
+                message: "its job file is gone from the jobs directory".into(),
+            })?;
             // Read again for every run: edited credentials or fields take effect without a
-            // restart (the schedule itself is read at start).
+            // restart (the schedule itself on SIGHUP).
             let job = load_job(&file, &env)?.build(&env)?;
             let summary = job.run(&options).await?;
             print_summary(&summary);
@@ -270,8 +263,80 @@ fn schedule(dir: &JobsDir, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8
         })
     });
     let plan = Plan::new(jobs, chrono::Utc::now());
-    rt.block_on(Daemon::new(SystemClock, plan, run).run(stop));
+    rt.block_on(
+        Daemon::new(SystemClock, plan, run)
+            .with_reloads(reloads)
+            .run(stop),
+    );
     Ok(exit::OK)
+}
+
+/// The schedules of the jobs directory's jobs that have one, and every job's file.
+async fn schedules(
+    dir: &JobsDir,
+    env: &Env,
+) -> Result<
+    (
+        Vec<apisnap::schedule::JobSchedule>,
+        std::collections::HashMap<String, PathBuf>,
+    ),
+    Error,
+> {
+    let defs = definitions(dir, env)?;
+    let mut jobs = Vec::new();
+    for def in &defs {
+        match apisnap::scheduler::job_schedule(def).await? {
+            Some(j) => {
+                let next = j.schedule.upcoming(j.timezone).next();
+                tracing::info!(job = %j.job, timezone = %j.timezone, next = ?next.map(|t| t.to_rfc3339()), "scheduled");
+                jobs.push(j);
+            }
+            None => tracing::info!(job = %def.name, "no [schedule]: not run by the scheduler"),
+        }
+    }
+    let files = defs.into_iter().map(|d| (d.name, d.file)).collect();
+    Ok((jobs, files))
+}
+
+/// Reads the jobs directory again at every SIGHUP and hands the new schedules over; a
+/// directory that no longer loads is logged, and the schedules stay as they were.
+fn reload_on_hangup(
+    rt: &tokio::runtime::Runtime,
+    dir: JobsDir,
+    env: Env,
+    files: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, PathBuf>>>,
+) -> tokio::sync::mpsc::UnboundedReceiver<Vec<apisnap::schedule::JobSchedule>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // Installed before the scheduler starts: a SIGHUP before it would end the process.
+    let hangups = {
+        let _runtime = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    let Ok(mut hangups) = hangups else {
+        tracing::warn!("cannot listen for SIGHUP: restart the scheduler to read edited job files");
+        return rx;
+    };
+    tracing::info!(
+        pid = std::process::id(),
+        "send SIGHUP to read the jobs directory again"
+    );
+    rt.spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!(jobs_dir = %dir.jobs_dir.display(), "SIGHUP: reading the jobs directory again");
+            match schedules(&dir, &env).await {
+                Ok((jobs, new_files)) => {
+                    *files.write().expect("not poisoned") = new_files;
+                    if tx.send(jobs).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the jobs directory does not load: keeping the schedules as they were; fix it and send SIGHUP again");
+                }
+            }
+        }
+    });
+    rx
 }
 
 /// `apisnap next`.

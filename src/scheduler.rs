@@ -129,6 +129,8 @@ pub enum Event {
         records: Option<u64>,
         error: Option<String>,
     },
+    /// The jobs directory was read again (SIGHUP): the jobs scheduled now.
+    Reloaded { jobs: Vec<String> },
     /// A stop was requested and every run has ended.
     Stopped,
 }
@@ -143,6 +145,7 @@ pub struct Daemon<C: Clock> {
     plan: Plan,
     run: RunJob,
     events: Option<mpsc::UnboundedSender<Event>>,
+    reloads: Option<mpsc::UnboundedReceiver<Vec<JobSchedule>>>,
 }
 
 /// How the scheduler's life went.
@@ -162,7 +165,14 @@ impl<C: Clock> Daemon<C> {
             plan,
             run,
             events: None,
+            reloads: None,
         }
+    }
+
+    /// Takes new schedules from here (the jobs directory read again on SIGHUP).
+    pub fn with_reloads(mut self, reloads: mpsc::UnboundedReceiver<Vec<JobSchedule>>) -> Self {
+        self.reloads = Some(reloads);
+        self
     }
 
     /// Also sends every [`Event`] here.
@@ -232,9 +242,17 @@ impl<C: Clock> Daemon<C> {
             let wake = self.plan.next_wake(now);
             tracing::debug!(until = ?wake, "sleeping");
             self.emit(Event::Sleeping { until: wake });
+            let clock = &self.clock;
             let sleep = async {
                 match wake {
-                    Some(t) => self.clock.sleep_until(t).await,
+                    Some(t) => clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let reloads = &mut self.reloads;
+            let reload = async {
+                match reloads {
+                    Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
             };
@@ -243,6 +261,12 @@ impl<C: Clock> Daemon<C> {
                 Some((job, result)) = done_rx.recv() => {
                     running -= 1;
                     self.finished(&job, result, &mut report);
+                }
+                Some(jobs) = reload => {
+                    let names: Vec<String> = jobs.iter().map(|j| j.job.clone()).collect();
+                    self.plan.replace(jobs, self.clock.now());
+                    tracing::info!(jobs = %names.join(", "), next = ?self.plan.next_wake(self.clock.now()), "reloaded the jobs directory");
+                    self.emit(Event::Reloaded { jobs: names });
                 }
                 _ = stop.wait_for(|s| *s) => break,
             }

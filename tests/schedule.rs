@@ -355,3 +355,103 @@ async fn a_jobs_directory_without_schedules_is_a_config_error() {
         text(&out.stderr)
     );
 }
+
+/// The binary: SIGHUP makes `apisnap schedule` read its jobs directory again — an edited
+/// `[schedule]`, a new job — and a directory that no longer loads leaves the schedules as
+/// they were, the scheduler still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_jobs_and_their_schedules() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let ws = Workspace::with_shipped_jobs();
+    let sandbox = common::start_sandbox(SandboxConfig::default()).await;
+    // The shipped schedules, not overridden from the environment.
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let mut child = common::spawn(&ws, &env, &["schedule"]);
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+    // Waits for a log line with every one of `parts`; returns it.
+    async fn line_with(
+        lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+        parts: &[&str],
+    ) -> String {
+        let wait = async {
+            while let Some(line) = lines.recv().await {
+                if parts.iter().all(|p| line.contains(p)) {
+                    return line;
+                }
+            }
+            panic!("the scheduler ended before logging {parts:?}");
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no log line with {parts:?} in 30 s"))
+    }
+    // The first fire time `apisnap next` gives for `job`.
+    let next_of = async |job: &str| -> String {
+        let out = ws.apisnap(&["next", "-n", "1"], &env).await;
+        let text = text(&out.stdout);
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{job} (")));
+        lines.nth(1).unwrap().trim().to_string()
+    };
+    let first = next_of(JOB).await;
+    line_with(&mut lines, &["scheduled", JOB, &first]).await;
+    line_with(
+        &mut lines,
+        &["send SIGHUP to read the jobs directory again"],
+    )
+    .await;
+    let hangup = |child: &tokio::process::Child| {
+        let pid = child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+
+    // Another schedule, and a new job.
+    let file = ws.path().join("jobs/seal_metrics_events.toml");
+    let shipped = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        shipped.replace("cron = \"30 2 * * *\"", "cron = \"0 9 * * 1\""),
+    )
+    .unwrap();
+    ws.write(
+        "jobs/extra.toml",
+        &shipped.replace("cron = \"30 2 * * *\"", "cron = \"15 4 1 * *\""),
+    );
+    let edited = next_of(JOB).await;
+    assert_ne!(edited, first);
+    let extra = next_of("extra").await;
+    hangup(&child);
+    // Jobs are read in file-name order.
+    line_with(&mut lines, &["scheduled", "extra", &extra]).await;
+    line_with(&mut lines, &["scheduled", JOB, &edited]).await;
+    line_with(&mut lines, &["reloaded the jobs directory", "extra"]).await;
+
+    // A broken file: the schedules stay, the scheduler goes on.
+    ws.write(
+        "jobs/extra.toml",
+        "provider = \"seal_metrics\"\n[endpoint\n",
+    );
+    hangup(&child);
+    let error = line_with(&mut lines, &["does not load"]).await;
+    assert!(error.contains("extra.toml"), "names the file: {error}");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    common::terminate(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -103,6 +103,33 @@ impl Plan {
         Plan { entries }
     }
 
+    /// Takes the schedules of a reloaded jobs directory: every job's next fire time is its
+    /// new schedule's first after `now`; a job that is running stays running (it is not
+    /// started twice), and one removed while running is kept, with no fire time, until it
+    /// ends; a run decided at start and not handed out yet stays decided.
+    pub fn replace(&mut self, jobs: Vec<JobSchedule>, now: DateTime<Utc>) {
+        let mut old: std::collections::HashMap<String, Entry> =
+            self.entries.drain(..).map(|e| (e.job.clone(), e)).collect();
+        for j in jobs {
+            let previous = old.remove(&j.job);
+            self.entries.push(Entry {
+                next: next_after(&j.schedule, &j.timezone, now),
+                running: previous.as_ref().is_some_and(|e| e.running),
+                at_start: previous.and_then(|e| e.at_start),
+                job: j.job,
+                schedule: j.schedule,
+                timezone: j.timezone,
+            });
+        }
+        for (_, e) in old.into_iter().filter(|(_, e)| e.running) {
+            self.entries.push(Entry {
+                next: None,
+                at_start: None,
+                ..e
+            });
+        }
+    }
+
     /// The jobs due at `now`; each of them moves on to its first fire time after `now`.
     pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Decision> {
         let mut out = Vec::new();
@@ -319,6 +346,48 @@ mod tests {
         assert_eq!(
             plan.next_wake(now),
             Some(Utc.with_ymd_and_hms(2026, 11, 24, 3, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_a_running_job_running_and_takes_the_new_times() {
+        let start = utc("2026-11-23T10:00:00Z");
+        let mut plan = Plan::new(
+            vec![
+                job("a", "*/10 * * * *", "UTC"),
+                job("b", "0 12 * * *", "UTC"),
+            ],
+            start,
+        );
+        let at = utc("2026-11-23T10:10:00Z");
+        assert_eq!(plan.due(at).len(), 1, "a runs at 10:10");
+        assert!(plan.is_running("a"));
+        // a every five minutes now, b gone, c new.
+        plan.replace(
+            vec![
+                job("a", "*/5 * * * *", "UTC"),
+                job("c", "30 10 * * *", "UTC"),
+            ],
+            at,
+        );
+        assert!(plan.is_running("a"), "not started twice");
+        assert_eq!(plan.next_wake(at), Some(utc("2026-11-23T10:15:00Z")));
+        let due = plan.due(utc("2026-11-23T10:15:00Z"));
+        assert!(
+            matches!(&due[..], [Decision::Skip { job, .. }] if job == "a"),
+            "{due:?}"
+        );
+        plan.finished("a");
+        let due = plan.due(utc("2026-11-23T10:30:00Z"));
+        let jobs: Vec<_> = due.iter().map(|d| run_at(d).0).collect();
+        assert_eq!(jobs, ["a", "c"]);
+        let named = |d: &Decision| match d {
+            Decision::Run { job, .. } | Decision::Skip { job, .. } => job.clone(),
+        };
+        let later = plan.due(utc("2026-11-23T12:00:00Z"));
+        assert!(
+            later.iter().all(|d| named(d) != "b"),
+            "b is gone: {later:?}"
         );
     }
 }
