@@ -48,8 +48,25 @@ impl ProgressDisplay {
             let bar = bar.clone();
             rt.spawn(async move {
                 let started = std::time::Instant::now();
+                let mut barred = false;
                 loop {
                     let p = handle.read();
+                    if let Some(stated) = p.stated {
+                        // The API said how many: a bar with percent and time left.
+                        if !barred {
+                            bar.set_style(
+                                indicatif::ProgressStyle::with_template(
+                                    "{spinner} {prefix} {elapsed_precise} [{bar:30}] {percent}% \
+                                     ETA {eta} {msg}",
+                                )
+                                .expect("a valid template")
+                                .progress_chars("=> "),
+                            );
+                            barred = true;
+                        }
+                        bar.set_length(stated);
+                        bar.set_position((p.committed_before + p.records).min(stated));
+                    }
                     let rate = p.records as f64 / started.elapsed().as_secs_f64().max(0.001);
                     bar.set_message(format!(
                         "{} pages, {} records, {:.0} records/s, {}, {} retries",

@@ -313,6 +313,11 @@ async fn a_terminal_gets_a_progress_bar() {
         .output()
         .is_err()
     {
+        // CI installs it: there, a missing tool is a failure, not a skip.
+        assert!(
+            std::env::var("CI").is_err(),
+            "`script` (util-linux) is not installed"
+        );
         eprintln!("`script` (util-linux) is not installed: skipping");
         return;
     }
@@ -349,6 +354,29 @@ async fn a_terminal_gets_a_progress_bar() {
         screen.contains("seal_metrics_events: wrote 8000 records"),
         "{screen}"
     );
+    assert!(!screen.contains("ETA"), "no total stated, no bar: {screen}");
+
+    // The API states its total: a bar with percent and the time left.
+    env.push((
+        "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__TOTAL_POINTER".into(),
+        "/total".into(),
+    ));
+    let out = tokio::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} run seal_metrics_events", common::bin()),
+            "/dev/null",
+        ])
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("% ETA"), "{screen}");
+    assert!(screen.contains("[====="), "a bar: {screen}");
 }
 
 /// The benchmark floors send a run's requests and keep nothing: no snapshot, no state.

@@ -48,6 +48,10 @@ pub(super) struct Counters {
     pub(super) pages: std::sync::atomic::AtomicU64,
     pub(super) records: std::sync::atomic::AtomicU64,
     pub(super) bytes: std::sync::atomic::AtomicU64,
+    /// The records the API states in all (0: it has not said).
+    pub(super) stated: std::sync::atomic::AtomicU64,
+    /// The records committed before this process began (a resumed run).
+    pub(super) committed_before: std::sync::atomic::AtomicU64,
 }
 
 /// A live view of a running job's progress.
@@ -66,6 +70,10 @@ pub struct Progress {
     pub bytes: u64,
     pub retries: u64,
     pub logins: u64,
+    /// The records the API states the run will have, if it said.
+    pub stated: Option<u64>,
+    /// Records of the run committed before this process began (a resumed run).
+    pub committed_before: u64,
 }
 
 impl ProgressHandle {
@@ -77,6 +85,8 @@ impl ProgressHandle {
             bytes: self.counters.bytes.load(Relaxed),
             retries: self.fetcher.retries(),
             logins: self.fetcher.auth().logins(),
+            stated: Some(self.counters.stated.load(Relaxed)).filter(|s| *s > 0),
+            committed_before: self.counters.committed_before.load(Relaxed),
         }
     }
 }

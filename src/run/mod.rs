@@ -104,6 +104,10 @@ impl Job {
     async fn run_once(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started = Instant::now();
         let opened = self.open(options).await?;
+        self.counters.committed_before.store(
+            opened.checkpoint.records,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let (outcome, pages) = match opened.checkpoint.position.clone() {
             // Killed after the last part, before the manifest: nothing left to fetch.
             None => (

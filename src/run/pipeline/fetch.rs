@@ -108,6 +108,9 @@ impl Job {
                 self.counters
                     .bytes
                     .fetch_add(page.body.len() as u64, Relaxed);
+                if let Some(stated) = paginator.stated_records() {
+                    self.counters.stated.store(stated, Relaxed);
+                }
             }
             previous = Some((
                 current.position.clone(),
