@@ -273,10 +273,12 @@ async fn concurrent_requests_on_an_expired_token_cause_one_login() {
             apisnap::USER_AGENT,
             Duration::from_secs(5),
             Duration::from_secs(5),
+            &apisnap::http::Proxying::Environment,
         )
         .unwrap(),
         retry: provider.retry.clone(),
         max_response_bytes: provider.max_response_bytes,
+        via: None,
     };
     let burst = || {
         futures_util::future::join_all((0..16).map(|_| {

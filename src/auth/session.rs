@@ -232,7 +232,10 @@ impl TokenSession {
         let token = match self.login.login(http).await {
             Ok(token) => token,
             Err(message) => {
-                let (url, message) = (self.login.url().to_string(), self.redact(&message));
+                let (url, message) = (
+                    http.described(self.login.url().as_str()),
+                    self.redact(&message),
+                );
                 state.failed = Some((url.clone(), message.clone()));
                 return Err(failure(url, message));
             }

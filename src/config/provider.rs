@@ -45,6 +45,10 @@ pub struct ProviderConfig {
     /// and port) does.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The HTTP proxy its requests (logins included) go through; default: the
+    /// environment's (`HTTPS_PROXY`, `NO_PROXY`, …).
+    #[serde(default)]
+    pub proxy: crate::http::ProxyConfig,
     /// Seconds a whole request (connect, send, read the body) may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -127,6 +131,7 @@ impl ProviderConfig {
             }
         }
         self.retry.validate(&mut errors);
+        self.proxy.validate(&mut errors);
         if let Some(r) = &self.rate_limit {
             r.validate(&mut errors);
         }

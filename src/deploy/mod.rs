@@ -72,6 +72,8 @@ impl Deployable {
         let mut secret_files = Vec::new();
         let auth = serde_json::to_value(&def.provider.auth).expect("configs serialize");
         collect_secrets(&auth, &mut secret_vars, &mut secret_files);
+        let proxy = serde_json::to_value(&def.provider.proxy).expect("configs serialize");
+        collect_secrets(&proxy, &mut secret_vars, &mut secret_files);
         secret_vars.sort();
         secret_vars.dedup();
         let name_of = |p: &Path| {

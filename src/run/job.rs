@@ -114,10 +114,15 @@ impl JobDefinition {
             };
             headers.insert(name, value);
         }
+        let proxying = provider
+            .proxy
+            .build(env)
+            .map_err(|e| ConfigErrors::from(e).in_file(&self.provider_file))?;
         let client = crate::http::client(
             &provider.user_agent,
             Duration::from_secs(provider.timeout_secs),
             Duration::from_secs(provider.connect_timeout_secs),
+            &proxying,
         )
         .map_err(|e| {
             ConfigErrors::from(ConfigError::file(
@@ -127,10 +132,15 @@ impl JobDefinition {
         })?;
         let endpoint = &self.job.endpoint;
         let paginator = self.job.pagination.build();
+        let via = match (&provider.proxy.url, proxying.describe(&base, env)) {
+            (Some(url), _) if url != "none" => Some(url.clone()),
+            (_, from_env) => from_env,
+        };
         let http = crate::http::Http {
             client,
             retry: provider.retry.clone(),
             max_response_bytes: provider.max_response_bytes,
+            via,
         };
         let fetcher = Fetcher::new(FetcherParts {
             job: self.name.clone(),

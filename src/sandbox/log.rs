@@ -14,13 +14,15 @@ use serde::Serialize;
 use super::Shared;
 
 /// Request headers kept in the log. Never `Authorization`.
-const KEPT_HEADERS: [&str; 6] = [
+const KEPT_HEADERS: [&str; 7] = [
     "user-agent",
     "accept",
     "accept-encoding",
     "range",
     "x-account-context",
     "x-report",
+    // What a proxy on the way adds.
+    "via",
 ];
 
 /// One served request.

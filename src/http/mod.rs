@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::vocab::{ConfigError, ConfigErrors};
 
+mod proxy;
+
+pub use proxy::{ProxyConfig, Proxying};
+
 /// Retries of failed requests: exponential backoff with full jitter, honouring the server's
 /// `Retry-After`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -129,6 +133,8 @@ pub struct Http {
     pub retry: RetryConfig,
     /// Answers larger than this (decompressed) are refused before they are all in memory.
     pub max_response_bytes: u64,
+    /// The proxy requests go through, for messages (`through the proxy …`); `None` direct.
+    pub via: Option<String>,
 }
 
 /// Why a body was not read.
@@ -141,6 +147,15 @@ pub enum BodyError {
 }
 
 impl Http {
+    /// `request` (`GET https://…`), and the proxy it went through if any: a failure may be
+    /// the proxy's (a refusal, a 407, a reset), and the message has to say where to look.
+    pub fn described(&self, request: &str) -> String {
+        match &self.via {
+            Some(via) => format!("{request} (through the proxy {via})"),
+            None => request.to_string(),
+        }
+    }
+
     /// Reads `response`'s body, decompressed, as it arrives; one larger than
     /// `max_response_bytes` is refused as soon as it is (a small gzip page can decompress to
     /// gigabytes).
@@ -243,20 +258,28 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-/// The HTTP client for one provider: keep-alive, compression, timeouts, User-Agent.
+/// The HTTP client for one provider: keep-alive, compression, timeouts, User-Agent, and
+/// the proxy it goes through.
 pub fn client(
     user_agent: &str,
     timeout: Duration,
     connect_timeout: Duration,
+    proxying: &Proxying,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(user_agent)
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
         // A redirect could carry the Authorization header to another host.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    // reqwest reads HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY unless told otherwise.
+    let builder = match proxying {
+        Proxying::Environment => builder,
+        Proxying::Direct => builder.no_proxy(),
+        Proxying::Via(proxy) => builder.no_proxy().proxy(proxy.clone()),
+    };
+    builder.build()
 }
 
 /// The places a provider's credentials may go: its `base_url`'s origin (scheme, host and
