@@ -338,7 +338,7 @@ impl Fetcher {
                 job: self.job.clone(),
                 source: AuthError::Rejected {
                     provider: self.auth.provider().to_string(),
-                    request: self.http.described(&request.to_string()),
+                    request: self.http.described(request),
                     detail: detail.to_string(),
                     sources: self.auth.sources(),
                 },
@@ -385,19 +385,19 @@ impl Fetcher {
         let body = self.http.read_body(response).await.map_err(|e| match e {
             crate::http::BodyError::TooLarge { limit } => FetchError::TooLarge {
                 job: self.job.clone(),
-                request: self.http.described(&request.to_string()),
+                request: self.http.described(request),
                 limit,
             },
             crate::http::BodyError::Transport(reason) => FetchError::Transport {
                 job: self.job.clone(),
-                request: self.http.described(&request.to_string()),
+                request: self.http.described(request),
                 reason: format!("reading the body failed: {reason}"),
             },
         })?;
         if !status.is_success() {
             return Err(FetchError::Status {
                 job: self.job.clone(),
-                request: self.http.described(&request.to_string()),
+                request: self.http.described(request),
                 status,
                 body: self.auth.redact(&snippet(&body)),
                 retry_after,
@@ -405,7 +405,7 @@ impl Fetcher {
         }
         let bad_body = |reason: String| FetchError::BadBody {
             job: self.job.clone(),
-            request: self.http.described(&request.to_string()),
+            request: self.http.described(request),
             status,
             reason,
             body: self.auth.redact(&snippet(&body)),
@@ -482,7 +482,7 @@ impl Fetcher {
         tracing::debug!(job = %self.job, request = %request, "sending");
         builder.send().await.map_err(|e| FetchError::Transport {
             job: self.job.clone(),
-            request: self.http.described(&request.to_string()),
+            request: self.http.described(request),
             reason: describe(&e),
         })
     }
