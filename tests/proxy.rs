@@ -55,7 +55,7 @@ impl Proxy {
             ),
         )
         .unwrap();
-        let child = std::process::Command::new("tinyproxy")
+        let mut child = std::process::Command::new("tinyproxy")
             .args(["-d", "-c"])
             .arg(&conf)
             .stdout(std::process::Stdio::null())
@@ -68,6 +68,8 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("tinyproxy did not start on port {port}");
     }
 

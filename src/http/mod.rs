@@ -277,7 +277,7 @@ pub fn client(
     let builder = match proxying {
         Proxying::Environment => builder,
         Proxying::Direct => builder.no_proxy(),
-        Proxying::Via(proxy) => builder.no_proxy().proxy(proxy.clone()),
+        Proxying::Via(proxy) => builder.no_proxy().proxy(proxy.as_ref().clone()),
     };
     builder.build()
 }

@@ -39,7 +39,7 @@ pub enum Proxying {
     /// Straight to the server.
     Direct,
     /// Through this proxy.
-    Via(reqwest::Proxy),
+    Via(Box<reqwest::Proxy>),
 }
 
 impl ProxyConfig {
@@ -112,7 +112,7 @@ impl ProxyConfig {
             let password = read("proxy.password", password)?;
             proxy = proxy.basic_auth(user.expose(), password.expose());
         }
-        Ok(Proxying::Via(proxy))
+        Ok(Proxying::Via(Box::new(proxy)))
     }
 }
 
