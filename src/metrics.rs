@@ -24,7 +24,11 @@ pub fn path(dir: &Path, state_name: &str) -> PathBuf {
 }
 
 /// The metrics of `report`, in Prometheus' text format.
-pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String {
+pub fn render(
+    report: &RunReport,
+    last_success: Option<DateTime<Utc>>,
+    schedule_interval: Option<f64>,
+) -> String {
     let mut registry = Registry::with_prefix("apisnap");
     let mut labels: Labels = vec![("job".into(), report.job.clone())];
     if let Some(shard) = &report.shard {
@@ -89,6 +93,14 @@ pub fn render(report: &RunReport, last_success: Option<DateTime<Utc>>) -> String
             seconds(t),
         );
     }
+    if let Some(interval) = schedule_interval.filter(|_| report.shard.is_none()) {
+        gauge(
+            "schedule_interval_seconds",
+            "The longest gap between two fire times of the job's [schedule]: how long a \
+             success may take to come (the alerting rules use it)",
+            interval,
+        );
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode_registry(&mut text, &registry)
         .expect("writing to a String does not fail");
@@ -102,13 +114,14 @@ pub fn write(
     state_name: &str,
     report: &RunReport,
     last_success: Option<DateTime<Utc>>,
+    schedule_interval: Option<f64>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut file = tempfile::Builder::new()
         .prefix(&format!(".apisnap_{state_name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    file.write_all(render(report, last_success).as_bytes())?;
+    file.write_all(render(report, last_success, schedule_interval).as_bytes())?;
     // Readable by node_exporter, which runs as another user.
     std::fs::set_permissions(
         file.path(),

@@ -34,6 +34,9 @@ pub struct Job {
     pub(super) incremental: Option<crate::incremental::IncrementalConfig>,
     /// The current-state table, if the job keeps one.
     pub(super) table: Option<crate::table::Table>,
+    /// The longest gap between two fire times of its `[schedule]`, in seconds, for the
+    /// metrics that alerting rules compare the last success with.
+    pub(super) schedule_interval: Option<f64>,
     pub(super) drift: crate::config::Drift,
     pub(super) on_invalid: crate::config::OnInvalid,
     pub(super) on_count_mismatch: crate::config::OnCountMismatch,
@@ -200,6 +203,7 @@ impl JobDefinition {
                 .table
                 .clone()
                 .map(|t| crate::table::Table::new(t, &self.job.output)),
+            schedule_interval: self.job.schedule.as_ref().and_then(longest_gap),
             drift: self.job.schema.drift,
             on_invalid: self.job.schema.on_invalid,
             on_count_mismatch: self.job.on_count_mismatch,
@@ -369,4 +373,13 @@ impl Job {
             duration_secs: started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// The longest gap between consecutive fire times of `schedule` over its next 200.
+fn longest_gap(schedule: &crate::schedule::ScheduleConfig) -> Option<f64> {
+    let times = schedule.upcoming(chrono::Utc::now(), 200).ok()?;
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_seconds() as f64)
+        .reduce(f64::max)
 }

@@ -159,16 +159,20 @@ impl Job {
         let Some(dir) = metrics_dir else {
             return;
         };
-        let written = crate::metrics::write(dir, store.state_name(), report, last_success)
-            .and_then(|()| match split {
-                // After a whole run no shard's file describes the job; after a finalized
-                // split, only that split's do.
-                Split::Whole => crate::metrics::remove_stale_shards(dir, &self.name, None),
-                Split::Of(count) => {
-                    crate::metrics::remove_stale_shards(dir, &self.name, Some(count))
-                }
-                Split::Shard => Ok(()),
-            });
+        let written = crate::metrics::write(
+            dir,
+            store.state_name(),
+            report,
+            last_success,
+            self.schedule_interval,
+        )
+        .and_then(|()| match split {
+            // After a whole run no shard's file describes the job; after a finalized
+            // split, only that split's do.
+            Split::Whole => crate::metrics::remove_stale_shards(dir, &self.name, None),
+            Split::Of(count) => crate::metrics::remove_stale_shards(dir, &self.name, Some(count)),
+            Split::Shard => Ok(()),
+        });
         if let Err(e) = written {
             tracing::warn!(job = %self.name, dir = %dir.display(), error = %e, "cannot write the metrics file");
         }
