@@ -335,7 +335,9 @@ async fn a_sharded_run_merges_once_all_shards_are_complete() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(current.join("_manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["rows"], records);
-    assert_eq!(manifest["runs"], serde_json::json!(["s1"]));
+    let runs = manifest["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "merged once: {runs:?}");
+    assert!(runs[0].as_str().unwrap().starts_with("s1@"), "{runs:?}");
     let mut ids: Vec<i64> = std::fs::read_dir(&current)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -351,4 +353,45 @@ async fn a_sharded_run_merges_once_all_shards_are_complete() {
         .collect();
     ids.sort();
     assert_eq!(ids, (0..records as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_run_id_still_merges_every_run_and_a_changed_key_is_refused() {
+    let per_generation = 300;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: per_generation,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write("jobs/orders.toml", &JOB.replace("{run_id}", "{date}"));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let job_dir = ws.path().join("out/orders");
+    // The same --run-id every time (a unit file that fixes APISNAP_RUN_ID).
+    for g in 1..=2 {
+        sandbox.set_generation(g);
+        let out = ws
+            .apisnap(&["run", "orders", "--run-id", "nightly"], &env)
+            .await;
+        assert_exit(&out, 0);
+        assert_eq!(
+            read_current(&job_dir).0,
+            expected(g, per_generation),
+            "generation {g}"
+        );
+    }
+    // Keyed otherwise now: refused, the table as it was.
+    ws.write(
+        "jobs/orders.toml",
+        &JOB.replace("{run_id}", "{date}").replace(
+            "primary_key = [\"id\"]",
+            "primary_key = [\"id\", \"version\"]",
+        ),
+    );
+    sandbox.set_generation(3);
+    let out = ws.apisnap(&["run", "orders"], &env).await;
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("the table is keyed by"), "{stderr}");
+    assert_eq!(read_current(&job_dir).0, expected(2, per_generation));
 }

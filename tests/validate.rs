@@ -216,6 +216,20 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "a current table beside snapshots that are not one per run",
+            job(
+                "dir = \"out/{job}/{date}\"",
+                "dir = \"out/{job}\"\n[table]\nprimary_key = [\"id\"]",
+            ),
+            None,
+            J,
+            &[
+                "field `output.dir`",
+                "`{date}` or `{run_id}`",
+                "out/{job}/{date}",
+            ],
+        ),
+        case(
             "unknown output format",
             job("format = \"parquet\"", "format = \"xlsx\""),
             None,

@@ -225,6 +225,25 @@ impl JobConfig {
         }
         if let Some(t) = &self.table {
             t.validate(self.incremental.is_some(), &mut errors);
+            // The table lives beside the snapshots, in the directory above them, which
+            // has to be the job's alone and the same for every run.
+            let parts: Vec<&str> = self.output.dir.split('/').collect();
+            let (last, above) = parts.split_last().expect("split yields one part at least");
+            let per_run = last.contains("{date}") || last.contains("{run_id}");
+            let fixed_above = above
+                .iter()
+                .all(|p| p.replace("{job}", "").find('{').is_none());
+            if !per_run || !fixed_above {
+                errors.push(ConfigError::field(
+                    "output.dir",
+                    format!(
+                        "`{}`: with `[table]` the snapshots need a directory per run \
+                         (`{{date}}` or `{{run_id}}` in the last part) below one that every run \
+                         shares, where the table lives: e.g. `out/{{job}}/{{date}}`",
+                        self.output.dir
+                    ),
+                ));
+            }
             if self.output.format != crate::sink::Format::Parquet {
                 errors.push(ConfigError::field(
                     "table",

@@ -77,7 +77,8 @@ impl Job {
         };
         // Before the run is recorded: killed while merging, the run's completion is
         // resumed, and merges again.
-        self.merge_table(&placed, &done.parts, &done.run_id).await?;
+        self.merge_table(&placed, &done.parts, &done, Some(&schema))
+            .await?;
         state_store
             .finish(
                 &mut state,
@@ -147,13 +148,18 @@ impl Job {
         &self,
         snapshot: &Store,
         parts: &[crate::checkpoint::PartInfo],
-        run_id: &str,
+        run: &Checkpoint,
+        columns: Option<&arrow_schema::Schema>,
     ) -> Result<(), Error> {
         let (Some(table), Some(job_dir)) = (&self.table, snapshot.parent()) else {
             return Ok(());
         };
+        let merged = crate::table::MergedRun {
+            id: run.run_id.clone(),
+            started_at: run.started_at,
+        };
         table
-            .merge(&self.name, &job_dir, snapshot, parts, run_id)
+            .merge(&self.name, &job_dir, snapshot, parts, &merged, columns)
             .await
             .map_err(|source| Error::Table {
                 job: self.name.clone(),

@@ -223,8 +223,17 @@ impl Job {
         publish(&snapshot, &manifest, self.output.retain)
             .await
             .map_err(|e| self.sink_error(e))?;
-        self.merge_table(&snapshot, &manifest.parts, &run_id)
-            .await?;
+        let first = Checkpoint {
+            started_at: manifest.started_at,
+            ..shards[0].clone()
+        };
+        self.merge_table(
+            &snapshot,
+            &manifest.parts,
+            &first,
+            Some(&shards_schema(&shards)),
+        )
+        .await?;
         let record = RunRecord {
             run_id: run_id.clone(),
             finished_at: manifest.finished_at,

@@ -379,11 +379,16 @@ impl Store {
     }
 
     /// Where `name` leads ([`point`](Self::point)), relative to this place; `None` if it
-    /// leads nowhere yet, or somewhere outside.
+    /// leads nowhere yet; an error if it leads outside.
     pub async fn pointed(&self, name: &str) -> Result<Option<String>, StorageError> {
         match &self.backend {
             Backend::Local(dir) => match std::fs::read_link(dir.join(name)) {
-                Ok(target) => Ok(target.to_str().map(str::to_string)),
+                Ok(target) => target.to_str().map(|t| Some(t.to_string())).ok_or_else(|| {
+                    StorageError::local(
+                        &dir.join(name),
+                        std::io::Error::other("leads to a path that is not UTF-8"),
+                    )
+                }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(StorageError::local(&dir.join(name), e)),
             },
@@ -393,7 +398,13 @@ impl Store {
                 };
                 let url = String::from_utf8_lossy(&bytes).trim().to_string();
                 let base = format!("{}/", self.location);
-                Ok(url.strip_prefix(&base).map(str::to_string))
+                match url.strip_prefix(&base) {
+                    Some(relative) => Ok(Some(relative.to_string())),
+                    None => Err(StorageError::Remote {
+                        url: self.url_of(&format!("{name}.txt")),
+                        message: format!("leads to {url}, outside {}", self.location),
+                    }),
+                }
             }
         }
     }

@@ -73,6 +73,13 @@ pub struct VersionManifest {
     pub schema: Schema,
 }
 
+/// A run, as a version of the table remembers it.
+#[derive(Clone, Debug)]
+pub struct MergedRun {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+}
+
 /// One bucket's file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BucketFile {
@@ -97,23 +104,35 @@ impl Table {
         }
     }
 
-    /// Merges the complete snapshot `snapshot` (its `parts`, written by run `run_id`) into
-    /// the table of the job whose snapshots live in `job_dir`, and switches `current` to
-    /// the new version. A run already merged (a completion resumed after the switch) is
-    /// not merged again.
+    /// Merges the complete snapshot `snapshot` (its `parts`, written by `run`, with the
+    /// columns `columns`) into the table of the job whose snapshots live in `job_dir`, and
+    /// switches `current` to the new version. A run already merged (a completion resumed
+    /// after the switch) is not merged again.
     pub async fn merge(
         &self,
         job: &str,
         job_dir: &Store,
         snapshot: &Store,
         parts: &[PartInfo],
-        run_id: &str,
+        run: &MergedRun,
+        columns: Option<&Schema>,
     ) -> Result<VersionManifest, TableError> {
         let versions = job_dir.child(VERSIONS);
         let previous = self.previous(job_dir).await?;
-        if let Some((_, manifest)) = &previous
-            && manifest.runs.iter().any(|r| r == run_id)
+        if let Some((_, manifest)) = &previous {
+            self.check_identity(job, manifest)?;
+        }
+        // A run id alone can repeat (`--run-id` fixed in a unit file): with its start time
+        // it names one run.
+        let run_name = format!("{}@{}", run.id, run.started_at.to_rfc3339());
+        if let Some((store, manifest)) = &previous
+            && manifest.runs.contains(&run_name)
         {
+            // Killed after the switch: what followed it is done again.
+            let _ = job_dir.remove_temporaries(|of| of == CURRENT).await;
+            let views = views_sql(job, store.location(), snapshot.location());
+            job_dir.put(VIEWS, views.into_bytes().into()).await?;
+            self.prune(&versions, manifest.version).await?;
             return Ok(manifest.clone());
         }
         let number = previous.as_ref().map_or(1, |(_, m)| m.version + 1);
@@ -132,12 +151,14 @@ impl Table {
         let key = &self.config.primary_key;
         let mut spill = bucket::Spill::new()?;
         let staging = snapshot.staging()?;
-        let mut run_schema: Option<SchemaRef> = None;
+        // The run's columns: parts written before a column was added lack it, and the
+        // spill joins a bucket's rows by position, so every batch gets them all.
+        let mut run_schema: Option<SchemaRef> = columns.map(|c| Arc::new(c.clone()));
         for part in parts {
             let path = snapshot.local_copy(&part.file, &staging).await?;
             for batch in read_parquet(&path)? {
-                run_schema.get_or_insert_with(|| batch.schema());
-                spill.add(&batch, key, buckets)?;
+                let all = run_schema.get_or_insert_with(|| batch.schema()).clone();
+                spill.add(&bucket::widen(&batch, &all)?, key, buckets)?;
             }
             if snapshot.location().local_path().is_none() {
                 // A downloaded copy: one part on local disk at a time.
@@ -223,11 +244,24 @@ impl Table {
                 rows: written.records,
             });
         }
+        if files.is_empty() && !schema.fields().is_empty() {
+            // An empty table still has its columns: readers of `*.parquet` find one file.
+            let file = "bucket-00000.parquet".to_string();
+            let path = version_staging.path(&file);
+            let writer = parquet_output(&self.output).open(&path, schema.clone())?;
+            writer.finish()?;
+            version.upload(&file, &path).await?.finish().await?;
+            files.push(BucketFile {
+                bucket: 0,
+                file,
+                rows: 0,
+            });
+        }
         let mut runs: Vec<String> = previous
             .as_ref()
             .map(|(_, m)| m.runs.clone())
             .unwrap_or_default();
-        runs.push(run_id.to_string());
+        runs.push(run_name);
         if runs.len() > RUNS_KEPT {
             runs.drain(..runs.len() - RUNS_KEPT);
         }
@@ -247,6 +281,8 @@ impl Table {
         let json = serde_json::to_vec_pretty(&manifest).expect("serializes");
         version.put("_manifest.json", json.into()).await?;
         version.put("_SUCCESS", bytes::Bytes::new()).await?;
+        // A killed switch left its temporary link.
+        let _ = job_dir.remove_temporaries(|of| of == CURRENT).await;
         job_dir
             .point(CURRENT, &format!("{VERSIONS}/{name}"))
             .await?;
@@ -262,6 +298,26 @@ impl Table {
             "current table updated"
         );
         Ok(manifest)
+    }
+
+    /// Refuses a table that is another job's, or keyed otherwise than the job is now (its
+    /// rows are bucketed by the old key, so keys would be doubled).
+    fn check_identity(&self, job: &str, manifest: &VersionManifest) -> Result<(), TableError> {
+        if manifest.job != job {
+            return Err(TableError::Data(format!(
+                "the current table here is job `{}`'s: give each job its own output directory",
+                manifest.job
+            )));
+        }
+        if manifest.primary_key != self.config.primary_key {
+            return Err(TableError::Data(format!(
+                "the table is keyed by {:?}, the job now by {:?}: move `current` and \
+                 `_current` away beside the snapshots, and the next run builds the table again \
+                 from its snapshot",
+                manifest.primary_key, self.config.primary_key
+            )));
+        }
+        Ok(())
     }
 
     /// The version `current` leads to, and its manifest.
