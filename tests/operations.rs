@@ -335,20 +335,25 @@ async fn a_terminal_gets_a_progress_bar() {
     ));
     env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
     env.push(("TERM".into(), "xterm-256color".into()));
-    let out = tokio::process::Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} run seal_metrics_events", common::bin()),
-            "/dev/null",
-        ])
-        .current_dir(ws.path())
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    let screen = text(&out.stdout);
-    assert!(out.status.success(), "{screen}");
+    // The run on a pseudo-terminal: what its screen showed.
+    let on_terminal = async |env: &[(String, String)]| -> String {
+        let out = tokio::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} run seal_metrics_events", common::bin()),
+                "/dev/null",
+            ])
+            .current_dir(ws.path())
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .await
+            .unwrap();
+        let screen = text(&out.stdout);
+        assert!(out.status.success(), "{screen}");
+        screen
+    };
+    let screen = on_terminal(&env).await;
     assert!(screen.contains("records/s"), "{screen}");
     assert!(
         screen.contains("seal_metrics_events: wrote 8000 records"),
@@ -361,20 +366,7 @@ async fn a_terminal_gets_a_progress_bar() {
         "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__TOTAL_POINTER".into(),
         "/total".into(),
     ));
-    let out = tokio::process::Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} run seal_metrics_events", common::bin()),
-            "/dev/null",
-        ])
-        .current_dir(ws.path())
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    let screen = text(&out.stdout);
-    assert!(out.status.success(), "{screen}");
+    let screen = on_terminal(&env).await;
     assert!(screen.contains("% ETA"), "{screen}");
     assert!(screen.contains("[====="), "a bar: {screen}");
 }

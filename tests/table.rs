@@ -88,6 +88,25 @@ fn read_current(job_dir: &Path) -> (Rows, serde_json::Value) {
     (rows, manifest)
 }
 
+/// The `id`s of every row of a table version's files, sorted.
+fn current_ids(current: &Path) -> Vec<i64> {
+    let mut ids: Vec<i64> = std::fs::read_dir(current)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|p| common::read_parquet(&p))
+        .flat_map(|b| {
+            b.column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The table expected at generation `g`: every record inserted and not deleted, at its
 /// latest change.
 fn expected(g: u64, per_generation: u64) -> Rows {
@@ -257,24 +276,7 @@ async fn a_full_snapshot_job_keeps_every_key_or_deletes_the_absent_ones_if_asked
     ws.write("jobs/kept.toml", &job(""));
     ws.write("jobs/absent.toml", &job("deletions = \"absence\""));
     let env = provider_env(&sandbox, &ws, "seal_metrics");
-    let ids = |name: &str| -> Vec<i64> {
-        let current = ws.path().join("out").join(name).join("current");
-        let mut ids: Vec<i64> = std::fs::read_dir(&current)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .flat_map(|p| common::read_parquet(&p))
-            .flat_map(|b| {
-                b.column_by_name("id")
-                    .unwrap()
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        ids.sort();
-        ids
-    };
+    let ids = |name: &str| current_ids(&ws.path().join("out").join(name).join("current"));
     for name in ["kept", "absent"] {
         assert_exit(&ws.apisnap(&["run", name], &env).await, 0);
     }
@@ -338,21 +340,10 @@ async fn a_sharded_run_merges_once_all_shards_are_complete() {
     let runs = manifest["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1, "merged once: {runs:?}");
     assert!(runs[0].as_str().unwrap().starts_with("s1@"), "{runs:?}");
-    let mut ids: Vec<i64> = std::fs::read_dir(&current)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .flat_map(|p| common::read_parquet(&p))
-        .flat_map(|b| {
-            b.column_by_name("id")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
-    ids.sort();
-    assert_eq!(ids, (0..records as i64).collect::<Vec<_>>());
+    assert_eq!(
+        current_ids(&current),
+        (0..records as i64).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
