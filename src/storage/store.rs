@@ -378,6 +378,15 @@ impl Store {
         }
     }
 
+    /// Makes the names in this place durable (a directory's fsync); nothing to do in
+    /// object storage, where a write is durable once acknowledged.
+    pub async fn sync(&self) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Local(dir) => sync_dir(dir),
+            Backend::Remote(_) => Ok(()),
+        }
+    }
+
     /// Where `name` leads ([`point`](Self::point)), relative to this place; `None` if it
     /// leads nowhere yet; an error if it leads outside.
     pub async fn pointed(&self, name: &str) -> Result<Option<String>, StorageError> {

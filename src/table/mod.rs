@@ -281,6 +281,8 @@ impl Table {
         let json = serde_json::to_vec_pretty(&manifest).expect("serializes");
         version.put("_manifest.json", json.into()).await?;
         version.put("_SUCCESS", bytes::Bytes::new()).await?;
+        // The version's own entry durable before the link leads to it.
+        versions.sync().await?;
         // A killed switch left its temporary link.
         let _ = job_dir.remove_temporaries(|of| of == CURRENT).await;
         job_dir
