@@ -73,12 +73,7 @@ impl arrow_json::reader::ArrayDecoder for ExactInt64 {
                     builder.append_value(exact_int(s).ok_or_else(|| inexact(s))?);
                 }
                 T::I32(v) => builder.append_value(v as i64),
-                T::I64(high) => match tape.get(p + 1) {
-                    T::I32(low) => {
-                        builder.append_value(((high as i64) << 32) | (low as u32) as i64)
-                    }
-                    _ => return Err(tape.error(*p, "i64")),
-                },
+                T::I64(_) => builder.append_value(tape_i64(tape, *p)?),
                 _ => return Err(tape.error(*p, "an integer")),
             }
         }
@@ -124,13 +119,10 @@ impl arrow_json::reader::ArrayDecoder for ExactDecimal {
                     text = v.to_string();
                     &text
                 }
-                T::I64(high) => match tape.get(p + 1) {
-                    T::I32(low) => {
-                        text = (((high as i64) << 32) | (low as u32) as i64).to_string();
-                        &text
-                    }
-                    _ => return Err(tape.error(*p, "i64")),
-                },
+                T::I64(_) => {
+                    text = tape_i64(tape, *p)?.to_string();
+                    &text
+                }
                 _ => return Err(tape.error(*p, "a number")),
             };
             let scaled = exact_scaled(value, scale)
@@ -139,6 +131,15 @@ impl arrow_json::reader::ArrayDecoder for ExactDecimal {
             builder.append_value(scaled);
         }
         Ok(Arc::new(builder.finish()))
+    }
+}
+
+/// The 64-bit integer the tape holds at `p` (its high half there, its low half next).
+fn tape_i64(tape: &arrow_json::reader::Tape<'_>, p: u32) -> Result<i64, arrow_schema::ArrowError> {
+    use arrow_json::reader::TapeElement as T;
+    match (tape.get(p), tape.get(p + 1)) {
+        (T::I64(high), T::I32(low)) => Ok(((high as i64) << 32) | (low as u32) as i64),
+        _ => Err(tape.error(p, "i64")),
     }
 }
 
@@ -224,13 +225,10 @@ impl arrow_json::reader::ArrayDecoder for ExactTimestamp {
                     builder.append_value(v as i64);
                     continue;
                 }
-                T::I64(high) => match tape.get(p + 1) {
-                    T::I32(low) => {
-                        builder.append_value(((high as i64) << 32) | (low as u32) as i64);
-                        continue;
-                    }
-                    _ => return Err(tape.error(*p, "i64")),
-                },
+                T::I64(_) => {
+                    builder.append_value(tape_i64(tape, *p)?);
+                    continue;
+                }
                 _ => return Err(tape.error(*p, "a timestamp")),
             };
             let per_unit = 1_000_000_000 / self.per_second;
@@ -436,10 +434,7 @@ fn write_json(
         }
         T::String(s) => quote(tape.get_string(s), out),
         T::Number(s) => out.push_str(tape.get_string(s)),
-        T::I64(high) => match tape.get(idx + 1) {
-            T::I32(low) => out.push_str(&(((high as i64) << 32) | (low as u32) as i64).to_string()),
-            _ => return Err(tape.error(idx, "i64")),
-        },
+        T::I64(_) => out.push_str(&tape_i64(tape, idx)?.to_string()),
         T::I32(v) => out.push_str(&v.to_string()),
         T::F64(high) => match tape.get(idx + 1) {
             T::F32(low) => {

@@ -293,10 +293,14 @@ pub async fn marked_by(
 
 /// A batch of an earlier part, with null columns for the columns added after it (schema
 /// evolution), so that all parts fit the final schema.
-fn widen(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    if batch.schema().fields().len() == schema.fields().len() {
+pub fn widen(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
+    // By name, in the schema's order: a part may lack columns, or hold them elsewhere.
     let columns = schema
         .fields()
         .iter()

@@ -281,17 +281,10 @@ pub(super) fn union_schema(
     Ok(Arc::new(Schema::new(fields)))
 }
 
-/// `batch` with the columns of `schema`, in its order, null where it lacks one.
+/// `batch` with the columns of `schema`, in its order, null where it lacks one (the
+/// snapshot's own widening, for the table's errors).
 pub(super) fn widen(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, TableError> {
-    let columns: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => c.clone(),
-            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
-        })
-        .collect();
-    RecordBatch::try_new(schema.clone(), columns).map_err(arrow)
+    crate::sink::snapshot::widen(batch.clone(), schema).map_err(arrow)
 }
 
 /// What merging one bucket did.
