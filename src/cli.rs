@@ -187,6 +187,15 @@ pub struct SandboxArgs {
     /// Compress answers when the client accepts it.
     #[arg(long)]
     pub compress: bool,
+    /// Serve HTTPS with this certificate chain (PEM), with `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM), as a gateway with mutual TLS does.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

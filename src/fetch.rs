@@ -21,7 +21,7 @@ use url::Url;
 use crate::auth::{AuthError, Authenticator, Credentials};
 use crate::decode;
 pub use crate::http::RetryConfig;
-use crate::http::{FullJitter, Http, describe, parse_retry_after, snippet};
+use crate::http::{FullJitter, Http, parse_retry_after, snippet};
 use crate::paginate::{PageOutcome, PageRequest, Pointers};
 use crate::ratelimit::Limiter;
 use crate::vocab::JsonPointer;
@@ -40,6 +40,14 @@ pub enum FetchError {
     },
     #[error("job `{job}`: {request} failed: {reason}")]
     Transport {
+        job: String,
+        request: String,
+        reason: String,
+    },
+    /// A TLS handshake that failed for a reason another attempt will not change (a
+    /// certificate refused either way).
+    #[error("job `{job}`: {request} failed: {reason}")]
+    Tls {
         job: String,
         request: String,
         reason: String,
@@ -91,6 +99,7 @@ impl FetchError {
             FetchError::Status { status, .. } => crate::http::is_transient_status(*status),
             FetchError::Transport { .. } | FetchError::BadBody { .. } => true,
             FetchError::Auth { .. }
+            | FetchError::Tls { .. }
             | FetchError::ForeignHost { .. }
             | FetchError::TooLarge { .. } => false,
         }
@@ -99,9 +108,9 @@ impl FetchError {
     fn short(&self) -> String {
         match self {
             FetchError::Status { status, .. } => status.to_string(),
-            FetchError::Transport { reason, .. } | FetchError::BadBody { reason, .. } => {
-                reason.clone()
-            }
+            FetchError::Transport { reason, .. }
+            | FetchError::Tls { reason, .. }
+            | FetchError::BadBody { reason, .. } => reason.clone(),
             FetchError::Auth { source, .. } => source.to_string(),
             FetchError::ForeignHost { why, .. } => format!("foreign origin: {why}"),
             FetchError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
@@ -190,6 +199,11 @@ impl Fetcher {
 
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// The TLS peer of the first answer over TLS.
+    pub fn tls_peer(&self) -> Option<crate::http::TlsPeer> {
+        self.http.peer.get().cloned()
     }
 
     pub fn auth(&self) -> &Authenticator {
@@ -480,10 +494,23 @@ impl Fetcher {
                 .body(body);
         }
         tracing::debug!(job = %self.job, request = %request, "sending");
-        builder.send().await.map_err(|e| FetchError::Transport {
-            job: self.job.clone(),
-            request: self.http.described(request),
-            reason: describe(&e),
-        })
+        let response = builder.send().await.map_err(|e| {
+            let failure = self.http.failed(&e);
+            let (job, request) = (self.job.clone(), self.http.described(request));
+            match failure.transient {
+                true => FetchError::Transport {
+                    job,
+                    request,
+                    reason: failure.reason,
+                },
+                false => FetchError::Tls {
+                    job,
+                    request,
+                    reason: failure.reason,
+                },
+            }
+        })?;
+        self.http.note_peer(&response);
+        Ok(response)
     }
 }

@@ -162,6 +162,26 @@ fn check(name: &str, dir: &JobsDir, env: &Env) -> Result<u8, Error> {
         report.logins,
         if report.logins == 1 { "" } else { "s" }
     );
+    if let Some(tls) = &report.tls {
+        let version = tls.version.as_deref().unwrap_or("TLS");
+        match &tls.certificate {
+            Some(cert) => {
+                println!("  {version}: certificate of {}", cert.subject);
+                println!("    issued by {}", cert.issuer);
+                println!(
+                    "    valid {} to {}, for {}",
+                    cert.not_before.format("%Y-%m-%d"),
+                    cert.not_after.format("%Y-%m-%d"),
+                    if cert.names.is_empty() {
+                        "no names".to_string()
+                    } else {
+                        cert.names.join(", ")
+                    }
+                );
+            }
+            None => println!("  {version}: the server's certificate could not be read"),
+        }
+    }
     match report.total {
         Some(total) => println!(
             "  records on the first page: {} of {total} ({} bytes)",
@@ -435,7 +455,29 @@ fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
             })
             .collect::<Result<_, _>>()?
     };
+    let read = |flag: &str, path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            Error::from(apisnap::config::ConfigError::field(
+                flag,
+                format!("cannot read `{}`: {e}", path.display()),
+            ))
+        })
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(apisnap::sandbox::SandboxTls {
+            cert_pem: read("--tls-cert", cert)?,
+            key_pem: read("--tls-key", key)?,
+            client_ca_pem: match &args.client_ca {
+                Some(ca) => Some(read("--client-ca", ca)?),
+                None => None,
+            },
+            tls12_only: false,
+        }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = SandboxConfig {
+        tls,
         records: args.records,
         max_page_size: args.max_page_size,
         token_ttl: Duration::from_secs(args.token_ttl_secs),
@@ -458,11 +500,11 @@ fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
                 job: "sandbox".into(),
                 message: format!("cannot listen on 127.0.0.1:{port}: {e}"),
             })?;
-        println!("sandbox listening on http://{}", sandbox.addr());
+        println!("sandbox listening on {scheme}://{}", sandbox.addr());
         for p in apisnap::sandbox::PROVIDERS {
             println!("  {p}: {}", sandbox.base_url(p));
         }
-        println!("  counters: http://{}/_sandbox/stats", sandbox.addr());
+        println!("  counters: {scheme}://{}/_sandbox/stats", sandbox.addr());
         println!("Ctrl-C stops it.");
         let _ = tokio::signal::ctrl_c().await;
         sandbox.stop().await;

@@ -268,17 +268,21 @@ async fn concurrent_requests_on_an_expired_token_cause_one_login() {
     let provider = def.provider.clone();
     let base = url::Url::parse(&sandbox.base_url("seal")).unwrap();
     let auth = std::sync::Arc::new(provider.auth.build("seal_metrics", &base, &env).unwrap());
+    let tls = provider.tls.build(&env).unwrap();
     let client = apisnap::http::Http {
+        handshakes: tls.handshakes.clone(),
         client: apisnap::http::client(
             apisnap::USER_AGENT,
             Duration::from_secs(5),
             Duration::from_secs(5),
             &apisnap::http::Proxying::Environment,
+            tls,
         )
         .unwrap(),
         retry: provider.retry.clone(),
         max_response_bytes: provider.max_response_bytes,
         via: None,
+        peer: Default::default(),
     };
     let burst = || {
         futures_util::future::join_all((0..16).map(|_| {

@@ -5,86 +5,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use apisnap::sandbox::{Sandbox, SandboxConfig};
+use common::tinyproxy::{Proxy, VIA};
 use common::{Workspace, assert_exit, provider_env, text};
 
 const JOB: &str = "seal_metrics_events";
-/// What this proxy writes in the `Via` header of what it forwards.
-const VIA: &str = "apisnap-test-proxy";
-
-/// tinyproxy in the foreground on a free loopback port, stopped when dropped.
-struct Proxy {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Proxy {
-    /// `extra`: configuration lines (`BasicAuth user password`, another `Allow`).
-    fn start(dir: &std::path::Path, extra: &str) -> Option<Proxy> {
-        if std::process::Command::new("tinyproxy")
-            .arg("-v")
-            .output()
-            .is_err()
-        {
-            // CI installs it: there, a missing tool is a failure, not a skip.
-            assert!(
-                std::env::var("CI").is_err(),
-                "tinyproxy is not installed (.ci/run installs it)"
-            );
-            eprintln!("tinyproxy is not installed: skipping");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join(format!("tinyproxy-{port}.conf"));
-        let allow = if extra.contains("Allow") {
-            String::new()
-        } else {
-            "Allow 127.0.0.1\n".into()
-        };
-        std::fs::write(
-            &conf,
-            format!(
-                "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 64\nLogLevel Connect\n\
-                 {allow}ViaProxyName \"{VIA}\"\n{extra}\n"
-            ),
-        )
-        .unwrap();
-        let mut child = std::process::Command::new("tinyproxy")
-            .args(["-d", "-c"])
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Proxy { child, port });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tinyproxy did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn sandbox() -> Sandbox {
     common::start_sandbox(SandboxConfig {
         records: 2_500,

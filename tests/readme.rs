@@ -21,12 +21,30 @@ fn secret_vars(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The README's TLS files (`/etc/apisnap/…`) made for real in the workspace, so that the
+/// example is checked as a run would check it: the CA bundle parses, the key belongs to the
+/// certificate.
+fn with_real_tls_files(ws: &Workspace, block: &str) -> String {
+    if !block.contains("/etc/apisnap/") {
+        return block.to_string();
+    }
+    let dir = ws.path().join("etc-apisnap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = common::certs::Ca::new("Example Corp Root CA");
+    ca.write(&dir, "corporate-ca.pem");
+    common::certs::Ca::new("Example Corp Client CA")
+        .client("apisnap@data-team")
+        .write(&dir, "client");
+    block.replace("/etc/apisnap/", &format!("{}/", dir.display()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_toml_example_in_the_readme_validates() {
     let blocks = toml_blocks();
     assert!(blocks.len() >= 4, "found {} TOML blocks", blocks.len());
     for (line, block) in blocks {
         let ws = Workspace::with_shipped_jobs();
+        let block = with_real_tls_files(&ws, &block);
         // What to validate: the file written, and for a provider the shipped job on it.
         let starts = |key: &str| block.lines().any(|l| l.starts_with(key));
         let (what, files) = if starts("base_url = ") {

@@ -65,10 +65,14 @@ impl Exchange {
             transient: true,
             retry_after: None,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transient(format!("request failed: {}", crate::http::describe(&e))))?;
+        let response = request.send().await.map_err(|e| {
+            let failure = http.failed(&e);
+            Failure {
+                message: format!("request failed: {}", failure.reason),
+                transient: failure.transient,
+                retry_after: None,
+            }
+        })?;
         let status = response.status();
         let retry_after = response
             .headers()

@@ -49,6 +49,10 @@ pub struct ProviderConfig {
     /// environment's (`HTTPS_PROXY`, `NO_PROXY`, …).
     #[serde(default)]
     pub proxy: crate::http::ProxyConfig,
+    /// TLS: the CAs the server's certificate may chain to, a client certificate for mutual
+    /// TLS, the oldest version; logins and token requests use them too.
+    #[serde(default)]
+    pub tls: crate::http::TlsConfig,
     /// Seconds a whole request (connect, send, read the body) may take.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -132,6 +136,7 @@ impl ProviderConfig {
         }
         self.retry.validate(&mut errors);
         self.proxy.validate(&mut errors);
+        self.tls.validate(&mut errors);
         if let Some(r) = &self.rate_limit {
             r.validate(&mut errors);
         }

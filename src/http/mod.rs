@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::vocab::{ConfigError, ConfigErrors};
 
 mod proxy;
+mod tls;
 
 pub use proxy::{ProxyConfig, Proxying};
+pub use tls::{Handshakes, Peer, Tls, TlsConfig, TlsVersion};
 
 /// Retries of failed requests: exponential backoff with full jitter, honouring the server's
 /// `Retry-After`.
@@ -135,6 +137,25 @@ pub struct Http {
     pub max_response_bytes: u64,
     /// The proxy requests go through, for messages (`through the proxy …`); `None` direct.
     pub via: Option<String>,
+    /// What servers' TLS handshakes asked for, to explain a connection they closed.
+    pub handshakes: std::sync::Arc<tls::Handshakes>,
+    /// The server's certificate and TLS version, from the first answer over TLS.
+    pub peer: std::sync::Arc<std::sync::OnceLock<TlsPeer>>,
+}
+
+/// The TLS peer of a provider, as `apisnap check` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsPeer {
+    /// `TLS 1.3`, when the backend says.
+    pub version: Option<String>,
+    pub certificate: Option<Peer>,
+}
+
+/// A request that could not be sent or answered, in words.
+pub struct SendFailure {
+    pub reason: String,
+    /// Worth another attempt: a network fault may pass, a refused certificate will not.
+    pub transient: bool,
 }
 
 /// Why a body was not read.
@@ -147,6 +168,43 @@ pub enum BodyError {
 }
 
 impl Http {
+    /// `e` in words, and whether to try again.
+    pub fn failed(&self, e: &reqwest::Error) -> SendFailure {
+        let refused = tls::failure(e, self.handshakes.client_certificate)
+            .or_else(|| self.handshakes.refusal());
+        match refused {
+            Some(reason) => SendFailure {
+                reason,
+                transient: false,
+            },
+            None => SendFailure {
+                reason: describe(e),
+                transient: true,
+            },
+        }
+    }
+
+    /// Remembers the TLS peer of the first answer that has one.
+    pub fn note_peer(&self, response: &reqwest::Response) {
+        if self.peer.get().is_some() {
+            return;
+        }
+        if let Some(info) = response.extensions().get::<reqwest::tls::TlsInfo>() {
+            let version = info.version().map(|v| {
+                match v {
+                    reqwest::tls::Version::TLS_1_3 => "TLS 1.3",
+                    reqwest::tls::Version::TLS_1_2 => "TLS 1.2",
+                    _ => "TLS",
+                }
+                .to_string()
+            });
+            let _ = self.peer.set(TlsPeer {
+                version,
+                certificate: info.peer_certificate().and_then(Peer::from_der),
+            });
+        }
+    }
+
     /// `request` (`GET https://…`), and the proxy it went through if any: a failure may be
     /// the proxy's (a refusal, a 407, a reset), and the message has to say where to look.
     pub fn described(&self, request: &str) -> String {
@@ -258,13 +316,14 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-/// The HTTP client for one provider: keep-alive, compression, timeouts, User-Agent, and
-/// the proxy it goes through.
+/// The HTTP client for one provider: keep-alive, compression, timeouts, User-Agent, the
+/// proxy it goes through and its TLS settings.
 pub fn client(
     user_agent: &str,
     timeout: Duration,
     connect_timeout: Duration,
     proxying: &Proxying,
+    tls: Tls,
 ) -> Result<reqwest::Client, reqwest::Error> {
     let builder = reqwest::Client::builder()
         .user_agent(user_agent)
@@ -279,7 +338,7 @@ pub fn client(
         Proxying::Direct => builder.no_proxy(),
         Proxying::Via(proxy) => builder.no_proxy().proxy(proxy.as_ref().clone()),
     };
-    builder.build()
+    tls.apply(builder).build()
 }
 
 /// The places a provider's credentials may go: its `base_url`'s origin (scheme, host and

@@ -121,11 +121,17 @@ impl JobDefinition {
             .proxy
             .build(env)
             .map_err(|e| ConfigErrors::from(e).in_file(&self.provider_file))?;
+        let tls = provider
+            .tls
+            .build(env)
+            .map_err(|e| ConfigErrors::from(e).in_file(&self.provider_file))?;
+        let handshakes = tls.handshakes.clone();
         let client = crate::http::client(
             &provider.user_agent,
             Duration::from_secs(provider.timeout_secs),
             Duration::from_secs(provider.connect_timeout_secs),
             &proxying,
+            tls,
         )
         .map_err(|e| {
             ConfigErrors::from(ConfigError::file(
@@ -144,6 +150,8 @@ impl JobDefinition {
             retry: provider.retry.clone(),
             max_response_bytes: provider.max_response_bytes,
             via,
+            handshakes,
+            peer: Default::default(),
         };
         let fetcher = Fetcher::new(FetcherParts {
             job: self.name.clone(),
@@ -245,6 +253,8 @@ pub struct CheckReport {
     /// Field names and inferred Arrow types, in source order.
     pub fields: Vec<(String, String)>,
     pub logins: u64,
+    /// The server's TLS version and certificate; `None` over plain HTTP.
+    pub tls: Option<crate::http::TlsPeer>,
 }
 
 /// The first page of a job, and the paginator that has seen it.
@@ -334,6 +344,7 @@ impl Job {
             total: first.paginator.total(),
             fields,
             logins: self.fetcher.auth().logins(),
+            tls: self.fetcher.tls_peer(),
         })
     }
 

@@ -294,8 +294,10 @@ async fn other_port(
     Query(q): Query<OtherPortQuery>,
 ) -> Response {
     let next = format!(
-        "http://127.0.0.1:{}/seal/hostile/other-port?to={}",
-        q.to, q.to
+        "{}://127.0.0.1:{}/seal/hostile/other-port?to={}",
+        shared.scheme(),
+        q.to,
+        q.to
     );
     let body = page_body(&shared, Shape::Data, 0, CAP, &[("next", next.into())]);
     serve(&shared, NAME, &token, body, Vec::new()).await

@@ -16,6 +16,7 @@ mod netography;
 mod paging;
 mod seal;
 mod spreetail;
+mod tls;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub use hostile::{
     LIE as HOSTILE_LIE, serial as hostile_serial,
 };
 pub use log::RequestRecord;
+pub use tls::SandboxTls;
 pub use tokens::Tokens;
 
 /// Credentials the sandbox accepts; the demo and the tests use them.
@@ -94,6 +96,9 @@ pub struct SandboxConfig {
     /// Render the records once at start (for benchmarks): pages are then copied, not
     /// rendered, and the sandbox takes little of the CPU that the benchmark measures.
     pub prerender: bool,
+    /// Serve HTTPS with these certificates (and require client certificates if they name a
+    /// client CA); plain HTTP without.
+    pub tls: Option<SandboxTls>,
 }
 
 impl Default for SandboxConfig {
@@ -111,6 +116,7 @@ impl Default for SandboxConfig {
             new_field_from: None,
             bad_value_every: None,
             prerender: false,
+            tls: None,
         }
     }
 }
@@ -185,6 +191,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `https` when serving TLS, for absolute URLs in answers.
+    pub(crate) fn scheme(&self) -> &'static str {
+        match self.config.tls {
+            Some(_) => "https",
+            None => "http",
+        }
+    }
+
     /// Records in the data set now.
     pub(crate) fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
@@ -302,13 +316,24 @@ impl Sandbox {
         let addr = listener.local_addr()?;
         let _ = shared.addr.set(addr);
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
+        let stopped = async {
+            let _ = rx.await;
+        };
+        let task = match &shared.config.tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            }),
+            Some(tls) => {
+                let listener = tls::TlsListener::new(listener, tls)?;
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await;
                 })
-                .await;
-        });
+            }
+        };
         Ok(Sandbox {
             addr,
             shared,
@@ -321,15 +346,20 @@ impl Sandbox {
         self.addr
     }
 
-    /// The base URL of one emulated provider, e.g. `http://127.0.0.1:41234/seal`.
+    /// The base URL of one emulated provider, e.g. `http://127.0.0.1:41234/seal`
+    /// (`https://` when it serves TLS).
     pub fn base_url(&self, provider: &str) -> String {
-        format!("http://{}/{provider}", self.addr)
+        format!("{}://{}/{provider}", self.shared.scheme(), self.addr)
     }
 
     /// A URL on the sandbox under the host name `localhost` rather than `127.0.0.1`: a
     /// different host for the client (Kalibrate's token endpoint lives on Azure AD).
     pub fn localhost_url(&self, path: &str) -> String {
-        format!("http://localhost:{}{path}", self.addr.port())
+        format!(
+            "{}://localhost:{}{path}",
+            self.shared.scheme(),
+            self.addr.port()
+        )
     }
 
     /// The counters of one provider.

@@ -126,7 +126,9 @@ async fn next_page(
     let next = if end < shared.records() {
         let path = format!("/seal/v2/events/next?skip={end}&limit={limit}");
         match (foreign, shared.addr.get()) {
-            (true, Some(addr)) => format!("http://localhost:{}{path}", addr.port()).into(),
+            (true, Some(addr)) => {
+                format!("{}://localhost:{}{path}", shared.scheme(), addr.port()).into()
+            }
             _ => path.into(),
         }
     } else {

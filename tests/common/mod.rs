@@ -7,6 +7,9 @@ use std::process::Output;
 
 use apisnap::sandbox::{Sandbox, credentials};
 
+pub mod certs;
+pub mod tinyproxy;
+
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_apisnap")
