@@ -472,6 +472,7 @@ fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
                 None => None,
             },
             tls12_only: false,
+            client_certificate_optional: false,
         }),
         _ => None,
     };

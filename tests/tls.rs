@@ -101,6 +101,26 @@ async fn a_server_signed_by_a_private_ca_is_trusted_through_ca_file_or_ssl_cert_
         &format!("ca_file = {:?}\nbuiltin_roots = false", path(&ca_file)),
     );
     assert_exit(&ws.apisnap(&["run", JOB, "--fresh"], &env).await, 0);
+    // ... and the system's roots are not consulted: the server's CA in SSL_CERT_FILE, and
+    // another in `ca_file`, is refused.
+    let other = Ca::new("Someone Else's CA").write(ws.path(), "other-ca.pem");
+    provider_tls(
+        &ws,
+        &format!("ca_file = {:?}\nbuiltin_roots = false", path(&other)),
+    );
+    let mut system_knows = env.clone();
+    system_knows.push(("SSL_CERT_FILE".into(), path(&ca_file)));
+    let stderr = failed(&ws.apisnap(&["run", JOB, "--fresh"], &system_knows).await);
+    assert!(
+        stderr.contains("not signed by a CA apisnap trusts"),
+        "{stderr}"
+    );
+    // Without `builtin_roots = false`, SSL_CERT_FILE's CA is trusted beside `ca_file`'s.
+    provider_tls(&ws, &format!("ca_file = {:?}", path(&other)));
+    assert_exit(
+        &ws.apisnap(&["run", JOB, "--fresh"], &system_knows).await,
+        0,
+    );
 
     // No `[tls]` at all: SSL_CERT_FILE, as for curl and Python.
     std::fs::write(
@@ -117,7 +137,6 @@ async fn a_server_signed_by_a_private_ca_is_trusted_through_ca_file_or_ssl_cert_
     run_and_check(&ws, &["run", JOB, "--fresh"], &with_var).await;
 
     // Another CA's bundle: refused the same way.
-    let other = Ca::new("Someone Else's CA").write(ws.path(), "other-ca.pem");
     provider_tls(&ws, &format!("ca_file = {:?}", path(&other)));
     let stderr = failed(&ws.apisnap(&["run", JOB, "--fresh"], &env).await);
     assert!(
@@ -162,6 +181,111 @@ async fn an_expired_certificate_and_an_old_tls_version_fail_saying_which() {
         stderr.contains("share no TLS version") && stderr.contains("tls.min_version"),
         "{stderr}"
     );
+}
+
+/// A data request (not a login) meets the refused certificate: a provider whose token comes
+/// from the environment. It fails at once with the request named (exit 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_request_to_an_untrusted_server_fails_at_once_naming_it() {
+    let ws = Workspace::with_shipped_jobs();
+    let ca = Ca::new("Example Corp Root CA");
+    let sandbox = https_sandbox(ca.server("api.example.test", -1, 30).sandbox(None)).await;
+    ws.write(
+        PROVIDER_FILE,
+        "base_url = \"https://api.example.test/\"\n[auth]\ntype = \"bearer\"\n\
+         token = \"env:SEAL_TOKEN\"\n",
+    );
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.push(("SEAL_TOKEN".into(), "a-token-from-elsewhere".into()));
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 4);
+    let stderr = failed(&out);
+    let port = sandbox.addr().port();
+    assert!(
+        stderr.contains(&format!("GET https://127.0.0.1:{port}/seal/"))
+            && stderr.contains("failed: TLS: the server's certificate is not signed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a-token-from-elsewhere"));
+}
+
+/// A gateway that asked for (and got) a client certificate, then fails now and then like
+/// any server: those failures are retried, not taken for a refused certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_after_a_client_certificate_handshake_are_retried() {
+    let ws = Workspace::with_shipped_jobs();
+    let ca = Ca::new("Example Corp Root CA");
+    let ca_file = path(&ca.write(ws.path(), "corp-ca.pem"));
+    let clients = Ca::new("Example Corp Client CA");
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: RECORDS,
+        max_page_size: 100,
+        tls: Some(
+            ca.server("gateway.example.test", -1, 30)
+                .sandbox(Some(&clients)),
+        ),
+        faults: apisnap::sandbox::FaultConfig {
+            rate: 0.15,
+            seed: 7,
+            kinds: vec![
+                apisnap::sandbox::Fault::CloseMidBody,
+                apisnap::sandbox::Fault::Status503,
+            ],
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let (cert, key) = clients
+        .client("apisnap@data-team")
+        .write(ws.path(), "client");
+    provider_tls(
+        &ws,
+        &format!(
+            "ca_file = {ca_file:?}\nclient_cert = {:?}\nclient_key = {:?}",
+            path(&cert),
+            path(&key)
+        ),
+    );
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let _ = std::fs::remove_dir_all(ws.path().join("out"));
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    assert!(text(&out.stderr).contains("retrying"), "faults were met");
+    common::check_output(&ws, "parquet", RECORDS);
+}
+
+/// A gateway that asks for a client certificate but takes clients without one: the
+/// provider has none, and the faults that follow are retried, not taken for a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_only_wants_a_client_certificate_is_still_retried() {
+    let ws = Workspace::with_shipped_jobs();
+    let ca = Ca::new("Example Corp Root CA");
+    let ca_file = path(&ca.write(ws.path(), "corp-ca.pem"));
+    let clients = Ca::new("Example Corp Client CA");
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: RECORDS,
+        max_page_size: 100,
+        tls: Some(SandboxTls {
+            client_certificate_optional: true,
+            ..ca.server("gateway.example.test", -1, 30)
+                .sandbox(Some(&clients))
+        }),
+        faults: apisnap::sandbox::FaultConfig {
+            rate: 0.15,
+            seed: 11,
+            kinds: vec![apisnap::sandbox::Fault::CloseMidBody],
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    provider_tls(&ws, &format!("ca_file = {ca_file:?}"));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("retrying"), "faults were met: {stderr}");
+    assert!(!stderr.contains("client certificate"), "{stderr}");
+    common::check_output(&ws, "parquet", RECORDS);
 }
 
 /// `openssl pkcs12 -export`: a PKCS#12 file as people get them, not one this crate wrote.
@@ -211,8 +335,10 @@ async fn mutual_tls_with_a_pem_or_pkcs12_client_certificate() {
     provider_tls(&ws, &format!("ca_file = {ca_file:?}"));
     let stderr = failed(&ws.apisnap(&["run", JOB], &env).await);
     assert!(
-        stderr.contains("asks for a client certificate") && stderr.contains("tls.client_cert"),
-        "{stderr}"
+        stderr.contains(
+            "the server asks for a client certificate (issued by CN=Example Corp Client CA)"
+        ) && stderr.contains("tls.client_cert"),
+        "names the CA the gateway wants: {stderr}"
     );
 
     // PEM certificate and key.
@@ -317,13 +443,6 @@ async fn https_goes_through_the_proxy_by_connect() {
     assert!(
         log.contains(&format!("CONNECT 127.0.0.1:{port}")),
         "the proxy tunnelled to the sandbox: {log}"
-    );
-    // A tunnel: the proxy sees no request inside, so adds no `Via`.
-    assert!(
-        sandbox
-            .requests()
-            .iter()
-            .all(|r| { !r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("via")) })
     );
     assert!(!sandbox.requests().is_empty());
 }

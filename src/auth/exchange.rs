@@ -73,6 +73,7 @@ impl Exchange {
                 retry_after: None,
             }
         })?;
+        http.note_peer(&response);
         let status = response.status();
         let retry_after = response
             .headers()

@@ -110,6 +110,18 @@ fn validate_provider(file: &Path, env: &Env, secrets: bool, report: &mut Report)
         Err(e) => return report.errors.extend(e),
     };
     let name = file.file_stem().unwrap_or_default().to_string_lossy();
+    // The TLS files: one that cannot be read here may be readable where the job runs (as a
+    // secret may), but one that is read and wrong (a key of another certificate) is wrong.
+    if let Err(e) = provider.tls.build(env) {
+        let unreadable = e.message.starts_with("cannot read")
+            || e.field.as_deref() == Some("tls.pkcs12_password");
+        let e = ConfigErrors::from(e).in_file(file);
+        if unreadable && !secrets {
+            report.warnings.extend(e);
+        } else {
+            return report.errors.extend(e);
+        }
+    }
     let built = check_base_url(&provider.base_url, "base_url")
         .map_err(ConfigErrors::from)
         .and_then(|base| provider.auth.build(&name, &base, env).map(|_| ()))

@@ -170,8 +170,13 @@ pub enum BodyError {
 impl Http {
     /// `e` in words, and whether to try again.
     pub fn failed(&self, e: &reqwest::Error) -> SendFailure {
-        let refused = tls::failure(e, self.handshakes.client_certificate)
-            .or_else(|| self.handshakes.refusal());
+        // A connection that closed before any answer, after a handshake in which the server
+        // asked for what it did not get; never a timeout, which is the network's.
+        let refused = tls::failure(e, self.handshakes.client_certificate).or_else(|| {
+            (!e.is_timeout())
+                .then(|| self.handshakes.refusal())
+                .flatten()
+        });
         match refused {
             Some(reason) => SendFailure {
                 reason,
@@ -184,8 +189,9 @@ impl Http {
         }
     }
 
-    /// Remembers the TLS peer of the first answer that has one.
+    /// Notes that an answer arrived, and remembers the TLS peer of the first that has one.
     pub fn note_peer(&self, response: &reqwest::Response) {
+        self.handshakes.answered();
         if self.peer.get().is_some() {
             return;
         }

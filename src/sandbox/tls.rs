@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 /// The certificates the sandbox serves HTTPS with, PEM.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SandboxTls {
     /// The server's certificate chain, leaf first.
     pub cert_pem: String,
@@ -22,6 +22,19 @@ pub struct SandboxTls {
     pub client_ca_pem: Option<String>,
     /// Speak TLS 1.2 only, as an old gateway does.
     pub tls12_only: bool,
+    /// Ask for a client certificate but serve clients without one too (nginx's
+    /// `ssl_verify_client optional`).
+    pub client_certificate_optional: bool,
+}
+
+impl std::fmt::Debug for SandboxTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Without the key.
+        f.debug_struct("SandboxTls")
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .field("tls12_only", &self.tls12_only)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SandboxTls {
@@ -51,12 +64,16 @@ impl SandboxTls {
                     let cert = cert.map_err(|e| invalid("the client CA", &e))?;
                     roots.add(cert).map_err(|e| invalid("the client CA", &e))?;
                 }
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots),
                     provider,
-                )
-                .build()
-                .map_err(|e| invalid("the client verifier", &e))?;
+                );
+                if self.client_certificate_optional {
+                    verifier = verifier.allow_unauthenticated();
+                }
+                let verifier = verifier
+                    .build()
+                    .map_err(|e| invalid("the client verifier", &e))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -83,16 +100,23 @@ impl TlsListener {
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, peer)) = listener.accept().await else {
+                // Until `axum::serve` drops the listener (the sandbox stopped).
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = tx.closed() => return,
+                };
+                let Ok((tcp, peer)) = accepted else {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
-                if tx.is_closed() {
-                    return;
-                }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    if let Ok(stream) = acceptor.accept(tcp).await {
+                    // A client that never finishes its handshake is dropped.
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    );
+                    if let Ok(Ok(stream)) = handshake.await {
                         let _ = tx.send((stream, peer)).await;
                     }
                 });

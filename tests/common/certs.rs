@@ -92,6 +92,7 @@ impl Issued {
             key_pem: self.key_pem.clone(),
             client_ca_pem: client_ca.map(|ca| ca.pem.clone()),
             tls12_only: false,
+            client_certificate_optional: false,
         }
     }
 }

@@ -13,6 +13,8 @@ use crate::vocab::ConfigError;
 pub(super) struct Chain {
     /// Where they came from, for messages: `tls.client_cert` or `tls.pkcs12`.
     field: &'static str,
+    /// The field a key that does not belong is blamed on.
+    key_field: &'static str,
     path: String,
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -42,21 +44,26 @@ pub(super) fn pem_identity(cert_path: &str, key_path: &str) -> Result<Chain, Con
     })?;
     Ok(Chain {
         field: "tls.client_cert",
+        key_field: "tls.client_key",
         path: cert_path.to_string(),
         certs,
         key,
     })
 }
 
-pub(super) fn pkcs12_identity(path: &str, password: &str) -> Result<Chain, ConfigError> {
+/// `password`: `None` when the job sets none (an unprotected file, opened with "").
+pub(super) fn pkcs12_identity(path: &str, password: Option<&str>) -> Result<Chain, ConfigError> {
     let data = read("tls.pkcs12", path)?;
     let store = p12_keystore::KeyStore::from_pkcs12(
         &data,
-        password,
+        password.unwrap_or_default(),
         p12_keystore::Pkcs12ImportPolicy::Strict,
     )
     .map_err(|e| {
         let why = match e {
+            p12_keystore::error::Error::MacError(_) if password.is_none() => {
+                "it needs a password: set `tls.pkcs12_password` (`env:` or `file:`)".to_string()
+            }
             p12_keystore::error::Error::MacError(_) => {
                 "the password does not open it: check `tls.pkcs12_password`".to_string()
             }
@@ -74,6 +81,7 @@ pub(super) fn pkcs12_identity(path: &str, password: &str) -> Result<Chain, Confi
         .map_err(|e| ConfigError::field("tls.pkcs12", format!("`{path}`: its key: {e}")))?;
     Ok(Chain {
         field: "tls.pkcs12",
+        key_field: "tls.pkcs12",
         path: path.to_string(),
         certs: chain
             .certs()
@@ -86,11 +94,12 @@ pub(super) fn pkcs12_identity(path: &str, password: &str) -> Result<Chain, Confi
 
 impl Chain {
     /// The signing key with its chain, the certificate the key belongs to first, its
-    /// validity checked; and the DER of that certificate's issuer.
+    /// validity checked; and the DER of every name in the chain (issuers and subjects), to
+    /// compare with the issuers a server says it accepts.
     pub(super) fn certified(
         mut self,
         provider: &rustls::crypto::CryptoProvider,
-    ) -> Result<(Arc<rustls::sign::CertifiedKey>, Vec<u8>), ConfigError> {
+    ) -> Result<(Arc<rustls::sign::CertifiedKey>, Vec<Vec<u8>>), ConfigError> {
         let field = self.field;
         let path = &self.path;
         let signing = provider
@@ -106,20 +115,18 @@ impl Chain {
         });
         let Some(leaf) = leaf else {
             return Err(ConfigError::field(
-                if field == "tls.pkcs12" {
-                    field
-                } else {
-                    "tls.client_key"
-                },
+                self.key_field,
                 format!("the private key does not belong to the certificate in `{path}`"),
             ));
         };
         let leaf_cert = self.certs.remove(leaf);
-        let issuer = {
+        let names = {
             use x509_parser::prelude::{FromDer, X509Certificate};
-            X509Certificate::from_der(&leaf_cert)
-                .map(|(_, c)| c.issuer().as_raw().to_vec())
-                .unwrap_or_default()
+            std::iter::once(&leaf_cert)
+                .chain(&self.certs)
+                .filter_map(|der| X509Certificate::from_der(der).ok())
+                .flat_map(|(_, c)| [c.issuer().as_raw().to_vec(), c.subject().as_raw().to_vec()])
+                .collect()
         };
         if let Some(peer) = Peer::from_der(&leaf_cert) {
             let now = chrono::Utc::now();
@@ -149,7 +156,7 @@ impl Chain {
         self.certs.insert(0, leaf_cert);
         Ok((
             Arc::new(rustls::sign::CertifiedKey::new(self.certs, signing)),
-            issuer,
+            names,
         ))
     }
 }

@@ -10,7 +10,7 @@ mod diagnose;
 mod identity;
 mod peer;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -163,24 +163,26 @@ impl TlsConfig {
             (Some(cert), Some(key), _) => Some(pem_identity(cert, key)?),
             (_, _, Some(p12)) => {
                 let password = match &self.pkcs12_password {
-                    Some(secret) => secret
-                        .resolve(env)
-                        .map_err(|e| ConfigError::field("tls.pkcs12_password", e.to_string()))?
-                        .expose()
-                        .to_string(),
-                    None => String::new(),
+                    Some(secret) => Some(
+                        secret
+                            .resolve(env)
+                            .map_err(|e| ConfigError::field("tls.pkcs12_password", e.to_string()))?
+                            .expose()
+                            .to_string(),
+                    ),
+                    None => None,
                 };
-                Some(pkcs12_identity(p12, &password)?)
+                Some(pkcs12_identity(p12, password.as_deref())?)
             }
             _ => None,
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let (key, issuer) = match chain {
+        let (key, names) = match chain {
             Some(chain) => {
-                let (key, issuer) = chain.certified(&provider)?;
-                (Some(key), Some(issuer))
+                let (key, names) = chain.certified(&provider)?;
+                (Some(key), names)
             }
-            None => (None, None),
+            None => (None, Vec::new()),
         };
         let versions: &[&rustls::SupportedProtocolVersion] = match self.min_version {
             Some(TlsVersion::Tls13) => &[&rustls::version::TLS13],
@@ -196,7 +198,16 @@ impl TlsConfig {
             // The platform's verifier reads SSL_CERT_FILE and SSL_CERT_DIR, as curl does.
             Arc::new(
                 rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
-                    .map_err(|e| unusable("tls.ca_file", &e))?,
+                    .map_err(|e| {
+                    ConfigError::field(
+                        "tls",
+                        format!(
+                            "cannot load the system's CA certificates ({e}): install them \
+                                 (Debian: ca-certificates), or set `tls.ca_file` and \
+                                 `tls.builtin_roots = false`"
+                        ),
+                    )
+                })?,
             )
         } else {
             let mut store = rustls::RootCertStore::empty();
@@ -207,18 +218,17 @@ impl TlsConfig {
                 .build()
                 .map_err(|e| unusable("tls.ca_file", &e))?
         };
-        let handshakes = Arc::new(Handshakes {
-            asked: Mutex::new(None),
-            client_certificate: key.is_some(),
-        });
+        let handshakes = Arc::new(Handshakes::new(key.is_some()));
         let mut config = builder
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_cert_resolver(Arc::new(ClientCertificate {
                 key,
-                issuer,
+                names,
                 handshakes: handshakes.clone(),
             }));
+        // reqwest leaves a preconfigured client's ALPN alone: these are what it offers with
+        // its own configuration (HTTP/2, else HTTP/1.1).
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls { config, handshakes })
     }
