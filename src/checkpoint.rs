@@ -72,6 +72,10 @@ pub struct Checkpoint {
     /// For one shard of a sharded run: which, and where its pages end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRange>,
+    /// For a sliced run (`[partitions]`, `[windows]`): its slices and where each stands.
+    /// `position` is then the first page's while any slice remains, and `None` after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slices: Option<crate::slice::SliceProgress>,
 }
 
 /// The run's bookkeeping at the end of one part.
@@ -435,6 +439,7 @@ mod tests {
             stated_records: None,
             pagination: None,
             shard: None,
+            slices: None,
         });
         store.save(&state).await.unwrap();
         assert_eq!(store.load().await.unwrap(), state);

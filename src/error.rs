@@ -73,6 +73,17 @@ pub enum Error {
         stated: u64,
         written: u64,
     },
+    /// Slices of a sliced run whose records do not add up to what the API stated for them.
+    #[error(
+        "job `{job}`: {count} slice(s) got other than the records the API stated: {slices}. \
+         The parts are committed and the snapshot is not marked complete; run it again with \
+         --fresh once the API answers consistently, or set `on_count_mismatch = \"warn\"`"
+    )]
+    SliceCount {
+        job: String,
+        count: usize,
+        slices: String,
+    },
     /// `apisnap finalize` of a sharded run while some shards are not complete.
     #[error(
         "job `{job}`: not every shard is complete ({waiting}); the snapshot is finalized once \
@@ -121,7 +132,10 @@ impl Error {
         match self {
             Error::Config(_) => exit::CONFIG,
             Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
-            Error::Fetch(_) | Error::Paginate { .. } | Error::Count { .. } => exit::UPSTREAM,
+            Error::Fetch(_)
+            | Error::Paginate { .. }
+            | Error::Count { .. }
+            | Error::SliceCount { .. } => exit::UPSTREAM,
             Error::State {
                 source:
                     crate::checkpoint::StateError::Locked { .. }

@@ -129,15 +129,26 @@ pub struct Page {
     pub outcome: PageOutcome,
 }
 
+/// Where requests go: the endpoint's URL, query, headers and body — the job's own, or one
+/// slice's, its placeholders filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub url: Url,
+    pub query: Vec<(String, String)>,
+    /// Headers that override the provider's, the credentials' included (a slice's
+    /// `X-Account-Context` acts for its account).
+    pub headers: HeaderMap,
+    pub body: Option<serde_json::Value>,
+}
+
 /// Everything needed to request pages of one job's endpoint.
 pub struct Fetcher {
     job: String,
     http: Http,
     method: Method,
-    url: Url,
-    query: Vec<(String, String)>,
+    target: Target,
+    /// Headers every request carries (the provider's and the endpoint's).
     headers: HeaderMap,
-    body: Option<serde_json::Value>,
     auth: Arc<Authenticator>,
     records_pointer: JsonPointer,
     /// What the paginator reads in each answer, by name and as the list the scan reads.
@@ -177,10 +188,13 @@ impl Fetcher {
             job: parts.job,
             http: parts.http,
             method: parts.method,
-            url: parts.url,
-            query: parts.query.into_iter().collect(),
+            target: Target {
+                url: parts.url,
+                query: parts.query.into_iter().collect(),
+                headers: HeaderMap::new(),
+                body: parts.body,
+            },
             headers: parts.headers,
-            body: parts.body,
             auth: parts.auth,
             records_pointer: parts.records_pointer,
             pointer_list: parts.pointers.list(),
@@ -217,13 +231,23 @@ impl Fetcher {
 
     /// The endpoint, e.g. `GET https://api.example.com/v1/events` (for manifests).
     pub fn endpoint(&self) -> String {
-        format!("{} {}", self.method, self.url)
+        format!("{} {}", self.method, self.target.url)
     }
 
     /// A page request as shown in logs and errors: method and URL, without credentials
     /// (a server's URL may quote one: it is redacted too).
     pub fn describe(&self, page: &PageRequest) -> String {
-        let mut text = format!("{} {}", self.method, self.page_url(page));
+        self.describe_at(&self.target, page)
+    }
+
+    /// The job's own target: its endpoint, for slices to fill in.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// [`Fetcher::describe`] for a request to `target`.
+    pub fn describe_at(&self, target: &Target, page: &PageRequest) -> String {
+        let mut text = format!("{} {}", self.method, self.page_url(target, page));
         if let Some((_, range)) = page.headers.iter().find(|(k, _)| k == "Range") {
             text.push_str(&format!(" (Range: {range})"));
         }
@@ -256,15 +280,20 @@ impl Fetcher {
         page
     }
 
-    fn page_url(&self, page: &PageRequest) -> Url {
+    fn page_url(&self, target: &Target, page: &PageRequest) -> Url {
         if let Some(url) = &page.url {
             return url.clone();
         }
-        let mut url = self.url.clone();
+        let mut url = target.url.clone();
         {
             let mut pairs = url.query_pairs_mut();
             let run_query = self.run_query.read().expect("not poisoned");
-            for (k, v) in self.query.iter().chain(run_query.iter()).chain(&page.query) {
+            for (k, v) in target
+                .query
+                .iter()
+                .chain(run_query.iter())
+                .chain(&page.query)
+            {
                 pairs.append_pair(k, v);
             }
         }
@@ -274,11 +303,11 @@ impl Fetcher {
         url
     }
 
-    fn page_body(&self, page: &PageRequest) -> Option<Bytes> {
-        if self.body.is_none() && page.body.is_empty() {
+    fn page_body(&self, target: &Target, page: &PageRequest) -> Option<Bytes> {
+        if target.body.is_none() && page.body.is_empty() {
             return None;
         }
-        let mut body = self
+        let mut body = target
             .body
             .clone()
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
@@ -294,7 +323,12 @@ impl Fetcher {
 
     /// Fetches one page, retrying transient failures with backoff.
     pub async fn fetch(&self, page: &PageRequest) -> Result<Page, FetchError> {
-        let url = self.page_url(page);
+        self.fetch_at(&self.target, page).await
+    }
+
+    /// [`Fetcher::fetch`] of a page of `target` (a slice's).
+    pub async fn fetch_at(&self, target: &Target, page: &PageRequest) -> Result<Page, FetchError> {
+        let url = self.page_url(target, page);
         if let Some(why) = self.origins.refuse(&url) {
             return Err(FetchError::ForeignHost {
                 job: self.job.clone(),
@@ -302,12 +336,12 @@ impl Fetcher {
                 why,
             });
         }
-        let request = self.describe(page);
-        let body = self.page_body(page);
+        let request = self.describe_at(target, page);
+        let body = self.page_body(target, page);
         let attempts = AtomicU64::new(0);
         let attempt = || {
             attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(&url, &request, page, body.clone())
+            self.attempt(&url, &request, (target, page), body.clone())
         };
         let max_delay = Duration::from_millis(self.http.retry.max_delay_ms);
         attempt
@@ -342,11 +376,13 @@ impl Fetcher {
         &self,
         url: &Url,
         request: &str,
-        page: &PageRequest,
+        (target, page): (&Target, &PageRequest),
         body: Option<Bytes>,
     ) -> Result<Page, FetchError> {
         let creds = self.credentials().await?;
-        let response = self.send(url, request, page, body.clone(), &creds).await?;
+        let response = self
+            .send(url, request, (target, page), body.clone(), &creds)
+            .await?;
         let response = if response.status() == StatusCode::UNAUTHORIZED {
             let rejected = |detail: &str| FetchError::Auth {
                 job: self.job.clone(),
@@ -370,7 +406,9 @@ impl Fetcher {
             }
             tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying once");
             let creds = self.credentials().await?;
-            let retried = self.send(url, request, page, body, &creds).await?;
+            let retried = self
+                .send(url, request, (target, page), body, &creds)
+                .await?;
             if retried.status() == StatusCode::UNAUTHORIZED {
                 return Err(rejected("even after a fresh login"));
             }
@@ -456,7 +494,7 @@ impl Fetcher {
         &self,
         url: &Url,
         request: &str,
-        page: &PageRequest,
+        (target, page): (&Target, &PageRequest),
         body: Option<Bytes>,
         creds: &Credentials,
     ) -> Result<reqwest::Response, FetchError> {
@@ -472,11 +510,17 @@ impl Fetcher {
                 pairs.append_pair(k, v.expose());
             }
         }
-        let mut builder = self
-            .http
-            .client
-            .request(self.method.clone(), url)
-            .headers(self.headers.clone());
+        let mut builder = self.http.client.request(self.method.clone(), url).headers(
+            if target.headers.is_empty() {
+                self.headers.clone()
+            } else {
+                let mut headers = self.headers.clone();
+                for (name, value) in &target.headers {
+                    headers.insert(name, value.clone());
+                }
+                headers
+            },
+        );
         for (name, value) in &page.headers {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
@@ -486,7 +530,10 @@ impl Fetcher {
             }
         }
         for (name, value) in &creds.headers {
-            builder = builder.header(name, value);
+            // A slice's header wins over one the credentials bring (its account context).
+            if !target.headers.contains_key(name) {
+                builder = builder.header(name, value);
+            }
         }
         if let Some(body) = body {
             builder = builder

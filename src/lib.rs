@@ -13,6 +13,8 @@
 //! - [`auth`]: turns credentials into request headers and keeps the token fresh.
 //! - [`fetch`]: one page request, retried with backoff, errors that name the request.
 //! - [`paginate`]: which page comes next and when to stop; one runtime type per strategy.
+//! - [`slice`]: a job cut into partitions and date windows, each slice its own list of
+//!   pages and its own place in the checkpoint.
 //! - [`ratelimit`]: requests per second per provider, shared by its jobs.
 //! - [`incremental`]: high-water marks, so a run fetches only what is new.
 //! - [`decode`] and [`columns`]: page bodies to Arrow record batches, with columns declared
@@ -52,6 +54,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod sink;
+pub mod slice;
 pub mod status;
 pub mod storage;
 pub mod table;

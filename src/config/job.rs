@@ -31,6 +31,18 @@ pub struct JobConfig {
     /// (`offset`, `page`, `range_header`); the others go one at a time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The partitions the request is made for (an account, a store, a parent record): the
+    /// request once per partition, its values in `{partition.NAME}` placeholders and
+    /// written as columns.
+    #[serde(default)]
+    pub partitions: Option<crate::slice::PartitionsConfig>,
+    /// Date windows the request is made for, `[start, end)`, each partition's windows
+    /// apart.
+    #[serde(default)]
+    pub windows: Option<crate::slice::WindowsConfig>,
+    /// How the slices (partition × window) are fetched.
+    #[serde(default)]
+    pub slices: crate::slice::SlicesConfig,
     /// Where and how to write the snapshot.
     #[serde(default)]
     pub output: OutputConfig,
@@ -216,6 +228,7 @@ impl JobConfig {
                 "`body` needs a request with a body: set `endpoint.method = \"POST\"`",
             ));
         }
+        self.validate_slices(&mut errors);
         self.output.validate(&mut errors);
         if let Some(i) = &self.incremental {
             i.validate(&mut errors);
@@ -253,6 +266,50 @@ impl JobConfig {
             }
         }
         errors
+    }
+}
+
+impl JobConfig {
+    /// Whether the job is cut into slices.
+    pub fn sliced(&self) -> bool {
+        self.partitions.is_some() || self.windows.is_some()
+    }
+
+    fn validate_slices(&self, errors: &mut ConfigErrors) {
+        if let Some(p) = &self.partitions {
+            p.validate(errors);
+        }
+        if let Some(w) = &self.windows {
+            w.validate(errors);
+        }
+        self.slices.validate(errors);
+        let e = &self.endpoint;
+        let mut texts: Vec<String> = vec![e.path.clone()];
+        texts.extend(e.query.values().cloned());
+        texts.extend(e.headers.values().cloned());
+        let mut found: Vec<String> = texts
+            .iter()
+            .flat_map(|t| crate::slice::template::placeholders(t))
+            .collect();
+        found.extend(
+            e.body
+                .iter()
+                .flat_map(crate::slice::template::json_placeholders),
+        );
+        crate::slice::config::check_placeholders(
+            &found,
+            self.partitions.as_ref(),
+            self.windows.is_some(),
+            errors,
+        );
+        if self.sliced() && self.incremental.is_some() {
+            errors.push(ConfigError::field(
+                "incremental",
+                "a job with `[partitions]` or `[windows]` cannot be incremental yet (a mark \
+                 per partition is not kept): use windows with a relative `start` (`-2d`) \
+                 instead",
+            ));
+        }
     }
 }
 

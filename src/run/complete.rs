@@ -24,6 +24,9 @@ impl Job {
         let sink_error = |e| self.sink_error(e);
         let mut done = state.in_progress.clone().expect("the run's checkpoint");
         self.account(done.stated_records, done.records)?;
+        if let Some(progress) = &done.slices {
+            self.account_slices(progress)?;
+        }
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
         let csv_columns_differ =
             self.output.format == crate::sink::Format::Csv && !done.columns_added.is_empty();
@@ -227,6 +230,73 @@ impl Job {
             schema: ColumnInfo::of(schema, added),
             invalid_values_nulled: nulled,
             dropped_fields: run.dropped.clone(),
+            slices: run.slices.as_ref().map(slice_counts).unwrap_or_default(),
         }
     }
+
+    /// Every slice got what the API stated for it, unless the job accepts a difference.
+    fn account_slices(&self, progress: &crate::slice::SliceProgress) -> Result<(), Error> {
+        if progress.mismatches.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = progress
+            .mismatches
+            .iter()
+            .take(5)
+            .map(|m| {
+                format!(
+                    "{} (stated {}, written {})",
+                    crate::slice::Slicing::describe(&progress.plan, m.slice),
+                    m.stated,
+                    m.records
+                )
+            })
+            .collect();
+        let list = format!(
+            "{}{}",
+            shown.join("; "),
+            if progress.mismatches.len() > 5 {
+                "; …"
+            } else {
+                ""
+            }
+        );
+        if self.on_count_mismatch == crate::config::OnCountMismatch::Warn {
+            tracing::warn!(job = %self.name, slices = %list, "slices whose records differ from the count the API stated (on_count_mismatch = warn)");
+            return Ok(());
+        }
+        Err(Error::SliceCount {
+            job: self.name.clone(),
+            count: progress.mismatches.len(),
+            slices: list,
+        })
+    }
+}
+
+/// The manifest's account of a sliced run: per partition, each range of windows done.
+fn slice_counts(progress: &crate::slice::SliceProgress) -> Vec<crate::sink::snapshot::SliceCount> {
+    let plan = &progress.plan;
+    progress
+        .done
+        .iter()
+        .flat_map(|(p, ranges)| {
+            ranges.iter().map(move |r| {
+                let partition = plan
+                    .partitions
+                    .get(*p as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                let (from, to) = match &plan.windows {
+                    Some(w) => (Some(w.get(r.first).start), Some(w.get(r.end - 1).end)),
+                    None => (None, None),
+                };
+                crate::sink::snapshot::SliceCount {
+                    partition,
+                    from,
+                    to,
+                    records: r.records,
+                }
+            })
+        })
+        .collect()
 }

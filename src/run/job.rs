@@ -43,6 +43,8 @@ pub struct Job {
     /// The declared columns, if the job has a column file.
     pub(super) declared: Option<SchemaRef>,
     pub(super) counters: Arc<Counters>,
+    /// How the job is cut into slices, if it is.
+    pub(super) slicing: Option<crate::slice::Slicing>,
 }
 
 /// What a run has fetched so far, for a progress display; updated as pages arrive.
@@ -153,22 +155,76 @@ impl JobDefinition {
             handshakes,
             peer: Default::default(),
         };
+        let auth = Arc::new(auth);
+        let limiter = provider
+            .rate_limit
+            .as_ref()
+            .and_then(|r| crate::ratelimit::shared(provider_name, r));
         let fetcher = Fetcher::new(FetcherParts {
             job: self.name.clone(),
-            http,
+            http: http.clone(),
             method: endpoint.method.as_reqwest(),
             url: join_url(&base, &endpoint.path),
             query: endpoint.query.clone(),
-            headers,
+            headers: headers.clone(),
             body: endpoint.body.clone(),
-            auth: Arc::new(auth),
+            auth: auth.clone(),
             records_pointer: endpoint.records_pointer.clone(),
             pointers: paginator.pointers().clone(),
             allowed_hosts: provider.allowed_hosts.clone(),
-            limiter: provider
-                .rate_limit
-                .as_ref()
-                .and_then(|r| crate::ratelimit::shared(provider_name, r)),
+            limiter: limiter.clone(),
+        });
+        let slicing = self.job.sliced().then(|| {
+            let source = match &self.job.partitions {
+                Some(crate::slice::PartitionsConfig::Endpoint {
+                    path,
+                    query,
+                    items_pointer,
+                    fields,
+                    pagination,
+                    ..
+                }) => {
+                    let paginator = pagination
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or(crate::paginate::PaginationConfig::None(Default::default()))
+                        .build();
+                    let lister = Fetcher::new(FetcherParts {
+                        job: self.name.clone(),
+                        http: http.clone(),
+                        method: reqwest::Method::GET,
+                        url: join_url(&base, path),
+                        query: query.clone(),
+                        headers: headers.clone(),
+                        body: None,
+                        auth: auth.clone(),
+                        records_pointer: items_pointer.clone(),
+                        pointers: paginator.pointers().clone(),
+                        allowed_hosts: provider.allowed_hosts.clone(),
+                        limiter: limiter.clone(),
+                    });
+                    Some(crate::slice::PartitionSource::new(
+                        lister,
+                        paginator,
+                        fields.clone(),
+                    ))
+                }
+                _ => None,
+            };
+            let template = crate::slice::Template {
+                base: base.clone(),
+                path: endpoint.path.clone(),
+                query: endpoint.query.clone(),
+                headers: endpoint.headers.clone(),
+                body: endpoint.body.clone(),
+            };
+            crate::slice::Slicing::new(
+                self.job.partitions.clone(),
+                source,
+                self.job.windows.clone(),
+                template,
+                self.job.slices.concurrency,
+            )
         });
         let declared = match &self.job.schema.file {
             Some(file) => Some(Arc::new(
@@ -217,6 +273,7 @@ impl JobDefinition {
             on_count_mismatch: self.job.on_count_mismatch,
             declared,
             counters: Arc::default(),
+            slicing,
         })
     }
 }
@@ -370,7 +427,11 @@ impl Job {
             Ok(())
         });
         let fetched = self
-            .fetch_stage(self.paginator.first().position, None, tx, None)
+            .fetch_stage(
+                super::pipeline::List::whole(self.paginator.first().position, None),
+                tx,
+                None,
+            )
             .await;
         let parsed = join(&self.name, sink).await;
         let pages = fetched?;

@@ -299,7 +299,30 @@ impl Job {
             .map_err(|e| self.sink_error(e))?;
         let (position, shard, schema) = match options.shard {
             None => (Some(self.paginator.first().position), None, None),
+            Some(_) if self.slicing.is_some() => {
+                return Err(ConfigError::field(
+                    "partitions",
+                    format!(
+                        "{} is cut into slices, which `--shard` does not split yet: run it \
+                         whole (`slices.concurrency` fetches slices at once)",
+                        self.name
+                    ),
+                )
+                .into());
+            }
             Some(shard) => self.plan_shard(shard).await?,
+        };
+        let slices = match &self.slicing {
+            Some(slicing) => {
+                let plan = slicing.plan(now).await.map_err(|message| Error::Paginate {
+                    job: self.name.clone(),
+                    position: "the slices".into(),
+                    message,
+                })?;
+                tracing::info!(job = %self.name, slices = plan.len(), partitions = plan.partitions.len(), "slices planned");
+                Some(crate::slice::SliceProgress::new(plan))
+            }
+            None => None,
         };
         let since = match &self.incremental {
             Some(inc) => inc
@@ -330,6 +353,7 @@ impl Job {
             stated_records: None,
             pagination: Some(self.paginator.fingerprint().to_string()),
             shard,
+            slices,
         })
     }
 

@@ -14,6 +14,7 @@ mod kalibrate;
 mod log;
 mod netography;
 mod paging;
+mod report;
 mod seal;
 mod spreetail;
 mod tls;
@@ -39,6 +40,7 @@ pub use hostile::{
     LIE as HOSTILE_LIE, serial as hostile_serial,
 };
 pub use log::RequestRecord;
+pub use report::{Event as ReportEvent, REPORT_ACCOUNTS, events as report_events};
 pub use tls::SandboxTls;
 pub use tokens::Tokens;
 
@@ -292,7 +294,8 @@ impl Sandbox {
                 seal::routes()
                     .merge(paging::routes())
                     .merge(hostile::routes())
-                    .merge(changes::routes()),
+                    .merge(changes::routes())
+                    .merge(report::routes()),
             )
             .nest("/armor", armor::routes())
             .nest("/netography", netography::routes())

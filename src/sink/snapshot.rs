@@ -335,6 +335,22 @@ pub struct Manifest {
     /// Values of fields the columns lack, dropped (`schema.drift = "ignore"`), per field.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub dropped_fields: std::collections::BTreeMap<String, u64>,
+    /// A sliced run's slices and their records: per partition, consecutive windows together.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<SliceCount>,
+}
+
+/// The records of one partition in a run of windows (or the whole partition).
+#[derive(Clone, Debug, Serialize)]
+pub struct SliceCount {
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub partition: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The windows' span, `[from, to)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    pub records: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

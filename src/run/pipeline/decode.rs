@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use tokio::sync::mpsc;
 
@@ -11,14 +12,71 @@ use super::{FetchedPage, ToWriter};
 use crate::Error;
 use crate::decode::{PageDecoder, infer_schema};
 
+/// The partitions of a sliced run: each page's values, added to its records as columns.
+pub(super) struct Partitions {
+    pub(super) plan: Option<Arc<crate::slice::SlicePlan>>,
+    /// The columns, after the records' own; empty when none are written.
+    pub(super) columns: Vec<arrow_schema::FieldRef>,
+}
+
+impl Partitions {
+    /// The snapshot's columns: the records', then the partitions'.
+    fn schema(&self, records: &SchemaRef) -> Result<SchemaRef, String> {
+        if self.columns.is_empty() {
+            return Ok(records.clone());
+        }
+        if let Some(clash) = self
+            .columns
+            .iter()
+            .find(|c| records.field_with_name(c.name()).is_ok())
+        {
+            return Err(format!(
+                "the records have a field `{}`, which is also a partition's value (written as \
+                 a column): name the partition's value otherwise",
+                clash.name()
+            ));
+        }
+        let fields: Vec<arrow_schema::FieldRef> = records
+            .fields()
+            .iter()
+            .chain(&self.columns)
+            .cloned()
+            .collect();
+        Ok(Arc::new(arrow_schema::Schema::new(fields)))
+    }
+
+    /// `batch` with the columns of slice `slice`'s partition.
+    fn add(
+        &self,
+        batch: RecordBatch,
+        schema: &SchemaRef,
+        slice: Option<u64>,
+    ) -> Result<RecordBatch, String> {
+        if self.columns.is_empty() {
+            return Ok(batch);
+        }
+        let plan = self.plan.as_ref().expect("a sliced run has a plan");
+        let partition = slice.and_then(|i| plan.get(i).partition);
+        let mut columns = batch.columns().to_vec();
+        columns.extend(crate::slice::constant_columns(
+            &self.columns,
+            partition,
+            batch.num_rows(),
+        ));
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+    }
+}
+
 /// Infers the schema from the first page (unless a resumed run brings it), then decodes
 /// every page into batches, each page followed by its end marker. A field that the schema
 /// lacks is handled by the drift policy.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn decode_stage(
     job: &str,
     page_size: usize,
     (drift, on_invalid): (crate::config::Drift, crate::config::OnInvalid),
     schema: Option<SchemaRef>,
+    partitions: Partitions,
     settled: Settled,
     mut pages: mpsc::Receiver<FetchedPage>,
     batches: mpsc::Sender<ToWriter>,
@@ -31,13 +89,18 @@ pub(super) fn decode_stage(
             message: format!("cannot build the decoder: {e}"),
         })
     };
+    // The snapshot's columns (the records' and the partitions'), as the writer has them.
+    let written: std::cell::RefCell<Option<SchemaRef>> = Default::default();
     // New columns go to the writer, then to the pages decoded ahead; `None` when the writer
     // has stopped (its error is the one to report).
     let open = |schema: &SchemaRef| -> Result<Option<PageDecoder>, Error> {
-        if batches
-            .blocking_send(ToWriter::Open(schema.clone()))
-            .is_err()
-        {
+        let full = partitions.schema(schema).map_err(|message| Error::Decode {
+            job: job.to_string(),
+            position: "the first page".into(),
+            message,
+        })?;
+        *written.borrow_mut() = Some(full.clone());
+        if batches.blocking_send(ToWriter::Open(full)).is_err() {
             return Ok(None);
         }
         settled.set(schema);
@@ -141,7 +204,9 @@ pub(super) fn decode_stage(
         } else {
             Vec::new()
         };
+        let full = written.borrow().clone().expect("opened above");
         for batch in decoded {
+            let batch = partitions.add(batch, &full, page.slice).map_err(fail)?;
             if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
                 return Ok(());
             }
@@ -152,6 +217,9 @@ pub(super) fn decode_stage(
                 nulled,
                 dropped,
                 stated: page.stated,
+                slice: page.slice,
+                records: page.count,
+                end_of_run: page.end_of_run,
             })
             .is_err()
         {

@@ -2,26 +2,56 @@
 //! what each held.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::FetchedPage;
 use crate::Error;
+use crate::fetch::Target;
 use crate::paginate::{Next, PageRequest, Position};
 use crate::run::Job;
 
+/// One list of pages: the job's, or one slice's.
+pub(in crate::run) struct List {
+    /// Where its requests go; `None`: the job's endpoint.
+    pub(in crate::run) target: Option<Arc<Target>>,
+    /// The slice it is, if the run is sliced.
+    pub(in crate::run) slice: Option<u64>,
+    pub(in crate::run) start: Position,
+    /// A shard's end.
+    pub(in crate::run) end: Option<u64>,
+}
+
+impl List {
+    /// The job's own list, from `start`.
+    pub(in crate::run) fn whole(start: Position, end: Option<u64>) -> List {
+        List {
+            target: None,
+            slice: None,
+            start,
+            end,
+        }
+    }
+}
+
 impl Job {
-    /// Requests pages until the paginator says stop, keeping up to `concurrency` requests in
-    /// flight where the next request is known in advance, and hands them on in page order.
-    /// Returns the number of pages.
+    /// Requests the pages of `list` until the paginator says stop, keeping up to
+    /// `concurrency` requests in flight where the next request is known in advance, and
+    /// hands them on in page order. Returns the number of pages.
     pub(in crate::run) async fn fetch_stage(
         &self,
-        start: Position,
-        end: Option<u64>,
+        list: List,
         pages: mpsc::Sender<FetchedPage>,
         mut stop: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<u64, Error> {
+        let List {
+            target,
+            slice,
+            start,
+            end,
+        } = list;
         let interrupted = || Error::Interrupted {
             job: self.name.clone(),
         };
@@ -38,7 +68,13 @@ impl Job {
         let spawn = |request: &PageRequest| {
             let fetcher = self.fetcher.clone();
             let request = request.clone();
-            AbortOnDrop(tokio::spawn(async move { fetcher.fetch(&request).await }))
+            let target = target.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                match &target {
+                    Some(target) => fetcher.fetch_at(target, &request).await,
+                    None => fetcher.fetch(&request).await,
+                }
+            }))
         };
         loop {
             if in_flight.is_empty() {
@@ -123,10 +159,14 @@ impl Job {
                     Next::Continue(n) => Some(n.position.clone()),
                     Next::Done => None,
                 },
+                count: page.outcome.records,
                 body: page.body,
                 records: page.records,
                 stated: paginator.stated_records(),
                 decoded: None,
+                slice,
+                // A slice's last page is not the run's: the slices' stage says when that is.
+                end_of_run: slice.is_none() && matches!(next, Next::Done),
             };
             if pages.send(fetched).await.is_err() {
                 // The decoder stopped; its error is the one to report.

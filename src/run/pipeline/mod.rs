@@ -18,7 +18,10 @@
 
 mod decode;
 mod fetch;
+mod slices;
 mod write;
+
+pub(super) use fetch::List;
 
 use std::sync::Arc;
 
@@ -49,6 +52,12 @@ pub(super) struct FetchedPage {
     stated: Option<u64>,
     /// The page decoded ahead, with the columns it was decoded with.
     decoded: Option<(SchemaRef, Vec<RecordBatch>)>,
+    /// Records on the page.
+    count: u64,
+    /// The slice the page is of, in a sliced run.
+    slice: Option<u64>,
+    /// The run's last page: after it, every record has been sent.
+    end_of_run: bool,
 }
 
 enum ToWriter {
@@ -65,6 +74,11 @@ enum ToWriter {
         dropped: Vec<(String, u64)>,
         /// The records the API has stated, as of this page.
         stated: Option<u64>,
+        /// The slice the page is of, and its records.
+        slice: Option<u64>,
+        records: u64,
+        /// The run's last page.
+        end_of_run: bool,
     },
 }
 
@@ -109,13 +123,19 @@ impl Job {
             stop,
         } = inputs;
         let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
+        let plan = checkpoint.slices.as_ref().map(|p| Arc::new(p.plan.clone()));
+        let partition_columns = match (&self.slicing, &plan) {
+            (Some(slicing), Some(plan)) => slicing.columns(plan),
+            _ => Vec::new(),
+        };
         let (ahead_tx, ahead_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
         let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
         // A resumed run keeps its frozen columns; otherwise the declared ones, if any.
+        // (without the partitions' columns, which are the stage's to add).
         let schema = checkpoint
             .schema
             .clone()
-            .map(Arc::new)
+            .map(|s| Arc::new(without(&s, &partition_columns)))
             .or_else(|| self.declared.clone());
         let settled = decode::Settled::default();
         let strict = self.drift != crate::config::Drift::Ignore;
@@ -130,8 +150,14 @@ impl Job {
             let job = self.name.clone();
             let page_size = self.page_size;
             let policy = (self.drift, self.on_invalid);
+            let partitions = decode::Partitions {
+                plan,
+                columns: partition_columns,
+            };
             tokio::task::spawn_blocking(move || {
-                decode::decode_stage(&job, page_size, policy, schema, settled, ahead_rx, batch_tx)
+                decode::decode_stage(
+                    &job, page_size, policy, schema, partitions, settled, ahead_rx, batch_tx,
+                )
             })
         };
         let writer = {
@@ -153,7 +179,13 @@ impl Job {
             })
         };
         let end = checkpoint.shard.as_ref().and_then(|s| s.end);
-        let fetched = self.fetch_stage(position, end, page_tx, stop).await;
+        let fetched = match &checkpoint.slices {
+            Some(progress) => self.slices_stage(progress, page_tx, stop).await,
+            None => {
+                self.fetch_stage(fetch::List::whole(position, end), page_tx, stop)
+                    .await
+            }
+        };
         let decoded = join(&self.name, decoder).await;
         let written = join(&self.name, writer).await;
         // The first failure in pipeline order is the cause; later ones are its echoes. The
@@ -162,4 +194,19 @@ impl Job {
         decoded?;
         Ok((written?, pages))
     }
+}
+
+/// `schema` without the fields named like `columns`.
+fn without(
+    schema: &arrow_schema::Schema,
+    columns: &[arrow_schema::FieldRef],
+) -> arrow_schema::Schema {
+    arrow_schema::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| !columns.iter().any(|c| c.name() == f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
 }

@@ -24,6 +24,16 @@ struct Pending {
     dropped: std::collections::BTreeMap<String, u64>,
     /// The records the API stated, as of the last page received.
     stated: Option<u64>,
+    /// Per slice (a sliced run): its records among them, where it stands after them, and
+    /// what the API stated for it.
+    slices: std::collections::BTreeMap<u64, SliceStep>,
+}
+
+/// What a slice's pages since the last commit did.
+struct SliceStep {
+    records: u64,
+    next: Option<Position>,
+    stated: Option<u64>,
 }
 
 /// The writer's bookkeeping: the job's state, its checkpoint, and what is not yet in it.
@@ -59,7 +69,13 @@ impl Ledger<'_> {
             *checkpoint.dropped.entry(field).or_insert(0) += n;
         }
         checkpoint.position = position;
-        checkpoint.stated_records = p.stated.or(checkpoint.stated_records);
+        if let Some(progress) = checkpoint.slices.as_mut() {
+            for (slice, step) in p.slices {
+                progress.advance(slice, step.records, step.next, step.stated);
+            }
+        } else {
+            checkpoint.stated_records = p.stated.or(checkpoint.stated_records);
+        }
         if closed.is_some() {
             checkpoint.part_ends.push(PartEnd {
                 position: checkpoint.position.clone(),
@@ -242,30 +258,52 @@ pub(super) fn write_stage(
                 nulled,
                 dropped,
                 stated,
+                slice,
+                records,
+                end_of_run,
             } => {
                 for (field, n) in dropped {
                     *ledger.pending.dropped.entry(field).or_insert(0) += n;
                 }
-                if stated.is_some() {
-                    ledger.pending.stated = stated;
-                }
                 at_boundary = true;
+                // Where the run stands after this page: a slice's position is its own; the
+                // run's stays at the start until the last page.
+                let next = match slice {
+                    Some(slice) => {
+                        let step = ledger.pending.slices.entry(slice).or_insert(SliceStep {
+                            records: 0,
+                            next: None,
+                            stated: None,
+                        });
+                        step.records += records;
+                        step.next = next;
+                        step.stated = stated.or(step.stated);
+                        resume_at.clone()
+                    }
+                    None if end_of_run => None,
+                    None => {
+                        if stated.is_some() {
+                            ledger.pending.stated = stated;
+                        }
+                        next
+                    }
+                };
                 resume_at = next.clone();
                 for (field, n) in nulled {
                     *ledger.pending.nulled.entry(field).or_insert(0) += n;
                 }
                 let writer = snapshot.as_mut().expect("Open comes first");
-                let closed = if next.is_none() {
+                let closed = if end_of_run {
                     writer.close_part()
                 } else {
                     writer.end_of_page()
                 }
                 .map_err(sink_error)?;
-                if closed.is_some() || next.is_none() {
+                if closed.is_some() || end_of_run {
                     let parts = writer.parts().to_vec();
                     ledger.commit(closed, &parts, next.clone())?;
                 }
-                if next.is_none() {
+                if end_of_run {
                     return Ok(WriteOutcome {
                         state: ledger.state,
                         complete: true,

@@ -1,0 +1,198 @@
+//! Slices: one job's list cut into partitions (an account, a store, a parent record) and
+//! date windows, each slice the job's request with its values filled in, fetched and
+//! checkpointed on its own.
+//!
+//! - [`config`]: `[partitions]`, `[windows]`, `[slices]`.
+//! - [`window`]: times, spans and the half-open windows between them.
+//! - [`progress`]: the frozen plan of a run and where each slice stands, as the checkpoint
+//!   keeps them.
+//! - [`partition`]: partitions read from another request of the provider.
+//! - [`template`]: a slice's request: `{partition.NAME}`, `{window.start}`,
+//!   `{window.end}` in the path, query, headers and body.
+//!
+//! A slice is `partition × window`: every partition gets every window. The plan is fixed
+//! when a run starts, so a resumed run cuts the same slices and skips the finished ones.
+
+pub mod config;
+pub mod partition;
+pub mod progress;
+pub mod template;
+pub mod window;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, StringArray};
+use arrow_schema::{DataType, Field, FieldRef};
+
+pub use config::{PartitionsConfig, SlicesConfig, WindowsConfig};
+pub use partition::PartitionSource;
+pub use progress::{SlicePlan, SliceProgress};
+pub use template::Template;
+pub use window::WindowPlan;
+
+use crate::fetch::Target;
+
+/// How one job is sliced: the runtime form of its `[partitions]`, `[windows]` and
+/// `[slices]`.
+pub struct Slicing {
+    partitions: Option<PartitionsConfig>,
+    /// Where partitions come from when another request lists them.
+    source: Option<PartitionSource>,
+    windows: Option<WindowsConfig>,
+    template: Template,
+    /// Slices fetched at once.
+    pub concurrency: usize,
+}
+
+impl Slicing {
+    pub fn new(
+        partitions: Option<PartitionsConfig>,
+        source: Option<PartitionSource>,
+        windows: Option<WindowsConfig>,
+        template: Template,
+        concurrency: usize,
+    ) -> Slicing {
+        Slicing {
+            partitions,
+            source,
+            windows,
+            template,
+            concurrency,
+        }
+    }
+
+    /// The slices of a run starting `now`: the partitions listed (asking the API if they
+    /// come from a request) and the windows cut.
+    pub async fn plan(&self, now: chrono::DateTime<chrono::Utc>) -> Result<SlicePlan, String> {
+        let partitions = match (&self.partitions, &self.source) {
+            (None, _) => Vec::new(),
+            (Some(PartitionsConfig::List { values, name, .. }), _) => values
+                .iter()
+                .map(|v| match (v, name) {
+                    (serde_json::Value::Object(map), _) => {
+                        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                    }
+                    (scalar, Some(name)) => BTreeMap::from([(name.clone(), scalar.clone())]),
+                    (scalar, None) => BTreeMap::from([("value".to_string(), scalar.clone())]),
+                })
+                .collect(),
+            (Some(PartitionsConfig::Endpoint { .. }), Some(source)) => source.list().await?,
+            (Some(PartitionsConfig::Endpoint { .. }), None) => {
+                return Err("the partitions' request was not built".into());
+            }
+        };
+        if let Some(first) = partitions.first() {
+            let names: Vec<&String> = first.keys().collect();
+            if let Some((i, _)) = partitions
+                .iter()
+                .enumerate()
+                .find(|(_, p)| p.keys().collect::<Vec<_>>() != names)
+            {
+                return Err(format!(
+                    "partition {} has other values than the first ({}): every partition \
+                     needs the same names",
+                    i + 1,
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let windows = match &self.windows {
+            Some(w) => Some(WindowPlan::new(w, now)?),
+            None => None,
+        };
+        Ok(SlicePlan {
+            partitions,
+            windows,
+        })
+    }
+
+    /// The request of slice `index`.
+    pub fn target(&self, plan: &SlicePlan, index: u64) -> Target {
+        self.template
+            .render(&plan.get(index), self.windows.as_ref())
+    }
+
+    /// The columns the partitions' values are written in (none when `columns = false`):
+    /// whole numbers as `int64` when every partition's are, text otherwise.
+    pub fn columns(&self, plan: &SlicePlan) -> Vec<FieldRef> {
+        if !self.partitions.as_ref().is_some_and(|p| p.columns()) {
+            return Vec::new();
+        }
+        let Some(first) = plan.partitions.first() else {
+            return Vec::new();
+        };
+        first
+            .keys()
+            .map(|name| {
+                let integers = plan
+                    .partitions
+                    .iter()
+                    .all(|p| p.get(name).is_some_and(|v| v.is_i64()));
+                let data_type = if integers {
+                    DataType::Int64
+                } else {
+                    DataType::Utf8
+                };
+                Arc::new(Field::new(name, data_type, false))
+            })
+            .collect()
+    }
+
+    /// A short name of slice `index` for logs and manifests: `account_id=7 2026-11-30..2026-12-01`.
+    pub fn describe(plan: &SlicePlan, index: u64) -> String {
+        let slice = plan.get(index);
+        let mut parts: Vec<String> = slice
+            .partition
+            .map(|p| p.iter().map(|(k, v)| format!("{k}={}", text(v))).collect())
+            .unwrap_or_default();
+        if let Some(w) = slice.window {
+            parts.push(format!(
+                "{}..{}",
+                w.start.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                w.end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ));
+        }
+        parts.join(" ")
+    }
+}
+
+/// A scalar as text: strings without quotes.
+pub(crate) fn text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Constant columns for `rows` rows of one partition: its values in `columns`' order and
+/// types.
+pub fn constant_columns(
+    columns: &[FieldRef],
+    partition: Option<&BTreeMap<String, serde_json::Value>>,
+    rows: usize,
+) -> Vec<ArrayRef> {
+    columns
+        .iter()
+        .map(|field| {
+            let value = partition.and_then(|p| p.get(field.name()));
+            let array: ArrayRef = match field.data_type() {
+                DataType::Int64 => Arc::new(Int64Array::from(vec![
+                    value
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or_default();
+                    rows
+                ])),
+                _ => {
+                    let v = value.map(text).unwrap_or_default();
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, rows)))
+                }
+            };
+            array
+        })
+        .collect()
+}

@@ -1,0 +1,274 @@
+//! Sliced jobs through the binary: the sandbox's report API (`/seal/accounts`, and
+//! `/seal/report?account&from&to`, events every three hours, so day windows meet events on
+//! their boundaries) read per account and per window, every record once with its partition
+//! column, and still once after twenty `kill -9`s.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use apisnap::sandbox::{REPORT_ACCOUNTS, SandboxConfig, report_events};
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use common::{Workspace, assert_exit, provider_env, snapshot_dirs, spawn, text};
+
+const JOB: &str = "account_report";
+/// 2026-11-01T00:00:00Z and five days later.
+const FROM: i64 = 1_793_491_200;
+const DAYS: i64 = 5;
+
+/// The report job: accounts from `/accounts`, day windows (or `step`), pages of `page`.
+fn job(step: &str, page: u64) -> String {
+    format!(
+        r#"provider = "seal_metrics"
+
+[endpoint]
+path = "/report"
+query = {{ account = "{{partition.account_id}}" }}
+
+[partitions]
+type = "endpoint"
+path = "/accounts"
+items_pointer = "/accounts"
+fields = {{ account_id = "/id" }}
+
+[windows]
+start = "2026-11-01"
+end = "2026-11-06"
+step = "{step}"
+start_param = "from"
+end_param = "to"
+
+[slices]
+concurrency = 4
+
+[pagination]
+type = "offset"
+offset_param = "skip"
+limit_param = "limit"
+page_size = {page}
+total_pointer = "/total"
+
+[output]
+format = "parquet"
+dir = "out/{{job}}/{{run_id}}"
+part_records = 10
+"#
+    )
+}
+
+/// `(account_id column, id, value, at in seconds)` of every row of a snapshot, in order.
+fn rows(dir: &Path) -> Vec<(i64, i64, i64, i64)> {
+    let mut out = Vec::new();
+    for part in common::parts(dir) {
+        for batch in common::read_parquet(&part) {
+            let int = |name: &str| {
+                let col = batch
+                    .column_by_name(name)
+                    .unwrap_or_else(|| panic!("{name}"));
+                arrow_cast::cast(col, &arrow_schema::DataType::Int64).unwrap()
+            };
+            let (partition, id, value) = (int("account_id"), int("id"), int("value"));
+            let at = batch.column_by_name("at").unwrap();
+            let at = arrow_cast::cast(
+                at,
+                &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Second, None),
+            )
+            .unwrap();
+            let at = arrow_cast::cast(&at, &arrow_schema::DataType::Int64).unwrap();
+            for i in 0..batch.num_rows() {
+                assert!(!partition.is_null(i));
+                out.push((
+                    partition
+                        .as_primitive::<arrow_array::types::Int64Type>()
+                        .value(i),
+                    id.as_primitive::<arrow_array::types::Int64Type>().value(i),
+                    value
+                        .as_primitive::<arrow_array::types::Int64Type>()
+                        .value(i),
+                    at.as_primitive::<arrow_array::types::Int64Type>().value(i),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every account's events in the five days, once: `(account, id, value, at)`.
+fn expected(records: u64) -> BTreeMap<i64, (i64, i64, i64)> {
+    let mut all = BTreeMap::new();
+    for a in REPORT_ACCOUNTS {
+        for e in report_events(a, FROM, FROM + DAYS * 86_400, records) {
+            let at = chrono::DateTime::parse_from_rfc3339(&e.at)
+                .unwrap()
+                .timestamp();
+            all.insert(e.id as i64, (a as i64, e.value as i64, at));
+        }
+    }
+    all
+}
+
+/// The rows of the one complete snapshot, checked against [`expected`]: every record
+/// once, with its account in the partition column.
+fn check_snapshot(ws: &Workspace, records: u64) -> serde_json::Value {
+    let dirs = snapshot_dirs(&ws.path().join("out"));
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let dir = &dirs[0];
+    assert!(dir.join("_SUCCESS").exists());
+    let got = rows(dir);
+    let want = expected(records);
+    let mut seen = BTreeMap::new();
+    for (partition, id, value, at) in &got {
+        assert!(
+            seen.insert(*id, (*partition, *value, *at)).is_none(),
+            "record {id} written twice"
+        );
+    }
+    assert_eq!(seen.len(), want.len(), "records written");
+    assert_eq!(seen, want, "every record once, with its account");
+    serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accounts_records_once_in_day_windows_with_its_partition_column() {
+    let records = 100;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(&format!("jobs/{JOB}.toml"), &job("1d", 3));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let manifest = check_snapshot(&ws, records);
+    // 3 accounts × 5 days × 8 events; midnight events belong to the day they start.
+    assert_eq!(manifest["records"], 120);
+    let slices = manifest["slices"].as_array().unwrap();
+    assert_eq!(
+        slices.len(),
+        3,
+        "one entry per account, its days together: {slices:?}"
+    );
+    for (s, account) in slices.iter().zip(REPORT_ACCOUNTS) {
+        assert_eq!(s["partition"]["account_id"], account);
+        assert_eq!(s["records"], 40);
+        assert_eq!(s["from"], "2026-11-01T00:00:00Z");
+        assert_eq!(s["to"], "2026-11-06T00:00:00Z");
+    }
+    // Each request named its account and window; no window asked twice.
+    let mut windows = std::collections::BTreeSet::new();
+    for r in sandbox.requests() {
+        if r.target.contains("/report") && r.target.contains("skip=0&") {
+            assert!(
+                windows.insert(r.target.clone()),
+                "asked twice: {}",
+                r.target
+            );
+        }
+    }
+    assert_eq!(windows.len(), 15, "{windows:?}");
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert!(state["in_progress"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twenty_times_a_sliced_run_still_holds_every_record_once() {
+    let records = 40;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(40),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    // Hour windows, pages of one: 360 slices, one in three with a record.
+    ws.write(&format!("jobs/{JOB}.toml"), &job("1h", 1));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let mut rng = fastrand::Rng::with_seed(20261201);
+    let mut kills = 0;
+    let mut finished_early = 0;
+    while kills < 20 {
+        let mut child = spawn(&ws, &env, &["run", JOB]);
+        tokio::time::sleep(Duration::from_millis(rng.u64(150..500))).await;
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success());
+                finished_early += 1;
+                assert!(finished_early < 5, "runs finish too fast to be killed");
+                std::fs::remove_dir_all(ws.path().join("out")).unwrap();
+                std::fs::remove_dir_all(ws.path().join("state")).unwrap();
+            }
+            None => {
+                child.start_kill().unwrap(); // SIGKILL
+                child.wait().await.unwrap();
+                kills += 1;
+                for d in snapshot_dirs(&ws.path().join("out")) {
+                    assert!(!d.join("_SUCCESS").exists(), "a killed run left _SUCCESS");
+                }
+            }
+        }
+    }
+    // Requests of the killed processes still in the server's hands finish first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
+    )
+    .unwrap();
+    let done = state["in_progress"]["slices"]["slices_done"]
+        .as_u64()
+        .unwrap();
+    let open = state["in_progress"]["slices"]["open"]
+        .as_object()
+        .unwrap()
+        .len() as u64;
+    assert!(done > 0, "the killed runs committed slices");
+    let before = sandbox.requests().len();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("resumed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let manifest = check_snapshot(&ws, records);
+    assert_eq!(manifest["records"], 3 * 40);
+    // The resumed run asked only for the slices not done (a slice's first page is
+    // `skip=0`; the others are the offset strategy's speculation).
+    let firsts = sandbox.requests()[before..]
+        .iter()
+        .filter(|r| r.target.contains("/report") && r.target.contains("skip=0&"))
+        .count() as u64;
+    // (a slice in flight resumes after its committed pages, not at `skip=0`)
+    assert_eq!(firsts, 360 - done - open, "slices fetched again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_in_slices_name_the_file_the_field_and_what_was_expected() {
+    let ws = Workspace::with_shipped_jobs();
+    let bad = job("1w", 3)
+        .replace("{partition.account_id}", "{partition.acount}")
+        .replace("start = \"2026-11-01\"", "start = \"yesterday\"");
+    ws.write(&format!("jobs/{JOB}.toml"), &bad);
+    let out = ws
+        .apisnap(&["validate", &format!("jobs/{JOB}.toml")], &[])
+        .await;
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    for expected in [
+        "account_report.toml",
+        "the placeholder `{partition.acount}`: the partitions have no value `acount` (they have `account_id`)",
+        "windows.start",
+        "`yesterday`: expected `now`",
+        "windows.step",
+        "`1w`: expected a number and a unit",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in {stderr}");
+    }
+}
