@@ -51,7 +51,22 @@ impl ProgressDisplay {
                 let mut barred = false;
                 loop {
                     let p = handle.read();
-                    if let Some(stated) = p.stated {
+                    if let Some((done, slices)) = p.slices {
+                        // A sliced run: slices done of all, with the time left.
+                        if !barred {
+                            bar.set_style(
+                                indicatif::ProgressStyle::with_template(
+                                    "{spinner} {prefix} {elapsed_precise} [{bar:30}] {pos}/{len} \
+                                     slices ETA {eta} {msg}",
+                                )
+                                .expect("a valid template")
+                                .progress_chars("=> "),
+                            );
+                            barred = true;
+                        }
+                        bar.set_length(slices);
+                        bar.set_position(done.min(slices));
+                    } else if let Some(stated) = p.stated {
                         // The API said how many: a bar with percent and time left.
                         if !barred {
                             bar.set_style(

@@ -57,6 +57,9 @@ pub(super) struct Counters {
     pub(super) stated: std::sync::atomic::AtomicU64,
     /// The records committed before this process began (a resumed run).
     pub(super) committed_before: std::sync::atomic::AtomicU64,
+    /// A sliced run's slices in all (0: not sliced), and those done (fetched).
+    pub(super) slices: std::sync::atomic::AtomicU64,
+    pub(super) slices_done: std::sync::atomic::AtomicU64,
 }
 
 /// A live view of a running job's progress.
@@ -79,6 +82,8 @@ pub struct Progress {
     pub stated: Option<u64>,
     /// Records of the run committed before this process began (a resumed run).
     pub committed_before: u64,
+    /// A sliced run's slices done and in all.
+    pub slices: Option<(u64, u64)>,
 }
 
 impl ProgressHandle {
@@ -92,6 +97,9 @@ impl ProgressHandle {
             logins: self.fetcher.auth().logins(),
             stated: Some(self.counters.stated.load(Relaxed)).filter(|s| *s > 0),
             committed_before: self.counters.committed_before.load(Relaxed),
+            slices: Some(self.counters.slices.load(Relaxed))
+                .filter(|n| *n > 0)
+                .map(|n| (self.counters.slices_done.load(Relaxed), n)),
         }
     }
 }

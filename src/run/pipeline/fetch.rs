@@ -144,7 +144,8 @@ impl Job {
                 self.counters
                     .bytes
                     .fetch_add(page.body.len() as u64, Relaxed);
-                if let Some(stated) = paginator.stated_records() {
+                // A slice's total is its own, not the run's.
+                if let Some(stated) = paginator.stated_records().filter(|_| slice.is_none()) {
                     self.counters.stated.store(stated, Relaxed);
                 }
             }

@@ -28,6 +28,13 @@ impl Job {
     ) -> Result<u64, Error> {
         let slicing = self.slicing.as_ref().expect("a sliced job has its slicing");
         let plan = &progress.plan;
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.counters.slices.store(plan.len(), Relaxed);
+            self.counters
+                .slices_done
+                .store(progress.slices_done, Relaxed);
+        }
         let mut remaining = progress.remaining().collect::<Vec<_>>().into_iter();
         let mut active = FuturesUnordered::new();
         let mut count = 0;
@@ -47,7 +54,12 @@ impl Job {
             }
             match active.next().await {
                 None => break,
-                Some(Ok(n)) => count += n,
+                Some(Ok(n)) => {
+                    count += n;
+                    self.counters
+                        .slices_done
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 // The slices in flight are dropped with their requests.
                 Some(Err(e)) => return Err(e),
             }
