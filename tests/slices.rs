@@ -312,3 +312,173 @@ async fn a_terminal_shows_the_slices_done_of_all() {
     assert!(screen.contains("/15 slices ETA"), "{screen}");
     assert!(screen.contains("[=="), "a bar: {screen}");
 }
+
+/// `(account_id, id, name)` of every row of a snapshot of the Armor job.
+fn armor_rows(dir: &Path) -> Vec<(i64, i64, String)> {
+    let mut out = Vec::new();
+    for part in common::parts(dir) {
+        for batch in common::read_parquet(&part) {
+            let int = |name: &str| {
+                arrow_cast::cast(
+                    batch
+                        .column_by_name(name)
+                        .unwrap_or_else(|| panic!("{name}")),
+                    &arrow_schema::DataType::Int64,
+                )
+                .unwrap()
+            };
+            let (account, id) = (int("account_id"), int("id"));
+            let name = batch
+                .column_by_name("name")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            for i in 0..batch.num_rows() {
+                out.push((
+                    account
+                        .as_primitive::<arrow_array::types::Int64Type>()
+                        .value(i),
+                    id.as_primitive::<arrow_array::types::Int64Type>().value(i),
+                    name.value(i).to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_sliced_jobs_read_every_account_once() {
+    let records = 1_000;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+
+    // Armor: the accounts from /me, each read with its X-Account-Context.
+    let env = provider_env(&sandbox, &ws, "armor");
+    let out = ws.apisnap(&["run", "armor_account_events"], &env).await;
+    assert_exit(&out, 0);
+    let dirs = snapshot_dirs(&ws.path().join("out/armor_account_events"));
+    assert_eq!(dirs.len(), 1);
+    let mut seen = std::collections::BTreeSet::new();
+    for (account, id, name) in armor_rows(&dirs[0]) {
+        assert!(seen.insert((account, id)), "{account}/{id} twice");
+        assert_eq!(name, apisnap::sandbox::data::record(id as u64).name);
+    }
+    let mut want = std::collections::BTreeSet::new();
+    for account in apisnap::sandbox::credentials::ARMOR_ACCOUNTS {
+        let first = apisnap::sandbox::armor_account_first(account, records);
+        for id in first..records {
+            want.insert((account as i64, id as i64));
+        }
+    }
+    assert_eq!(seen, want, "every account's events, once each");
+    let contexts: std::collections::BTreeSet<String> = sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.target.starts_with("/armor/events"))
+        .filter_map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-account-context"))
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(contexts, ["42".to_string(), "7".to_string()].into());
+
+    // Seal Metrics: the report of the last seven whole days, per account.
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", "seal_metrics_report"], &env).await;
+    assert_exit(&out, 0);
+    let dirs = snapshot_dirs(&ws.path().join("out/seal_metrics_report"));
+    assert_eq!(dirs.len(), 1);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].join("_manifest.json")).unwrap()).unwrap();
+    let slices = manifest["slices"].as_array().unwrap();
+    assert_eq!(slices.len(), REPORT_ACCOUNTS.len(), "{slices:?}");
+    let time = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    };
+    let (from, to) = (time(&slices[0]["from"]), time(&slices[0]["to"]));
+    assert_eq!(to - from, 7 * 86_400, "seven days");
+    assert_eq!(to % 86_400, 0, "ending at midnight");
+    let mut want = 0;
+    for (slice, account) in slices.iter().zip(REPORT_ACCOUNTS) {
+        let events = report_events(account, from, to, records);
+        assert_eq!(slice["records"], events.len());
+        want += events.len();
+    }
+    assert_eq!(manifest["records"], want);
+    assert_eq!(want, 3 * 7 * 8);
+}
+
+/// Killed with parts committed, one of them then lost: the sliced run goes back to its
+/// start (a part's end does not say where each slice stood) and still writes every record
+/// once; a job whose slices changed since the kill is refused rather than resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_part_or_changed_slices_never_complete_a_sliced_run_with_records_missing() {
+    let records = 40;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(30),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(&format!("jobs/{JOB}.toml"), &job("1h", 1));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let state_file = ws.path().join(format!("state/{JOB}.json"));
+    let parts_committed = || -> usize {
+        std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["in_progress"]["parts"].as_array().map(|a| a.len()))
+            .unwrap_or(0)
+    };
+    let mut child = spawn(&ws, &env, &["run", JOB]);
+    let started = std::time::Instant::now();
+    while parts_committed() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no parts committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+
+    // Other windows since the kill: refused, the checkpoint kept.
+    ws.write(&format!("jobs/{JOB}.toml"), &job("2h", 1));
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("changed since the interrupted run") && stderr.contains("--fresh"),
+        "{stderr}"
+    );
+    ws.write(&format!("jobs/{JOB}.toml"), &job("1h", 1));
+
+    // The first part lost.
+    let dir = snapshot_dirs(&ws.path().join("out"))[0].clone();
+    std::fs::remove_file(&common::parts(&dir)[0]).unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let manifest = check_snapshot(&ws, records);
+    assert_eq!(manifest["records"], 3 * 40);
+    // The partition column is a whole number where every account's id is one.
+    let part = &common::parts(&snapshot_dirs(&ws.path().join("out"))[0])[0];
+    let batches = common::read_parquet(part);
+    assert_eq!(
+        batches[0]
+            .schema()
+            .field_with_name("account_id")
+            .unwrap()
+            .data_type(),
+        &arrow_schema::DataType::Int64
+    );
+}

@@ -25,6 +25,21 @@ impl Job {
         let mut done = state.in_progress.clone().expect("the run's checkpoint");
         self.account(done.stated_records, done.records)?;
         if let Some(progress) = &done.slices {
+            // Every slice done, and their records the run's: anything else is a bug that
+            // would complete a snapshot with records missing.
+            if !progress.finished() || progress.records_done() != done.records {
+                return Err(Error::Internal {
+                    job: self.name.clone(),
+                    message: format!(
+                        "the slices do not add up ({} of {} done, {} records of {}): the \
+                         checkpoint is kept; run the job with --fresh",
+                        progress.slices_done,
+                        progress.plan.len(),
+                        progress.records_done(),
+                        done.records
+                    ),
+                });
+            }
             self.account_slices(progress)?;
         }
         let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
@@ -267,7 +282,7 @@ impl Job {
         }
         Err(Error::SliceCount {
             job: self.name.clone(),
-            count: progress.mismatches.len(),
+            count: progress.mismatched as usize,
             slices: list,
         })
     }

@@ -116,17 +116,30 @@ impl JobDefinition {
             .auth
             .build(provider_name, &base, env)
             .map_err(|e| e.in_file(&self.provider_file))?;
-        let mut headers = HeaderMap::new();
-        // Endpoint headers are inserted last, so they win over the provider's.
-        for (name, value) in provider.headers.iter().chain(&self.job.endpoint.headers) {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) else {
-                continue; // rejected by validation already
-            };
-            headers.insert(name, value);
-        }
+        let header_map = |pairs: &mut dyn Iterator<Item = (&String, &String)>| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) else {
+                    continue; // rejected by validation already
+                };
+                headers.insert(name, value);
+            }
+            headers
+        };
+        // Endpoint headers are inserted last, so they win over the provider's; those with
+        // placeholders are each slice's to fill in.
+        let headers = header_map(
+            &mut provider.headers.iter().chain(
+                self.job
+                    .endpoint
+                    .headers
+                    .iter()
+                    .filter(|(_, v)| crate::slice::template::placeholders(v).is_empty()),
+            ),
+        );
         let proxying = provider
             .proxy
             .build(env)
@@ -203,7 +216,8 @@ impl JobDefinition {
                         method: reqwest::Method::GET,
                         url: join_url(&base, path),
                         query: query.clone(),
-                        headers: headers.clone(),
+                        // The provider's: the endpoint's are for the slices' requests.
+                        headers: header_map(&mut provider.headers.iter()),
                         body: None,
                         auth: auth.clone(),
                         records_pointer: items_pointer.clone(),
@@ -358,7 +372,25 @@ impl Job {
     /// `lenient`: a page the paginator cannot make sense of is still shown (`check`).
     pub(super) async fn first_page(&self, lenient: bool) -> Result<FirstPage, Error> {
         let request = self.paginator.first();
-        let page = self.fetcher.fetch(&request).await?;
+        let page = match &self.slicing {
+            // A sliced job's first page is its first slice's.
+            Some(slicing) => {
+                let failed = |message: String| Error::Paginate {
+                    job: self.name.clone(),
+                    position: "the slices".into(),
+                    message,
+                };
+                let plan = slicing.plan(chrono::Utc::now()).await.map_err(failed)?;
+                if plan.is_empty() {
+                    return Err(failed(
+                        "the job has no slices now: no partition or no window".into(),
+                    ));
+                }
+                let target = slicing.target(&plan, 0).map_err(failed)?;
+                self.fetcher.fetch_at(&target, &request).await?
+            }
+            None => self.fetcher.fetch(&request).await?,
+        };
         let mut paginator = self.paginator.clone();
         let next = paginator.next(&request, &page.outcome);
         if let (Err(e), false) = (next, lenient) {

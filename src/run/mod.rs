@@ -177,7 +177,7 @@ impl Job {
             parts: done.parts,
             resumed,
             pages,
-            requests: self.fetcher.requests(),
+            requests: self.fetcher.requests() + self.slicing.as_ref().map_or(0, |s| s.requests()),
             retries: self.fetcher.retries(),
             logins: self.fetcher.auth().logins(),
             duration_secs: started.elapsed().as_secs_f64(),

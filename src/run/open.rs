@@ -181,6 +181,13 @@ impl Job {
             k if in_step => cp.part_ends.get(k - 1).cloned(),
             _ => None,
         };
+        // A part holds pages of several slices, and a part's end does not say where each
+        // stood: a sliced run goes back to its first part, every slice to its start.
+        let end = end.filter(|_| cp.slices.is_none());
+        if let Some(progress) = cp.slices.as_mut() {
+            *progress = crate::slice::SliceProgress::new(progress.plan.clone())
+                .with_fingerprint(progress.fingerprint.clone());
+        }
         let k = if end.is_some() { k } else { 0 };
         let first = match &cp.shard {
             Some(range) => match (range.start, self.paginator.first().position) {
@@ -262,6 +269,25 @@ impl Job {
             .position
             .as_ref()
             .is_some_and(|p| self.paginator.resume(p).is_err());
+        let slicing_now = self.slicing.as_ref().map(|s| s.fingerprint());
+        let slicing_then = cp.slices.as_ref().map(|p| p.fingerprint.as_deref());
+        let other_slices = match (slicing_now, slicing_then) {
+            (None, None) => false,
+            (Some(now), Some(then)) => then != Some(now),
+            _ => true,
+        };
+        if other_slices {
+            return Err(ConfigError::field(
+                "partitions",
+                format!(
+                    "the partitions, windows or request of {} changed since the interrupted \
+                     run (run {}): its slices are not this job's; run it with --fresh to \
+                     start over",
+                    self.name, cp.run_id
+                ),
+            )
+            .into());
+        }
         if other_settings || other_kind {
             return Err(ConfigError::field(
                 "pagination",
@@ -320,7 +346,10 @@ impl Job {
                     message,
                 })?;
                 tracing::info!(job = %self.name, slices = plan.len(), partitions = plan.partitions.len(), "slices planned");
-                Some(crate::slice::SliceProgress::new(plan))
+                Some(
+                    crate::slice::SliceProgress::new(plan)
+                        .with_fingerprint(Some(slicing.fingerprint().to_string())),
+                )
             }
             None => None,
         };

@@ -52,7 +52,7 @@ impl Job {
             records: 0,
             pages: 0,
             bytes: 0,
-            requests: self.fetcher.requests(),
+            requests: self.fetcher.requests() + self.slicing.as_ref().map_or(0, |s| s.requests()),
             retries: self.fetcher.retries(),
             logins: auth.logins(),
             reauthentications: auth.reauthentications(),

@@ -32,6 +32,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub use armor::account_first as armor_account_first;
 pub use changes::{Change, state as changes_state};
 pub use faults::{Fault, FaultConfig};
 pub use hostile::{

@@ -250,8 +250,38 @@ impl WindowsConfig {
                     ),
                 ))
             }
+            Ok(step)
+                if self.granularity == Granularity::Second
+                    && step.num_milliseconds() % 1000 != 0 =>
+            {
+                errors.push(ConfigError::field(
+                    "windows.step",
+                    format!(
+                        "`{}` is not whole seconds, and `granularity = \"second\"`: set \
+                         `granularity = \"millisecond\"` or a step in seconds",
+                        self.step
+                    ),
+                ))
+            }
             Ok(_) => {}
             Err(e) => errors.push(ConfigError::field("windows.step", e)),
+        }
+        if self.format == TimeFormat::EpochSeconds && self.granularity == Granularity::Millisecond {
+            errors.push(ConfigError::field(
+                "windows.format",
+                "`epoch_seconds` cannot carry milliseconds: use `epoch_millis`, or \
+                 `granularity = \"second\"`",
+            ));
+        }
+        if self.end_inclusive
+            && self.granularity == Granularity::Day
+            && self.format != TimeFormat::Date
+        {
+            errors.push(ConfigError::field(
+                "windows.end_inclusive",
+                "an inclusive end at day granularity is a date (`to=2026-11-30` takes the whole \
+                 day; a time would take only its first instant): set `format = \"date\"`",
+            ));
         }
         if let Some(l) = &self.lookback
             && let Err(e) = super::window::parse_span(l)

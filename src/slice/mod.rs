@@ -43,7 +43,12 @@ pub struct Slicing {
     template: Template,
     /// Slices fetched at once.
     pub concurrency: usize,
+    /// Of the settings a plan depends on, for checkpoints.
+    fingerprint: String,
 }
+
+/// The most slices one run takes.
+const MAX_SLICES: u64 = 10_000_000;
 
 impl Slicing {
     pub fn new(
@@ -53,13 +58,36 @@ impl Slicing {
         template: Template,
         concurrency: usize,
     ) -> Slicing {
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            let settings = serde_json::json!({
+                "partitions": partitions,
+                "windows": windows,
+                "path": template.path,
+                "query": template.query,
+                "headers": template.headers,
+                "body": template.body,
+            });
+            format!("{:x}", Sha256::digest(settings.to_string().as_bytes()))
+        };
         Slicing {
             partitions,
             source,
             windows,
             template,
             concurrency,
+            fingerprint,
         }
+    }
+
+    /// Requests made to list the partitions.
+    pub fn requests(&self) -> u64 {
+        self.source.as_ref().map_or(0, |s| s.requests())
+    }
+
+    /// Of the settings the slices depend on: the partitions, the windows, the request.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The slices of a run starting `now`: the partitions listed (asking the API if they
@@ -82,6 +110,23 @@ impl Slicing {
                 return Err("the partitions' request was not built".into());
             }
         };
+        // The same partition twice would write its records twice.
+        let mut seen = std::collections::HashSet::new();
+        let listed = partitions.len();
+        let partitions: Vec<_> = partitions
+            .into_iter()
+            .filter(|p| seen.insert(serde_json::to_string(p).unwrap_or_default()))
+            .collect();
+        if partitions.len() < listed {
+            tracing::warn!(
+                listed,
+                distinct = partitions.len(),
+                "partitions listed more than once are fetched once"
+            );
+        }
+        if self.partitions.is_some() && partitions.is_empty() {
+            tracing::warn!("no partitions: the snapshot will be empty");
+        }
         if let Some(first) = partitions.first() {
             let names: Vec<&String> = first.keys().collect();
             if let Some((i, _)) = partitions
@@ -105,16 +150,34 @@ impl Slicing {
             Some(w) => Some(WindowPlan::new(w, now)?),
             None => None,
         };
-        Ok(SlicePlan {
+        let plan = SlicePlan {
+            partitioned: self.partitions.is_some(),
             partitions,
             windows,
-        })
+        };
+        if plan.len() > MAX_SLICES {
+            return Err(format!(
+                "{} slices ({} partitions × {} windows) is more than {MAX_SLICES}: take longer \
+                 windows (`windows.step`) or fewer partitions",
+                plan.len(),
+                plan.partitions.len().max(1),
+                plan.windows.as_ref().map_or(1, |w| w.len())
+            ));
+        }
+        if plan.windows.as_ref().is_some_and(|w| w.is_empty()) {
+            tracing::warn!(
+                "the windows' end is not after their start: no window, the snapshot will be empty"
+            );
+        }
+        Ok(plan)
     }
 
-    /// The request of slice `index`.
-    pub fn target(&self, plan: &SlicePlan, index: u64) -> Target {
+    /// The request of slice `index`; an error when a value cannot go where the endpoint
+    /// puts it (a header cannot hold `Zürich`).
+    pub fn target(&self, plan: &SlicePlan, index: u64) -> Result<Target, String> {
         self.template
             .render(&plan.get(index), self.windows.as_ref())
+            .map_err(|e| format!("slice {}: {e}", Slicing::describe(plan, index)))
     }
 
     /// The columns the partitions' values are written in (none when `columns = false`):
@@ -195,4 +258,49 @@ pub fn constant_columns(
             array
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slicing(partitions: PartitionsConfig) -> Slicing {
+        Slicing::new(
+            Some(partitions),
+            None,
+            None,
+            Template {
+                base: url::Url::parse("https://api.example.com").unwrap(),
+                path: "/a/{partition.id}".into(),
+                query: Default::default(),
+                headers: Default::default(),
+                body: None,
+            },
+            1,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_partition_listed_twice_is_fetched_once_and_none_means_no_slice() {
+        let list: PartitionsConfig =
+            toml::from_str("type = \"list\"\nname = \"id\"\nvalues = [7, 42, 7, \"7\"]").unwrap();
+        let plan = slicing(list).plan(chrono::Utc::now()).await.unwrap();
+        // `7` and `"7"` are different values: both kept; the second `7` is not.
+        assert_eq!(plan.partitions.len(), 3);
+        assert_eq!(plan.len(), 3);
+        let empty = SlicePlan {
+            partitioned: true,
+            partitions: Vec::new(),
+            windows: None,
+        };
+        assert_eq!(
+            empty.len(),
+            0,
+            "no partition, no slice (not one without values)"
+        );
+        let columns =
+            slicing(toml::from_str("type = \"list\"\nname = \"id\"\nvalues = [7, \"x\"]").unwrap());
+        let plan = columns.plan(chrono::Utc::now()).await.unwrap();
+        assert_eq!(columns.columns(&plan)[0].data_type(), &DataType::Utf8);
+    }
 }

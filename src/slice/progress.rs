@@ -12,8 +12,11 @@ use crate::paginate::Position;
 /// The slices of one run, fixed when it starts: a resumed run cuts the same ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SlicePlan {
-    /// The partitions' values, in order; empty when the job has no partitions (one
-    /// implicit partition).
+    /// Whether the job has partitions: without, one implicit partition; with, exactly
+    /// those listed (none, if the API listed none).
+    #[serde(default)]
+    pub partitioned: bool,
+    /// The partitions' values, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,7 +33,10 @@ pub struct Slice<'a> {
 
 impl SlicePlan {
     fn partition_count(&self) -> u64 {
-        (self.partitions.len() as u64).max(1)
+        match self.partitioned {
+            true => self.partitions.len() as u64,
+            false => 1,
+        }
     }
 
     fn window_count(&self) -> u64 {
@@ -68,6 +74,9 @@ impl SlicePlan {
 pub struct OpenSlice {
     pub position: Position,
     pub records: u64,
+    /// What the API has stated for the slice so far (some say it on the first page only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated: Option<u64>,
 }
 
 /// Completed windows `[first, end)` of one partition and the records they held.
@@ -99,9 +108,15 @@ pub struct SliceProgress {
     /// Slices done.
     #[serde(default)]
     pub slices_done: u64,
-    /// Slices whose count did not match the API's (at most the first hundred).
+    /// Slices whose count did not match the API's (the first hundred), and how many in all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<Mismatch>,
+    #[serde(default)]
+    pub mismatched: u64,
+    /// The slicing settings the plan was made under: a resumed run with other settings is
+    /// refused, since its requests would not be the plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl SliceProgress {
@@ -112,7 +127,20 @@ impl SliceProgress {
             done: BTreeMap::new(),
             slices_done: 0,
             mismatches: Vec::new(),
+            mismatched: 0,
+            fingerprint: None,
         }
+    }
+
+    /// The same, made under the slicing settings `fingerprint` names.
+    pub fn with_fingerprint(mut self, fingerprint: Option<String>) -> SliceProgress {
+        self.fingerprint = fingerprint;
+        self
+    }
+
+    /// Records of the slices done.
+    pub fn records_done(&self) -> u64 {
+        self.done.values().flatten().map(|r| r.records).sum()
     }
 
     pub fn is_done(&self, index: u64) -> bool {
@@ -155,6 +183,7 @@ impl SliceProgress {
         stated: Option<u64>,
     ) {
         let total = self.records_of(index) + records;
+        let stated = stated.or(self.open.get(&index).and_then(|s| s.stated));
         match next {
             Some(position) => {
                 self.open.insert(
@@ -162,6 +191,7 @@ impl SliceProgress {
                     OpenSlice {
                         position,
                         records: total,
+                        stated,
                     },
                 );
             }
@@ -172,13 +202,15 @@ impl SliceProgress {
                 }
                 if let Some(stated) = stated
                     && stated != total
-                    && self.mismatches.len() < 100
                 {
-                    self.mismatches.push(Mismatch {
-                        slice: index,
-                        stated,
-                        records: total,
-                    });
+                    self.mismatched += 1;
+                    if self.mismatches.len() < 100 {
+                        self.mismatches.push(Mismatch {
+                            slice: index,
+                            stated,
+                            records: total,
+                        });
+                    }
                 }
                 self.slices_done += 1;
                 let (p, w) = self.plan.split(index);
@@ -213,6 +245,7 @@ mod tests {
     fn plan(partitions: usize, windows: u64) -> SlicePlan {
         let start = chrono::DateTime::from_timestamp(0, 0).unwrap();
         SlicePlan {
+            partitioned: true,
             partitions: (0..partitions)
                 .map(|i| BTreeMap::from([("id".to_string(), serde_json::json!(i))]))
                 .collect(),

@@ -116,6 +116,7 @@ pub fn json_placeholders(value: &serde_json::Value) -> Vec<String> {
     }
 }
 
+/// A value as one path segment: percent-encoded.
 fn segment(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes())
         .collect::<String>()
@@ -123,22 +124,14 @@ fn segment(value: &str) -> String {
 }
 
 impl Template {
-    /// Every placeholder the endpoint uses.
-    pub fn placeholders(&self) -> Vec<String> {
-        let mut texts: Vec<&str> = vec![&self.path];
-        texts.extend(self.query.values().map(String::as_str));
-        texts.extend(self.headers.values().map(String::as_str));
-        let body = self
-            .body
-            .as_ref()
-            .map(|b| b.to_string())
-            .unwrap_or_default();
-        texts.push(&body);
-        texts.into_iter().flat_map(placeholders).collect()
-    }
-
-    /// The request of `slice`.
-    pub fn render(&self, slice: &Slice<'_>, windows: Option<&WindowsConfig>) -> Target {
+    /// The request of `slice`. Only the headers with placeholders are the slice's (they
+    /// replace the job's of the same name, and the credentials'); the others stay the
+    /// job's.
+    pub fn render(
+        &self,
+        slice: &Slice<'_>,
+        windows: Option<&WindowsConfig>,
+    ) -> Result<Target, String> {
         let window = match (slice.window, windows) {
             (Some(w), Some(config)) => Some(super::window::bounds(&w, config)),
             _ => None,
@@ -147,6 +140,19 @@ impl Template {
             partition: slice.partition,
             window,
         };
+        // `.` and `..` (encoded or not) would be resolved by the URL, taking the request to
+        // another path.
+        if let Some(dots) = placeholders(&self.path)
+            .iter()
+            .filter_map(|name| values.get(name))
+            .map(|v| super::text(&v))
+            .find(|v| v.is_empty() || v.chars().all(|c| c == '.'))
+        {
+            return Err(format!(
+                "the value `{dots}` cannot be a segment of the path `{}`",
+                self.path
+            ));
+        }
         let url = crate::vocab::join_url(&self.base, &values.fill(&self.path, segment));
         let mut query: Vec<(String, String)> = self
             .query
@@ -163,20 +169,23 @@ impl Template {
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
-            let filled = values.fill(value, |v| v.to_string());
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&filled),
-            ) {
-                headers.insert(n, v);
+            if placeholders(value).is_empty() {
+                continue;
             }
+            let filled = values.fill(value, |v| v.to_string());
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("header `{name}`: {e}"))?;
+            let v = HeaderValue::from_str(&filled).map_err(|_| {
+                format!("header `{name}` cannot hold `{filled}` (only visible ASCII)")
+            })?;
+            headers.insert(n, v);
         }
-        Target {
+        Ok(Target {
             url,
             query,
             headers,
             body: self.body.as_ref().map(|b| values.fill_json(b)),
-        }
+        })
     }
 }
 
@@ -215,7 +224,7 @@ mod tests {
             partition: Some(&partition),
             window: Some(window),
         };
-        let target = template.render(&slice, Some(&windows));
+        let target = template.render(&slice, Some(&windows)).unwrap();
         assert_eq!(
             target.url.as_str(),
             "https://api.example.com/v1/accounts/a%20b%2Fc/events"
@@ -232,17 +241,22 @@ mod tests {
             target.body.unwrap(),
             serde_json::json!({"account": 7, "label": "acct-7", "range": ["1970-01-01", "1970-01-01"]})
         );
-        assert_eq!(
-            template.placeholders(),
-            vec![
-                "partition.name",
-                "partition.id",
-                "partition.id",
-                "partition.id",
-                "partition.id",
-                "window.start",
-                "window.end"
-            ]
-        );
+        let mut found = placeholders("/a/{partition.name}/{x}/{window.start}");
+        found.extend(json_placeholders(
+            &serde_json::json!({"a": ["{partition.id}"]}),
+        ));
+        assert_eq!(found, ["partition.name", "window.start", "partition.id"]);
+        let dots = Template {
+            path: "/a/{partition.name}".into(),
+            ..template
+        };
+        let up = BTreeMap::from([("name".to_string(), serde_json::json!(".."))]);
+        let slice = Slice {
+            index: 0,
+            partition: Some(&up),
+            window: None,
+        };
+        let refused = dots.render(&slice, None).unwrap_err();
+        assert!(refused.contains("`..` cannot be a segment"), "{refused}");
     }
 }

@@ -288,6 +288,8 @@ pub fn provider_env(sandbox: &Sandbox, ws: &Workspace, provider: &str) -> Vec<(S
         "netography_alerts",
         "spreetail_orders",
         "kalibrate_prices",
+        "armor_account_events",
+        "seal_metrics_report",
     ] {
         env.push((
             format!("{}__OUTPUT__DIR", apisnap::env::job_prefix(job)),

@@ -128,6 +128,8 @@ impl Job {
             (Some(slicing), Some(plan)) => slicing.columns(plan),
             _ => Vec::new(),
         };
+        let partition_names: Vec<String> =
+            partition_columns.iter().map(|f| f.name().clone()).collect();
         let (ahead_tx, ahead_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
         let (batch_tx, batch_rx) = mpsc::channel::<ToWriter>(BATCH_CHANNEL);
         // A resumed run keeps its frozen columns; otherwise the declared ones, if any.
@@ -174,6 +176,7 @@ impl Job {
                     snapshot: &snapshot,
                     cursor_field: cursor.as_deref(),
                     state,
+                    partition_columns: partition_names,
                 };
                 write::write_stage(inputs, batch_rx)
             })

@@ -35,16 +35,25 @@ impl Job {
                 .slices_done
                 .store(progress.slices_done, Relaxed);
         }
-        let mut remaining = progress.remaining().collect::<Vec<_>>().into_iter();
+        let mut remaining = progress.remaining();
         let mut active = FuturesUnordered::new();
         let mut count = 0;
         loop {
-            while active.len() < slicing.concurrency {
+            // Once the decoder or the writer has stopped, its error is the run's: no more
+            // slices are started.
+            while active.len() < slicing.concurrency && !pages.is_closed() {
                 let Some((index, position)) = remaining.next() else {
                     break;
                 };
+                let target = slicing
+                    .target(plan, index)
+                    .map_err(|message| Error::Paginate {
+                        job: self.name.clone(),
+                        position: "the slices".into(),
+                        message,
+                    })?;
                 let list = List {
-                    target: Some(Arc::new(slicing.target(plan, index))),
+                    target: Some(Arc::new(target)),
                     slice: Some(index),
                     start: position.unwrap_or_else(|| self.paginator.first().position),
                     end: None,

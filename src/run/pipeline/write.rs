@@ -156,6 +156,8 @@ pub(super) struct WriteInputs<'a> {
     pub(super) snapshot: &'a Store,
     pub(super) cursor_field: Option<&'a str>,
     pub(super) state: JobState,
+    /// The partitions' columns, which the records' own come before.
+    pub(super) partition_columns: Vec<String>,
 }
 
 /// Appends batches to part files; at a page end, closes a full part (or the last one),
@@ -173,6 +175,7 @@ pub(super) fn write_stage(
         snapshot: store,
         cursor_field,
         state,
+        partition_columns,
     } = inputs;
     let sink_error = |source| Error::Sink {
         job: job.to_string(),
@@ -208,8 +211,14 @@ pub(super) fn write_stage(
                 }
                 if let Some(old) = &schema {
                     let first_part = ledger.checkpoint.parts.len();
+                    // Columns before any record's (an empty first page: nothing, or only the
+                    // partitions') were not columns a part lacked.
+                    let had_records = old
+                        .fields()
+                        .iter()
+                        .any(|f| !partition_columns.iter().any(|c| c == f.name()));
                     for f in s.fields() {
-                        if old.field_with_name(f.name()).is_err() && !old.fields().is_empty() {
+                        if old.field_with_name(f.name()).is_err() && had_records {
                             ledger
                                 .checkpoint
                                 .columns_added
