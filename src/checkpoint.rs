@@ -134,6 +134,10 @@ pub struct JobState {
     /// The last few successful runs, newest first.
     #[serde(default)]
     pub history: Vec<RunRecord>,
+    /// A windowed job's marks: per partition, where its last complete run's windows ended
+    /// (`windows.start = "mark"` starts there).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub window_marks: crate::slice::Marks,
 }
 
 /// How many finished runs the state remembers.

@@ -55,6 +55,24 @@ pub enum Command {
         #[command(flatten)]
         jobs: JobsDir,
     },
+    /// Load a range of a windowed job's history: its windows in `[FROM, TO)`, every
+    /// partition, into a snapshot of its own (`<job dir>/backfill/FROM_TO`), with a
+    /// checkpoint of its own (run it again to resume); the job's marks are left alone.
+    Backfill {
+        /// Job name (looked up in --jobs-dir) or job file path.
+        job: String,
+        /// The first window's start: a date, an ISO-8601 time, or relative (`-90d`).
+        #[arg(long)]
+        from: String,
+        /// The end, excluded.
+        #[arg(long)]
+        to: String,
+        /// Discard the checkpoint of an interrupted backfill of this range and start over.
+        #[arg(long)]
+        fresh: bool,
+        #[command(flatten)]
+        jobs: JobsDir,
+    },
     /// Authenticate and fetch one page; show what came back. Writes nothing.
     Check {
         /// Job name (looked up in --jobs-dir) or job file path.

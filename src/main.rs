@@ -47,6 +47,13 @@ fn try_main(cli: Cli) -> Result<u8, Error> {
             run_id,
             jobs,
         } => finalize(&job, &jobs, shards, run_id.as_deref(), metrics_dir, &env),
+        Command::Backfill {
+            job,
+            from,
+            to,
+            fresh,
+            jobs,
+        } => backfill(&job, &jobs, (&from, &to), fresh, metrics_dir, &env),
         Command::Check { job, jobs } => check(&job, &jobs, &env),
         Command::Validate {
             paths,
@@ -88,6 +95,7 @@ fn run(args: RunArgs, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8, Err
         },
         run_id: args.run_id,
         stop: Some(stop_on_signals(&rt)),
+        backfill: None,
     };
     let mut code = exit::OK;
     for name in &args.jobs {
@@ -108,6 +116,48 @@ fn run(args: RunArgs, metrics_dir: Option<PathBuf>, env: &Env) -> Result<u8, Err
         }
     }
     Ok(code)
+}
+
+/// `apisnap backfill`: one windowed job over `[from, to)`, resumable, its marks untouched.
+fn backfill(
+    name: &str,
+    dir: &JobsDir,
+    (from, to): (&str, &str),
+    fresh: bool,
+    metrics_dir: Option<PathBuf>,
+    env: &Env,
+) -> Result<u8, Error> {
+    let now = chrono::Utc::now();
+    let time = |flag: &str, text: &str| {
+        apisnap::slice::window::parse_time(text, now)
+            .map_err(|e| Error::from(apisnap::config::ConfigError::field(flag, e)))
+    };
+    let range = apisnap::run::Backfill {
+        from: time("--from", from)?,
+        to: time("--to", to)?,
+    };
+    if range.from >= range.to {
+        return Err(apisnap::config::ConfigError::field(
+            "--to",
+            format!("`{to}` is not after `--from` `{from}`"),
+        )
+        .into());
+    }
+    let rt = runtime()?;
+    let options = RunOptions {
+        fresh,
+        metrics_dir,
+        stop: Some(stop_on_signals(&rt)),
+        backfill: Some(range),
+        ..RunOptions::default()
+    };
+    let job = build_job(name, dir, env)?;
+    let progress = apisnap::terminal::ProgressDisplay::start(&rt, &job);
+    let result = rt.block_on(job.run(&options));
+    progress.finish();
+    let summary = result?;
+    print_summary(&summary);
+    Ok(exit::OK)
 }
 
 /// `apisnap run --floor`: the benchmark floors.

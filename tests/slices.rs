@@ -482,3 +482,178 @@ async fn a_lost_part_or_changed_slices_never_complete_a_sliced_run_with_records_
         &arrow_schema::DataType::Int64
     );
 }
+
+/// The report job by marks: each account's windows start where its last complete run's
+/// ended (`initial` the first time), up to a fixed end.
+fn marked_job(end: &str) -> String {
+    job("1d", 100)
+        .replace(
+            "start = \"2026-11-01\"\nend = \"2026-11-06\"",
+            &format!("start = \"mark\"\ninitial = \"2026-11-01\"\nend = \"{end}\""),
+        )
+        .replace("concurrency = 4", "concurrency = 16")
+        .replace("[pagination]", "concurrency = 1\n\n[pagination]")
+}
+
+/// Requests to the report endpoint from `from` on.
+fn report_requests(sandbox: &apisnap::sandbox::Sandbox, from: usize) -> usize {
+    sandbox.requests()[from..]
+        .iter()
+        .filter(|r| r.target.starts_with("/seal/report"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_partitions_keep_a_small_state_and_a_rerun_fetches_nothing() {
+    let accounts = 10_000u64;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 16,
+        report_accounts: Some(accounts),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let text_job = marked_job("2026-11-02");
+    // `concurrency` is a top-level key: it goes before the first table.
+    // Parts of 20,000 records: each commit writes the checkpoint, which names every
+    // partition.
+    let text_job = text_job
+        .replace("concurrency = 1\n\n[pagination]", "[pagination]")
+        .replacen(
+            "provider = \"seal_metrics\"\n",
+            "provider = \"seal_metrics\"\nconcurrency = 1\n",
+            1,
+        )
+        .replace("part_records = 10", "part_records = 20000");
+    ws.write(&format!("jobs/{JOB}.toml"), &text_job);
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let started = std::time::Instant::now();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    eprintln!(
+        "10,000 partitions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        report_requests(&sandbox, 0),
+        accounts as usize,
+        "one request per slice"
+    );
+    let dirs = snapshot_dirs(&ws.path().join("out"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], accounts * 8);
+    let state_file = ws.path().join(format!("state/{JOB}.json"));
+    let size = std::fs::metadata(&state_file).unwrap().len();
+    eprintln!("state after 10,000 partitions: {size} bytes");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let marks = state["window_marks"].as_object().unwrap();
+    assert_eq!(marks.len(), accounts as usize);
+    assert_eq!(marks["{\"account_id\":42}"], "2026-11-02T00:00:00Z");
+    assert!(size < 1_000_000, "the state is {size} bytes");
+
+    // Every window up to the end is done: the rerun lists the accounts and fetches no
+    // report at all.
+    let before = sandbox.requests().len();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    assert_eq!(report_requests(&sandbox, before), 0);
+    assert!(
+        text(&out.stdout).contains("wrote 0 records"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_loads_its_range_apart_and_leaves_the_marks_where_they_were() {
+    let records = 40;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let text_job = marked_job("2026-11-03")
+        .replace("concurrency = 1\n\n[pagination]", "[pagination]")
+        .replacen(
+            "provider = \"seal_metrics\"\n",
+            "provider = \"seal_metrics\"\nconcurrency = 1\n",
+            1,
+        );
+    ws.write(&format!("jobs/{JOB}.toml"), &text_job);
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let state_file = ws.path().join(format!("state/{JOB}.json"));
+    let marks = |file: &Path| {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        state["window_marks"].clone()
+    };
+    let before = marks(&state_file);
+    assert_eq!(before["{\"account_id\":3}"], "2026-11-03T00:00:00Z");
+
+    // Two days later than the marks: loaded apart, in windows, every account.
+    let out = ws
+        .apisnap(
+            &[
+                "backfill",
+                JOB,
+                "--from",
+                "2026-11-03",
+                "--to",
+                "2026-11-05",
+            ],
+            &env,
+        )
+        .await;
+    assert_exit(&out, 0);
+    let dir = ws
+        .path()
+        .join(format!("out/{JOB}/backfill/2026-11-03_2026-11-05"));
+    assert!(dir.join("_SUCCESS").exists(), "{}", text(&out.stderr));
+    let rows = rows(&dir);
+    assert_eq!(rows.len(), 3 * 16, "two days of three accounts");
+    let mut want = std::collections::BTreeSet::new();
+    for a in REPORT_ACCOUNTS {
+        for e in report_events(a, FROM + 2 * 86_400, FROM + 4 * 86_400, records) {
+            want.insert(e.id as i64);
+        }
+    }
+    let got: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        marks(&state_file),
+        before,
+        "the job's marks where they were"
+    );
+    // The job's own snapshot and latest.json are the run's, not the backfill's.
+    let latest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join(format!("out/{JOB}/latest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert!(!latest.to_string().contains("backfill"), "{latest}");
+
+    // A job without windows has nothing to backfill.
+    let out = ws
+        .apisnap(
+            &[
+                "backfill",
+                "seal_metrics_events",
+                "--from",
+                "2026-11-01",
+                "--to",
+                "2026-11-02",
+            ],
+            &env,
+        )
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("has no `[windows]`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -19,6 +19,7 @@ impl Job {
         snapshot: &Store,
         mut state: JobState,
         schema: Option<SchemaRef>,
+        backfill: bool,
     ) -> Result<Checkpoint, Error> {
         let state_error = |e| self.state_error(e);
         let sink_error = |e| self.sink_error(e);
@@ -95,8 +96,14 @@ impl Job {
         };
         // Before the run is recorded: killed while merging, the run's completion is
         // resumed, and merges again.
-        self.merge_table(&placed, &done.parts, &done, Some(&schema))
-            .await?;
+        // A backfill's snapshot stays apart from the table of the job's syncs.
+        if !backfill {
+            self.merge_table(&placed, &done.parts, &done, Some(&schema))
+                .await?;
+        }
+        if let (Some(slicing), Some(progress)) = (&self.slicing, &done.slices) {
+            slicing.marks_after(&progress.plan, &mut state.window_marks);
+        }
         state_store
             .finish(
                 &mut state,

@@ -380,7 +380,10 @@ impl Job {
                     position: "the slices".into(),
                     message,
                 };
-                let plan = slicing.plan(chrono::Utc::now()).await.map_err(failed)?;
+                let (plan, _) = slicing
+                    .plan(chrono::Utc::now(), &Default::default(), None)
+                    .await
+                    .map_err(failed)?;
                 if plan.is_empty() {
                     return Err(failed(
                         "the job has no slices now: no partition or no window".into(),

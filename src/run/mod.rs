@@ -50,6 +50,27 @@ pub struct RunOptions {
     pub shard: Option<crate::paginate::Shard>,
     /// The run's id, instead of a new one: the shards of one sharded run share it.
     pub run_id: Option<String>,
+    /// A bounded historical load of a windowed job (`apisnap backfill`): exactly these
+    /// windows, with a state of its own, its snapshot apart, the job's marks untouched.
+    pub backfill: Option<Backfill>,
+}
+
+/// The range of a backfill, `[from, to)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backfill {
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+impl Backfill {
+    /// The state's and the snapshot's name of this backfill: `2026-10-01_2026-11-01`.
+    pub fn name(&self) -> String {
+        let day = |t: chrono::DateTime<chrono::Utc>| match t.timestamp() % 86_400 {
+            0 => t.format("%Y-%m-%d").to_string(),
+            _ => t.format("%Y-%m-%dT%H%M%SZ").to_string(),
+        };
+        format!("{}_{}", day(self.from), day(self.to))
+    }
 }
 
 /// What a run did.
@@ -153,6 +174,7 @@ impl Job {
                 &opened.snapshot,
                 outcome.state,
                 outcome.schema,
+                options.backfill.is_some(),
             )
             .await?;
         let summary = self.summary(done, opened.resumed, pages, started);
@@ -188,6 +210,19 @@ impl Job {
     fn state_store(&self, shard: Option<crate::paginate::Shard>) -> Result<StateStore, Error> {
         StateStore::open(&self.state_dir, &shards::state_name(&self.name, shard))
             .map_err(|e| self.state_error(e))
+    }
+
+    /// The state of the run `options` describe: a backfill keeps its own, apart from the
+    /// job's (its checkpoint, its history; the job's marks are not in it).
+    fn run_state_store(&self, options: &RunOptions) -> Result<StateStore, Error> {
+        match &options.backfill {
+            Some(b) => StateStore::open(
+                &self.state_dir,
+                &format!("{}.backfill-{}", self.name, b.name()),
+            )
+            .map_err(|e| self.state_error(e)),
+            None => self.state_store(options.shard),
+        }
     }
 
     fn open_store(&self, location: &Location) -> Result<Store, Error> {

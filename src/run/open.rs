@@ -37,7 +37,17 @@ impl Job {
             )
             .into());
         }
-        let state_store = self.state_store(options.shard)?;
+        if options.backfill.is_some() && !self.slicing.as_ref().is_some_and(|s| s.windowed()) {
+            return Err(ConfigError::field(
+                "windows",
+                format!(
+                    "{} has no `[windows]`: a backfill loads a range of windows; add them",
+                    self.name
+                ),
+            )
+            .into());
+        }
+        let state_store = self.run_state_store(options)?;
         // Two runs of one job at once would write the same snapshot: cron and systemd
         // overlap when a run is slow, so the second one stops here.
         let lock = state_store.lock().await.map_err(state_error)?;
@@ -314,10 +324,21 @@ impl Job {
     ) -> Result<Checkpoint, Error> {
         let run_id = options.run_id.clone().unwrap_or_else(new_run_id);
         let now = chrono::Utc::now();
-        let snapshot_dir = self
+        let mut snapshot_dir = self
             .output
             .render_dir(&self.name, now, &run_id)
             .map_err(|e| self.sink_error(e))?;
+        if let Some(backfill) = &options.backfill {
+            // Beside the job's snapshots, in `backfill/`, where its own `latest.json` is.
+            let Some(parent) = snapshot_dir.parent() else {
+                return Err(ConfigError::field(
+                    "output.dir",
+                    format!("{snapshot_dir} has no parent to put a backfill beside"),
+                )
+                .into());
+            };
+            snapshot_dir = parent.join("backfill").join(&backfill.name());
+        }
         let (snapshot_dir, replaces) = self.place(snapshot_dir, &run_id, options.shard).await?;
         let snapshot = self.open_store(&snapshot_dir)?;
         prepare_resume(&snapshot, &[], prefix)
@@ -340,16 +361,22 @@ impl Job {
         };
         let slices = match &self.slicing {
             Some(slicing) => {
-                let plan = slicing.plan(now).await.map_err(|message| Error::Paginate {
-                    job: self.name.clone(),
-                    position: "the slices".into(),
-                    message,
-                })?;
-                tracing::info!(job = %self.name, slices = plan.len(), partitions = plan.partitions.len(), "slices planned");
-                Some(
-                    crate::slice::SliceProgress::new(plan)
-                        .with_fingerprint(Some(slicing.fingerprint().to_string())),
-                )
+                let range = options.backfill.map(|b| (b.from, b.to));
+                let (plan, skipped) = slicing
+                    .plan(now, &state.window_marks, range)
+                    .await
+                    .map_err(|message| Error::Paginate {
+                        job: self.name.clone(),
+                        position: "the slices".into(),
+                        message,
+                    })?;
+                tracing::info!(job = %self.name, slices = plan.len(), partitions = plan.partitions.len(), done_before = skipped.len(), "slices planned");
+                let mut progress = crate::slice::SliceProgress::new(plan)
+                    .with_fingerprint(Some(slicing.fingerprint().to_string()));
+                for slice in skipped {
+                    progress.advance(slice, 0, None, None);
+                }
+                Some(progress)
             }
             None => None,
         };

@@ -27,7 +27,7 @@ impl Job {
         {
             return;
         }
-        let Ok(store) = self.state_store(options.shard) else {
+        let Ok(store) = self.run_state_store(options) else {
             return;
         };
         let state = store.load().await.ok();

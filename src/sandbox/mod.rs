@@ -102,6 +102,8 @@ pub struct SandboxConfig {
     /// Serve HTTPS with these certificates (and require client certificates if they name a
     /// client CA); plain HTTP without.
     pub tls: Option<SandboxTls>,
+    /// The report API's accounts: `1..=n` instead of [`REPORT_ACCOUNTS`] (many partitions).
+    pub report_accounts: Option<u64>,
 }
 
 impl Default for SandboxConfig {
@@ -120,6 +122,7 @@ impl Default for SandboxConfig {
             bad_value_every: None,
             prerender: false,
             tls: None,
+            report_accounts: None,
         }
     }
 }

@@ -58,10 +58,16 @@ fn yes() -> bool {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsConfig {
-    /// The first window's start: an ISO-8601 time or date (`2026-11-01`), or relative to
-    /// now (`-7d`, `-36h`).
+    /// The first window's start: an ISO-8601 time or date (`2026-11-01`), relative to now
+    /// (`-7d`, `-36h`), or `mark`: for each partition, where its last complete run's
+    /// windows ended (`initial` on the first run), so that each run fetches only the
+    /// windows since.
     #[schemars(example = &"-7d")]
     pub start: String,
+    /// With `start = "mark"`: where a partition's windows start before any run has ended
+    /// them (a time, a date or relative, as `start`).
+    #[serde(default)]
+    pub initial: Option<String>,
     /// The last window's end (excluded): `now` (the default), relative (`-1h` leaves the
     /// last hour, where late data lands, for the next run) or absolute.
     #[serde(default = "now")]
@@ -225,10 +231,29 @@ impl PartitionsConfig {
 impl WindowsConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
         let now = chrono::Utc::now();
-        let start = super::window::parse_time(&self.start, now);
-        if let Err(e) = &start {
-            errors.push(ConfigError::field("windows.start", e.clone()));
-        }
+        let start = match (self.start.as_str(), &self.initial) {
+            ("mark", Some(initial)) => super::window::parse_time(initial, now).map_err(|e| {
+                errors.push(ConfigError::field("windows.initial", e.clone()));
+            }),
+            ("mark", None) => {
+                errors.push(ConfigError::field(
+                    "windows.initial",
+                    "`start = \"mark\"` needs where the first run starts, e.g. \
+                     `initial = \"2026-01-01\"` or `\"-30d\"`",
+                ));
+                Err(())
+            }
+            (text, initial) => {
+                if initial.is_some() {
+                    errors.push(ConfigError::field(
+                        "windows.initial",
+                        "only `start = \"mark\"` takes an `initial`",
+                    ));
+                }
+                super::window::parse_time(text, now)
+                    .map_err(|e| errors.push(ConfigError::field("windows.start", e)))
+            }
+        };
         let end = super::window::parse_time(&self.end, now);
         if let Err(e) = &end {
             errors.push(ConfigError::field("windows.end", e.clone()));
@@ -291,6 +316,7 @@ impl WindowsConfig {
         if let (Ok(s), Ok(e)) = (&start, &end)
             && s >= e
             && !self.start.starts_with('-')
+            && self.start != "mark"
             && !self.end.starts_with('-')
         {
             errors.push(ConfigError::field(

@@ -80,6 +80,11 @@ impl Slicing {
         }
     }
 
+    /// Whether the job has date windows (a backfill needs them).
+    pub fn windowed(&self) -> bool {
+        self.windows.is_some()
+    }
+
     /// Requests made to list the partitions.
     pub fn requests(&self) -> u64 {
         self.source.as_ref().map_or(0, |s| s.requests())
@@ -91,8 +96,16 @@ impl Slicing {
     }
 
     /// The slices of a run starting `now`: the partitions listed (asking the API if they
-    /// come from a request) and the windows cut.
-    pub async fn plan(&self, now: chrono::DateTime<chrono::Utc>) -> Result<SlicePlan, String> {
+    /// come from a request) and the windows cut — from the config's `start`, from each
+    /// partition's mark (`start = "mark"`), or exactly `[from, to)` for a backfill. With
+    /// the plan, the slices whose window ends before their partition's mark, which the run
+    /// counts as done.
+    pub async fn plan(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        marks: &Marks,
+        backfill: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    ) -> Result<(SlicePlan, Vec<u64>), String> {
         let partitions = match (&self.partitions, &self.source) {
             (None, _) => Vec::new(),
             (Some(PartitionsConfig::List { values, name, .. }), _) => values
@@ -146,9 +159,32 @@ impl Slicing {
                 ));
             }
         }
-        let windows = match &self.windows {
-            Some(w) => Some(WindowPlan::new(w, now)?),
-            None => None,
+        let keys: Vec<String> = match partitions.is_empty() {
+            true => vec![partition_key(None)],
+            false => partitions.iter().map(|p| partition_key(Some(p))).collect(),
+        };
+        // Where each partition's windows start, by marks.
+        let mut starts: Vec<Option<chrono::DateTime<chrono::Utc>>> = Vec::new();
+        let windows = match (&self.windows, backfill) {
+            (None, _) => None,
+            (Some(w), Some((from, to))) => {
+                // Exactly the range asked for: no lookback.
+                let exact = WindowsConfig {
+                    lookback: None,
+                    ..w.clone()
+                };
+                Some(WindowPlan::new(&exact, now, Some(from), Some(to))?)
+            }
+            (Some(w), None) if w.start == "mark" => {
+                let initial = window::parse_time(w.initial.as_deref().unwrap_or("now"), now)?;
+                starts = keys
+                    .iter()
+                    .map(|k| Some(marks.get(k).copied().unwrap_or(initial)))
+                    .collect();
+                let first = starts.iter().flatten().min().copied().unwrap_or(initial);
+                Some(WindowPlan::new(w, now, Some(first), None)?)
+            }
+            (Some(w), None) => Some(WindowPlan::new(w, now, None, None)?),
         };
         let plan = SlicePlan {
             partitioned: self.partitions.is_some(),
@@ -169,7 +205,45 @@ impl Slicing {
                 "the windows' end is not after their start: no window, the snapshot will be empty"
             );
         }
-        Ok(plan)
+        // A partition's windows that end before its mark (less the lookback) were fetched.
+        let mut skipped = Vec::new();
+        if let (Some(w), Some(config)) = (&plan.windows, &self.windows) {
+            let lookback = match &config.lookback {
+                Some(l) => window::parse_span(l)?,
+                None => chrono::Duration::zero(),
+            };
+            for (p, start) in starts.iter().enumerate() {
+                let Some(start) = start else { continue };
+                let from = *start - lookback;
+                for i in 0..w.len() {
+                    if w.get(i).end > from {
+                        break;
+                    }
+                    skipped.push(p as u64 * w.len() + i);
+                }
+            }
+        }
+        Ok((plan, skipped))
+    }
+
+    /// Each partition's mark after a complete run of `plan`: where its windows ended.
+    pub fn marks_after(&self, plan: &SlicePlan, marks: &mut Marks) {
+        let Some(w) = &plan.windows else { return };
+        if w.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = match plan.partitions.is_empty() {
+            true if !plan.partitioned => vec![partition_key(None)],
+            _ => plan
+                .partitions
+                .iter()
+                .map(|p| partition_key(Some(p)))
+                .collect(),
+        };
+        for key in keys {
+            let mark = marks.entry(key).or_insert(w.end);
+            *mark = (*mark).max(w.end);
+        }
     }
 
     /// The request of slice `index`; an error when a value cannot go where the endpoint
@@ -222,6 +296,18 @@ impl Slicing {
         }
         parts.join(" ")
     }
+}
+
+/// Each partition's mark: where its last complete run's windows ended, by
+/// [`partition_key`].
+pub type Marks = BTreeMap<String, chrono::DateTime<chrono::Utc>>;
+
+/// A partition's key among the marks: its values as JSON (`{"account_id":7}`), `""` for a
+/// job without partitions.
+pub fn partition_key(partition: Option<&BTreeMap<String, serde_json::Value>>) -> String {
+    partition
+        .map(|p| serde_json::to_string(p).unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// A scalar as text: strings without quotes.
@@ -284,7 +370,10 @@ mod tests {
     async fn a_partition_listed_twice_is_fetched_once_and_none_means_no_slice() {
         let list: PartitionsConfig =
             toml::from_str("type = \"list\"\nname = \"id\"\nvalues = [7, 42, 7, \"7\"]").unwrap();
-        let plan = slicing(list).plan(chrono::Utc::now()).await.unwrap();
+        let (plan, _) = slicing(list)
+            .plan(chrono::Utc::now(), &Marks::new(), None)
+            .await
+            .unwrap();
         // `7` and `"7"` are different values: both kept; the second `7` is not.
         assert_eq!(plan.partitions.len(), 3);
         assert_eq!(plan.len(), 3);
@@ -300,7 +389,10 @@ mod tests {
         );
         let columns =
             slicing(toml::from_str("type = \"list\"\nname = \"id\"\nvalues = [7, \"x\"]").unwrap());
-        let plan = columns.plan(chrono::Utc::now()).await.unwrap();
+        let (plan, _) = columns
+            .plan(chrono::Utc::now(), &Marks::new(), None)
+            .await
+            .unwrap();
         assert_eq!(columns.columns(&plan)[0].data_type(), &DataType::Utf8);
     }
 }

@@ -70,13 +70,25 @@ pub struct WindowPlan {
 
 impl WindowPlan {
     /// The plan of `config` at `now`: `start` less the lookback, truncated to the
-    /// granularity, up to `end`, in steps.
-    pub fn new(config: &WindowsConfig, now: DateTime<Utc>) -> Result<WindowPlan, String> {
-        let mut start = parse_time(&config.start, now)?;
+    /// granularity, up to `end`, in steps. `start` and `end`, when given, replace the
+    /// config's (a run by marks, a backfill).
+    pub fn new(
+        config: &WindowsConfig,
+        now: DateTime<Utc>,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<WindowPlan, String> {
+        let mut start = match start {
+            Some(s) => s,
+            None => parse_time(&config.start, now)?,
+        };
         if let Some(l) = &config.lookback {
             start -= parse_span(l)?;
         }
-        let end = parse_time(&config.end, now)?;
+        let end = match end {
+            Some(e) => e,
+            None => parse_time(&config.end, now)?,
+        };
         let step = parse_span(&config.step)?;
         Ok(WindowPlan {
             start: truncate(start, config.granularity),
@@ -106,7 +118,7 @@ impl WindowPlan {
     }
 }
 
-fn truncate(t: DateTime<Utc>, granularity: Granularity) -> DateTime<Utc> {
+pub fn truncate(t: DateTime<Utc>, granularity: Granularity) -> DateTime<Utc> {
     let ms = t.timestamp_millis();
     let unit = match granularity {
         Granularity::Millisecond => 1,
@@ -154,6 +166,7 @@ mod tests {
     fn config(start: &str, end: &str, step: &str) -> WindowsConfig {
         WindowsConfig {
             start: start.into(),
+            initial: None,
             end: end.into(),
             step: step.into(),
             lookback: None,
@@ -168,7 +181,7 @@ mod tests {
     #[test]
     fn windows_are_half_open_and_cover_the_span_once() {
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 10, 30, 0).unwrap();
-        let plan = WindowPlan::new(&config("2026-11-29", "now", "1d"), now).unwrap();
+        let plan = WindowPlan::new(&config("2026-11-29", "now", "1d"), now, None, None).unwrap();
         assert_eq!(plan.len(), 3);
         let w: Vec<Window> = (0..plan.len()).map(|i| plan.get(i)).collect();
         assert_eq!(w[0].end, w[1].start);
@@ -185,7 +198,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 10, 30, 15).unwrap();
         let mut c = config("-2d", "-1h", "6h");
         c.lookback = Some("6h".into());
-        let plan = WindowPlan::new(&c, now).unwrap();
+        let plan = WindowPlan::new(&c, now, None, None).unwrap();
         assert_eq!(
             plan.start,
             Utc.with_ymd_and_hms(2026, 11, 29, 4, 30, 15).unwrap()
