@@ -132,9 +132,13 @@ fn backfill(
         apisnap::slice::window::parse_time(text, now)
             .map_err(|e| Error::from(apisnap::config::ConfigError::field(flag, e)))
     };
+    // Whole seconds, so that the same command names (and resumes) the same backfill.
+    let second = |t: chrono::DateTime<chrono::Utc>| {
+        chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+    };
     let range = apisnap::run::Backfill {
-        from: time("--from", from)?,
-        to: time("--to", to)?,
+        from: second(time("--from", from)?),
+        to: second(time("--to", to)?),
     };
     if range.from >= range.to {
         return Err(apisnap::config::ConfigError::field(

@@ -492,7 +492,12 @@ fn marked_job(end: &str) -> String {
             &format!("start = \"mark\"\ninitial = \"2026-11-01\"\nend = \"{end}\""),
         )
         .replace("concurrency = 4", "concurrency = 16")
-        .replace("[pagination]", "concurrency = 1\n\n[pagination]")
+        // One request per slice: no speculation (a top-level key, before the tables).
+        .replacen(
+            "provider = \"seal_metrics\"\n",
+            "provider = \"seal_metrics\"\nconcurrency = 1\n",
+            1,
+        )
 }
 
 /// Requests to the report endpoint from `from` on.
@@ -514,17 +519,9 @@ async fn ten_thousand_partitions_keep_a_small_state_and_a_rerun_fetches_nothing(
     .await;
     let ws = Workspace::with_shipped_jobs();
     let text_job = marked_job("2026-11-02");
-    // `concurrency` is a top-level key: it goes before the first table.
     // Parts of 20,000 records: each commit writes the checkpoint, which names every
     // partition.
-    let text_job = text_job
-        .replace("concurrency = 1\n\n[pagination]", "[pagination]")
-        .replacen(
-            "provider = \"seal_metrics\"\n",
-            "provider = \"seal_metrics\"\nconcurrency = 1\n",
-            1,
-        )
-        .replace("part_records = 10", "part_records = 20000");
+    let text_job = text_job.replace("part_records = 10", "part_records = 20000");
     ws.write(&format!("jobs/{JOB}.toml"), &text_job);
     let env = provider_env(&sandbox, &ws, "seal_metrics");
     let started = std::time::Instant::now();
@@ -575,13 +572,7 @@ async fn a_backfill_loads_its_range_apart_and_leaves_the_marks_where_they_were()
     })
     .await;
     let ws = Workspace::with_shipped_jobs();
-    let text_job = marked_job("2026-11-03")
-        .replace("concurrency = 1\n\n[pagination]", "[pagination]")
-        .replacen(
-            "provider = \"seal_metrics\"\n",
-            "provider = \"seal_metrics\"\nconcurrency = 1\n",
-            1,
-        );
+    let text_job = marked_job("2026-11-03");
     ws.write(&format!("jobs/{JOB}.toml"), &text_job);
     let env = provider_env(&sandbox, &ws, "seal_metrics");
     let out = ws.apisnap(&["run", JOB], &env).await;
@@ -653,6 +644,77 @@ async fn a_backfill_loads_its_range_apart_and_leaves_the_marks_where_they_were()
     assert_exit(&out, 2);
     assert!(
         text(&out.stderr).contains("has no `[windows]`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Runs by marks: the second, with a later end, asks only for the windows since the
+/// first's end, for every account; with a lookback, one window more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_by_marks_fetches_only_the_windows_since_the_last() {
+    let records = 40;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    ws.write(&format!("jobs/{JOB}.toml"), &marked_job("2026-11-02"));
+    assert_exit(&ws.apisnap(&["run", JOB], &env).await, 0);
+    assert_eq!(report_requests(&sandbox, 0), 3, "one day of three accounts");
+
+    ws.write(&format!("jobs/{JOB}.toml"), &marked_job("2026-11-04"));
+    let before = sandbox.requests().len();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+    let asked: Vec<String> = sandbox.requests()[before..]
+        .iter()
+        .filter(|r| r.target.starts_with("/seal/report"))
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(asked.len(), 6, "two new days of three accounts: {asked:?}");
+    assert!(
+        asked.iter().all(|t| !t.contains("from=2026-11-01")),
+        "{asked:?}"
+    );
+    let newest = snapshot_dirs(&ws.path().join("out"))
+        .into_iter()
+        .max_by_key(|d| std::fs::metadata(d).unwrap().modified().unwrap())
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(newest.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], 3 * 16);
+    assert_eq!(
+        manifest["slices"][0]["from"], "2026-11-02T00:00:00Z",
+        "{manifest}"
+    );
+
+    // A lookback of a day: the day before the marks again, for each account.
+    ws.write(
+        &format!("jobs/{JOB}.toml"),
+        &marked_job("2026-11-05").replace("step = \"1d\"", "step = \"1d\"\nlookback = \"1d\""),
+    );
+    let before = sandbox.requests().len();
+    assert_exit(&ws.apisnap(&["run", JOB], &env).await, 0);
+    assert_eq!(
+        report_requests(&sandbox, before),
+        6,
+        "11-03 again and 11-04"
+    );
+
+    // Marks need a snapshot directory per run.
+    ws.write(
+        &format!("jobs/{JOB}.toml"),
+        &marked_job("2026-11-05").replace("out/{job}/{run_id}", "out/{job}/{date}"),
+    );
+    let out = ws
+        .apisnap(&["validate", &format!("jobs/{JOB}.toml")], &[])
+        .await;
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("`{run_id}`"),
         "{}",
         text(&out.stderr)
     );

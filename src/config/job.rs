@@ -236,8 +236,10 @@ impl JobConfig {
         if let Some(s) = &self.schedule {
             s.validate(&mut errors);
         }
+        // Runs by marks fetch only what is new, as incremental ones do.
+        let by_marks = self.windows.as_ref().is_some_and(|w| w.start == "mark");
         if let Some(t) = &self.table {
-            t.validate(self.incremental.is_some(), &mut errors);
+            t.validate(self.incremental.is_some() || by_marks, &mut errors);
             // The table lives beside the snapshots, in the directory above them, which
             // has to be the job's alone and the same for every run.
             let parts: Vec<&str> = self.output.dir.split('/').collect();
@@ -302,6 +304,20 @@ impl JobConfig {
             self.windows.is_some(),
             errors,
         );
+        let by_marks = self.windows.as_ref().is_some_and(|w| w.start == "mark");
+        let last = self.output.dir.rsplit('/').next().unwrap_or_default();
+        if by_marks && !last.contains("{run_id}") && !last.contains("{timestamp}") {
+            errors.push(ConfigError::field(
+                "output.dir",
+                format!(
+                    "`{}`: with `windows.start = \"mark\"` each run writes only what is new, \
+                     so a second run on one day must not replace the first's snapshot: put \
+                     `{{run_id}}` (or `{{timestamp}}`) in the last part, e.g. \
+                     `out/{{job}}/{{run_id}}`",
+                    self.output.dir
+                ),
+            ));
+        }
         if self.sliced() && self.incremental.is_some() {
             errors.push(ConfigError::field(
                 "incremental",

@@ -83,13 +83,14 @@ impl Job {
         let manifest = self.manifest(&done, &schema, &done.columns_added, done.nulled.clone());
         let placed = match done.replaces.clone() {
             None => {
-                finalize(snapshot, &manifest, self.output.retain)
+                finalize(snapshot, &manifest, self.retain(backfill))
                     .await
                     .map_err(sink_error)?;
                 snapshot.clone()
             }
             Some(target) => {
-                self.replace(snapshot, &target, &done, &manifest).await?;
+                self.replace(snapshot, &target, &done, &manifest, self.retain(backfill))
+                    .await?;
                 done.snapshot_dir = target;
                 self.open_store(&done.snapshot_dir)?
             }
@@ -101,7 +102,7 @@ impl Job {
             self.merge_table(&placed, &done.parts, &done, Some(&schema))
                 .await?;
         }
-        if let (Some(slicing), Some(progress)) = (&self.slicing, &done.slices) {
+        if let (Some(slicing), Some(progress), false) = (&self.slicing, &done.slices, backfill) {
             slicing.marks_after(&progress.plan, &mut state.window_marks);
         }
         state_store
@@ -129,6 +130,7 @@ impl Job {
         target: &crate::storage::Location,
         done: &Checkpoint,
         manifest: &Manifest,
+        retain: Option<usize>,
     ) -> Result<(), Error> {
         let exchanged = self.exchanged(done).await?;
         if !exchanged {
@@ -137,7 +139,7 @@ impl Job {
                 .map_err(|e| self.sink_error(e))?;
         }
         let target_store = self.exchange(staged, target, exchanged).await?;
-        publish(&target_store, manifest, self.output.retain)
+        publish(&target_store, manifest, retain)
             .await
             .map_err(|e| self.sink_error(e))
     }
@@ -256,6 +258,12 @@ impl Job {
         }
     }
 
+    /// How many complete snapshots to keep: the job's `retain`, but for backfills, which
+    /// are each a range of their own and never pruned.
+    fn retain(&self, backfill: bool) -> Option<usize> {
+        self.output.retain.filter(|_| !backfill)
+    }
+
     /// Every slice got what the API stated for it, unless the job accepts a difference.
     fn account_slices(&self, progress: &crate::slice::SliceProgress) -> Result<(), Error> {
         if progress.mismatches.is_empty() {
@@ -302,7 +310,7 @@ fn slice_counts(progress: &crate::slice::SliceProgress) -> Vec<crate::sink::snap
         .done
         .iter()
         .flat_map(|(p, ranges)| {
-            ranges.iter().map(move |r| {
+            ranges.iter().filter(|r| !r.before_mark).map(move |r| {
                 let partition = plan
                     .partitions
                     .get(*p as usize)

@@ -380,7 +380,7 @@ impl Job {
                     position: "the slices".into(),
                     message,
                 };
-                let (plan, _) = slicing
+                let plan = slicing
                     .plan(chrono::Utc::now(), &Default::default(), None)
                     .await
                     .map_err(failed)?;

@@ -110,6 +110,14 @@ impl Job {
     /// wrote.
     pub async fn run(&self, options: &RunOptions) -> Result<RunSummary, Error> {
         let started_at = chrono::Utc::now();
+        // A backfill's range on the windows' grid: its name (state, directory) then stays
+        // the same for the same command.
+        let mut options = options.clone();
+        if let (Some(b), Some(slicing)) = (options.backfill.as_mut(), &self.slicing) {
+            b.from = slicing.truncate(b.from);
+            b.to = slicing.truncate(b.to);
+        }
+        let options = &options;
         let result = self.run_once(options).await;
         self.report(started_at, &result, options).await;
         let summary = result?;

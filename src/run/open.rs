@@ -329,15 +329,7 @@ impl Job {
             .render_dir(&self.name, now, &run_id)
             .map_err(|e| self.sink_error(e))?;
         if let Some(backfill) = &options.backfill {
-            // Beside the job's snapshots, in `backfill/`, where its own `latest.json` is.
-            let Some(parent) = snapshot_dir.parent() else {
-                return Err(ConfigError::field(
-                    "output.dir",
-                    format!("{snapshot_dir} has no parent to put a backfill beside"),
-                )
-                .into());
-            };
-            snapshot_dir = parent.join("backfill").join(&backfill.name());
+            snapshot_dir = self.backfill_dir(backfill, now)?;
         }
         let (snapshot_dir, replaces) = self.place(snapshot_dir, &run_id, options.shard).await?;
         let snapshot = self.open_store(&snapshot_dir)?;
@@ -362,7 +354,7 @@ impl Job {
         let slices = match &self.slicing {
             Some(slicing) => {
                 let range = options.backfill.map(|b| (b.from, b.to));
-                let (plan, skipped) = slicing
+                let plan = slicing
                     .plan(now, &state.window_marks, range)
                     .await
                     .map_err(|message| Error::Paginate {
@@ -370,13 +362,11 @@ impl Job {
                         position: "the slices".into(),
                         message,
                     })?;
-                tracing::info!(job = %self.name, slices = plan.len(), partitions = plan.partitions.len(), done_before = skipped.len(), "slices planned");
-                let mut progress = crate::slice::SliceProgress::new(plan)
-                    .with_fingerprint(Some(slicing.fingerprint().to_string()));
-                for slice in skipped {
-                    progress.advance(slice, 0, None, None);
-                }
-                Some(progress)
+                tracing::info!(job = %self.name, slices = plan.to_fetch(), partitions = plan.partitions.len(), "slices planned");
+                Some(
+                    crate::slice::SliceProgress::new(plan)
+                        .with_fingerprint(Some(slicing.fingerprint().to_string())),
+                )
             }
             None => None,
         };
@@ -411,6 +401,38 @@ impl Job {
             shard,
             slices,
         })
+    }
+
+    /// Where a backfill writes: `backfill/FROM_TO` in the job's directory, the output
+    /// directory up to its first part that changes per run (`{date}`, `{timestamp}`,
+    /// `{run_id}`), with the job's name added if that part lacks it.
+    fn backfill_dir(
+        &self,
+        backfill: &super::Backfill,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Location, Error> {
+        let fixed: Vec<&str> = self
+            .output
+            .dir
+            .split('/')
+            .take_while(|p| {
+                !["{date}", "{timestamp}", "{run_id}"]
+                    .iter()
+                    .any(|v| p.contains(v))
+            })
+            .collect();
+        let mut dir = fixed.join("/");
+        if !dir.contains("{job}") {
+            dir = format!("{}/{{job}}", dir.trim_end_matches('/'));
+        }
+        let dir = format!("{}/backfill/{}", dir.trim_end_matches('/'), backfill.name());
+        let output = crate::sink::OutputConfig {
+            dir,
+            ..self.output.clone()
+        };
+        output
+            .render_dir(&self.name, now, "")
+            .map_err(|e| self.sink_error(e))
     }
 
     /// Where a new run writes, and the complete snapshot it replaces, given what its

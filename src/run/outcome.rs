@@ -94,7 +94,12 @@ impl Job {
             Some(_) => Split::Shard,
             None => Split::Whole,
         };
-        let metrics_dir = options.metrics_dir.as_deref();
+        // A backfill is a one-off: its metrics would pose as the job's (same labels) and
+        // keep the alerts on the job's schedule firing long after it ended.
+        let metrics_dir = options
+            .metrics_dir
+            .as_deref()
+            .filter(|_| options.backfill.is_none());
         self.write_report(&store, &report, last_success, metrics_dir, split)
             .await;
     }

@@ -60,6 +60,18 @@ impl Slicing {
     ) -> Slicing {
         let fingerprint = {
             use sha2::{Digest, Sha256};
+            // What shapes the requests; the range of windows is in the frozen plan (and a
+            // backfill's in its name), so a changed `start` or `end` does not stop a resume.
+            let windows = windows.as_ref().map(|w| {
+                serde_json::json!({
+                    "step": w.step,
+                    "granularity": w.granularity,
+                    "format": w.format,
+                    "start_param": w.start_param,
+                    "end_param": w.end_param,
+                    "end_inclusive": w.end_inclusive,
+                })
+            });
             let settings = serde_json::json!({
                 "partitions": partitions,
                 "windows": windows,
@@ -85,6 +97,15 @@ impl Slicing {
         self.windows.is_some()
     }
 
+    /// `t` truncated to the windows' granularity (a backfill's range, so that the same
+    /// command names the same backfill all day).
+    pub fn truncate(&self, t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        match &self.windows {
+            Some(w) => window::truncate(t, w.granularity),
+            None => t,
+        }
+    }
+
     /// Requests made to list the partitions.
     pub fn requests(&self) -> u64 {
         self.source.as_ref().map_or(0, |s| s.requests())
@@ -105,7 +126,7 @@ impl Slicing {
         now: chrono::DateTime<chrono::Utc>,
         marks: &Marks,
         backfill: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-    ) -> Result<(SlicePlan, Vec<u64>), String> {
+    ) -> Result<SlicePlan, String> {
         let partitions = match (&self.partitions, &self.source) {
             (None, _) => Vec::new(),
             (Some(PartitionsConfig::List { values, name, .. }), _) => values
@@ -159,9 +180,9 @@ impl Slicing {
                 ));
             }
         }
-        let keys: Vec<String> = match partitions.is_empty() {
-            true => vec![partition_key(None)],
-            false => partitions.iter().map(|p| partition_key(Some(p))).collect(),
+        let keys: Vec<String> = match self.partitions.is_some() {
+            false => vec![partition_key(None)],
+            true => partitions.iter().map(|p| partition_key(Some(p))).collect(),
         };
         // Where each partition's windows start, by marks.
         let mut starts: Vec<Option<chrono::DateTime<chrono::Utc>>> = Vec::new();
@@ -186,18 +207,38 @@ impl Slicing {
             }
             (Some(w), None) => Some(WindowPlan::new(w, now, None, None)?),
         };
+        // A partition's windows that end before its mark (less the lookback) were fetched.
+        let mut first_windows = Vec::new();
+        if let (Some(w), Some(config)) = (&windows, &self.windows)
+            && !starts.is_empty()
+        {
+            let lookback = match &config.lookback {
+                Some(l) => window::parse_span(l)?,
+                None => chrono::Duration::zero(),
+            };
+            for start in &starts {
+                // The first window that ends after the partition's start: a division.
+                let first = match start.map(|s| s - lookback) {
+                    Some(from) if from > w.start => {
+                        let ms = (from - w.start).num_milliseconds() as u64;
+                        (ms / w.step_ms as u64).min(w.len())
+                    }
+                    _ => 0,
+                };
+                first_windows.push(first);
+            }
+        }
         let plan = SlicePlan {
             partitioned: self.partitions.is_some(),
             partitions,
             windows,
+            first_windows,
         };
-        if plan.len() > MAX_SLICES {
+        if plan.to_fetch() > MAX_SLICES {
             return Err(format!(
-                "{} slices ({} partitions × {} windows) is more than {MAX_SLICES}: take longer \
-                 windows (`windows.step`) or fewer partitions",
-                plan.len(),
-                plan.partitions.len().max(1),
-                plan.windows.as_ref().map_or(1, |w| w.len())
+                "{} slices to fetch is more than {MAX_SLICES}: take longer windows \
+                 (`windows.step`), fewer partitions or a later `initial`",
+                plan.to_fetch()
             ));
         }
         if plan.windows.as_ref().is_some_and(|w| w.is_empty()) {
@@ -205,42 +246,25 @@ impl Slicing {
                 "the windows' end is not after their start: no window, the snapshot will be empty"
             );
         }
-        // A partition's windows that end before its mark (less the lookback) were fetched.
-        let mut skipped = Vec::new();
-        if let (Some(w), Some(config)) = (&plan.windows, &self.windows) {
-            let lookback = match &config.lookback {
-                Some(l) => window::parse_span(l)?,
-                None => chrono::Duration::zero(),
-            };
-            for (p, start) in starts.iter().enumerate() {
-                let Some(start) = start else { continue };
-                let from = *start - lookback;
-                for i in 0..w.len() {
-                    if w.get(i).end > from {
-                        break;
-                    }
-                    skipped.push(p as u64 * w.len() + i);
-                }
-            }
-        }
-        Ok((plan, skipped))
+        Ok(plan)
     }
 
-    /// Each partition's mark after a complete run of `plan`: where its windows ended.
+    /// Each partition's mark after a complete run of `plan`: where its windows ended, for
+    /// those that had a window to fetch (one whose `initial` is after the end keeps none).
     pub fn marks_after(&self, plan: &SlicePlan, marks: &mut Marks) {
         let Some(w) = &plan.windows else { return };
-        if w.is_empty() {
-            return;
-        }
-        let keys: Vec<String> = match plan.partitions.is_empty() {
-            true if !plan.partitioned => vec![partition_key(None)],
-            _ => plan
+        let keys: Vec<String> = match plan.partitioned {
+            false => vec![partition_key(None)],
+            true => plan
                 .partitions
                 .iter()
                 .map(|p| partition_key(Some(p)))
                 .collect(),
         };
-        for key in keys {
+        for (p, key) in keys.into_iter().enumerate() {
+            if plan.first_window(p as u64) >= w.len() {
+                continue;
+            }
             let mark = marks.entry(key).or_insert(w.end);
             *mark = (*mark).max(w.end);
         }
@@ -370,7 +394,7 @@ mod tests {
     async fn a_partition_listed_twice_is_fetched_once_and_none_means_no_slice() {
         let list: PartitionsConfig =
             toml::from_str("type = \"list\"\nname = \"id\"\nvalues = [7, 42, 7, \"7\"]").unwrap();
-        let (plan, _) = slicing(list)
+        let plan = slicing(list)
             .plan(chrono::Utc::now(), &Marks::new(), None)
             .await
             .unwrap();
@@ -381,6 +405,7 @@ mod tests {
             partitioned: true,
             partitions: Vec::new(),
             windows: None,
+            first_windows: Vec::new(),
         };
         assert_eq!(
             empty.len(),
@@ -389,7 +414,7 @@ mod tests {
         );
         let columns =
             slicing(toml::from_str("type = \"list\"\nname = \"id\"\nvalues = [7, \"x\"]").unwrap());
-        let (plan, _) = columns
+        let plan = columns
             .plan(chrono::Utc::now(), &Marks::new(), None)
             .await
             .unwrap();

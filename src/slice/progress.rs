@@ -21,6 +21,10 @@ pub struct SlicePlan {
     pub partitions: Vec<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<WindowPlan>,
+    /// Per partition, its first window to fetch (`start = "mark"`: the windows before
+    /// end before its mark); empty when every partition starts at the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_windows: Vec<u64>,
 }
 
 /// One slice: a partition's values and a window, either of which may be absent.
@@ -50,6 +54,19 @@ impl SlicePlan {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Partition `p`'s first window to fetch.
+    pub fn first_window(&self, p: u64) -> u64 {
+        self.first_windows.get(p as usize).copied().unwrap_or(0)
+    }
+
+    /// Slices to fetch: those of every partition from its first window on.
+    pub fn to_fetch(&self) -> u64 {
+        let w = self.window_count();
+        (0..self.partition_count())
+            .map(|p| w.saturating_sub(self.first_window(p)))
+            .sum()
     }
 
     /// Slice `index`: partition `index / windows`, window `index % windows`.
@@ -85,6 +102,9 @@ pub struct DoneRange {
     pub first: u64,
     pub end: u64,
     pub records: u64,
+    /// Windows before the partition's mark, not fetched by this run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub before_mark: bool,
 }
 
 /// A slice whose records did not add up to what the API stated for it.
@@ -121,11 +141,29 @@ pub struct SliceProgress {
 
 impl SliceProgress {
     pub fn new(plan: SlicePlan) -> SliceProgress {
+        // The windows before each partition's mark count as done, apart.
+        let mut done = BTreeMap::new();
+        let mut slices_done = 0;
+        for (p, first) in plan.first_windows.iter().enumerate() {
+            let first = (*first).min(plan.window_count());
+            if first > 0 {
+                done.insert(
+                    p as u64,
+                    vec![DoneRange {
+                        first: 0,
+                        end: first,
+                        records: 0,
+                        before_mark: true,
+                    }],
+                );
+                slices_done += first;
+            }
+        }
         SliceProgress {
             plan,
             open: BTreeMap::new(),
-            done: BTreeMap::new(),
-            slices_done: 0,
+            done,
+            slices_done,
             mismatches: Vec::new(),
             mismatched: 0,
             fingerprint: None,
@@ -219,13 +257,14 @@ impl SliceProgress {
                     first: w,
                     end: w + 1,
                     records: total,
+                    before_mark: false,
                 });
                 ranges.sort_by_key(|r| r.first);
-                // Adjacent windows collapse into one range.
+                // Adjacent windows collapse into one range (those before the mark apart).
                 let mut merged: Vec<DoneRange> = Vec::with_capacity(ranges.len());
                 for r in ranges.drain(..) {
                     match merged.last_mut() {
-                        Some(last) if last.end == r.first => {
+                        Some(last) if last.end == r.first && last.before_mark == r.before_mark => {
                             last.end = r.end;
                             last.records += r.records;
                         }
@@ -245,6 +284,7 @@ mod tests {
     fn plan(partitions: usize, windows: u64) -> SlicePlan {
         let start = chrono::DateTime::from_timestamp(0, 0).unwrap();
         SlicePlan {
+            first_windows: Vec::new(),
             partitioned: true,
             partitions: (0..partitions)
                 .map(|i| BTreeMap::from([("id".to_string(), serde_json::json!(i))]))
@@ -271,7 +311,8 @@ mod tests {
             vec![DoneRange {
                 first: 0,
                 end: 10,
-                records: 70
+                records: 70,
+                before_mark: false,
             }]
         );
         assert!(p.open.is_empty());
