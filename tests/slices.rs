@@ -719,3 +719,209 @@ async fn each_run_by_marks_fetches_only_the_windows_since_the_last() {
         text(&out.stderr)
     );
 }
+
+/// A hive layout: a directory per account and day, read by pyarrow and DuckDB with hive
+/// partitioning (the account and the date from the directories' names), every record once;
+/// still so after a kill that leaves parts in those directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hive_layout_is_read_by_pyarrow_and_duckdb_with_its_partitions() {
+    let records = 40;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: Duration::from_millis(30),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let hive_job = job("1d", 1).replace("part_records = 10", "part_records = 3\nlayout = \"hive\"");
+    ws.write(&format!("jobs/{JOB}.toml"), &hive_job);
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    // Killed once parts are committed, then resumed.
+    let state_file = ws.path().join(format!("state/{JOB}.json"));
+    let mut child = spawn(&ws, &env, &["run", JOB]);
+    let started = std::time::Instant::now();
+    loop {
+        let parts = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["in_progress"]["parts"].as_array().map(|a| a.len()))
+            .unwrap_or(0);
+        if parts >= 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no parts committed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 0);
+
+    let dir = snapshot_dirs(&ws.path().join("out"))
+        .into_iter()
+        .find_map(|d| {
+            d.ancestors()
+                .find(|a| a.join("_SUCCESS").exists())
+                .map(Path::to_path_buf)
+        })
+        .expect("a complete snapshot");
+    // account_id=3/date=2026-11-01/part-….parquet, and nothing else below.
+    for account in REPORT_ACCOUNTS {
+        for day in 1..=5 {
+            let d = dir.join(format!("account_id={account}/date=2026-11-0{day}"));
+            assert!(!common::parts(&d).is_empty(), "{} has parts", d.display());
+        }
+    }
+    let python = common::analyst_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/analysts/hive.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hive.py: {}", text(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut want_ids: Vec<i64> = expected(records).keys().copied().collect();
+    want_ids.sort();
+    for reader in ["pyarrow", "duckdb"] {
+        assert_eq!(seen[reader]["rows"], 3 * 40, "{reader}: {seen}");
+        for account in REPORT_ACCOUNTS {
+            for day in 1..=5 {
+                assert_eq!(
+                    seen[reader]["counts"][format!("{account}/2026-11-0{day}")],
+                    8,
+                    "{reader}: account {account}, day {day}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen["pyarrow"]["ids"],
+        serde_json::json!(want_ids),
+        "every record once"
+    );
+    assert_eq!(seen["pyarrow"]["account_id_type"], "int32");
+}
+
+/// `--shard I/N` splits a sliced job by its partitions: two shards, run one after the
+/// other, make one snapshot with every account's records once, and move every account's
+/// mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_of_a_sliced_job_split_its_partitions() {
+    let records = 40;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        report_accounts: Some(12),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(&format!("jobs/{JOB}.toml"), &marked_job("2026-11-03"));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let run_id = "01a23200000000000000000000000abc";
+    let first = ws
+        .apisnap(&["run", JOB, "--shard", "0/2", "--run-id", run_id], &env)
+        .await;
+    assert_exit(&first, 0);
+    let after_first = report_requests(&sandbox, 0);
+    // Each shard first asks for the first slice's first page, whose records give the
+    // columns every shard writes.
+    assert!(
+        after_first > 1 && after_first < 25,
+        "the first shard took some of the 12 accounts × 2 days: {after_first}"
+    );
+    let second = ws
+        .apisnap(&["run", JOB, "--shard", "1/2", "--run-id", run_id], &env)
+        .await;
+    assert_exit(&second, 0);
+    assert_eq!(
+        report_requests(&sandbox, 0),
+        24 + 2,
+        "every slice once, in one shard or the other, and a first page per shard"
+    );
+    let dirs = snapshot_dirs(&ws.path().join("out"));
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(
+        dirs[0].join("_SUCCESS").exists(),
+        "the last shard finalized the run"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for (account, id, _, _) in rows(&dirs[0]) {
+        assert!(seen.insert(id), "{id} twice");
+        assert_eq!(id / 1_000_000, account);
+    }
+    assert_eq!(seen.len(), 12 * 16);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["slices"].as_array().unwrap().len(),
+        12,
+        "{manifest}"
+    );
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["window_marks"].as_object().unwrap().len(), 12);
+    assert!(
+        state["window_marks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|m| m == "2026-11-03T00:00:00Z")
+    );
+}
+
+/// A slice that fails fails the run, naming the request and the status; the slices done
+/// before it stay committed, and the next run asks only for what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_slice_fails_the_run_and_the_next_fetches_only_what_is_missing() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 40,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    // Accounts 3 and 5 answer; 999 is not one of the user's (400, not retried). One slice
+    // at a time: 3's five days, then 5's, then 999's.
+    let listed = job("1d", 100)
+        .replace(
+            "type = \"endpoint\"\npath = \"/accounts\"\nitems_pointer = \"/accounts\"\nfields = { account_id = \"/id\" }",
+            "type = \"list\"\nname = \"account_id\"\nvalues = [3, 5, 999]",
+        )
+        .replace("concurrency = 4", "concurrency = 1")
+        .replace("part_records = 10", "part_records = 1");
+    ws.write(&format!("jobs/{JOB}.toml"), &listed);
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("account=999") && stderr.contains("400"),
+        "names the request and the status: {stderr}"
+    );
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["in_progress"]["slices"]["slices_done"], 10,
+        "3's and 5's days"
+    );
+    assert_eq!(state["in_progress"]["records"], 2 * 40);
+    let before = sandbox.requests().len();
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 4);
+    let again: Vec<String> = sandbox.requests()[before..]
+        .iter()
+        .filter(|r| r.target.starts_with("/seal/report"))
+        .map(|r| r.target.clone())
+        .collect();
+    assert!(
+        !again.is_empty() && again.iter().all(|t| t.contains("account=999")),
+        "{again:?}"
+    );
+}

@@ -230,6 +230,29 @@ impl JobConfig {
         }
         self.validate_slices(&mut errors);
         self.output.validate(&mut errors);
+        if self.output.layout == crate::sink::Layout::Hive {
+            if !self.sliced() {
+                errors.push(ConfigError::field(
+                    "output.layout",
+                    "`hive` lays out a sliced job's parts by partition and window: add \
+                     `[partitions]` or `[windows]`, or remove `layout`",
+                ));
+            }
+            if self.output.compact {
+                errors.push(ConfigError::field(
+                    "output.compact",
+                    "a hive layout keeps a directory per partition and window: it cannot be \
+                     merged into one file",
+                ));
+            }
+            if self.table.is_some() {
+                errors.push(ConfigError::field(
+                    "table",
+                    "the current table is not made from a hive layout yet (its partitions' \
+                     values are not in the files): use `layout = \"flat\"`",
+                ));
+            }
+        }
         if let Some(i) = &self.incremental {
             i.validate(&mut errors);
         }

@@ -265,7 +265,10 @@ impl Job {
     }
 
     /// Every slice got what the API stated for it, unless the job accepts a difference.
-    fn account_slices(&self, progress: &crate::slice::SliceProgress) -> Result<(), Error> {
+    pub(super) fn account_slices(
+        &self,
+        progress: &crate::slice::SliceProgress,
+    ) -> Result<(), Error> {
         if progress.mismatches.is_empty() {
             return Ok(());
         }
@@ -304,7 +307,9 @@ impl Job {
 }
 
 /// The manifest's account of a sliced run: per partition, each range of windows done.
-fn slice_counts(progress: &crate::slice::SliceProgress) -> Vec<crate::sink::snapshot::SliceCount> {
+pub(super) fn slice_counts(
+    progress: &crate::slice::SliceProgress,
+) -> Vec<crate::sink::snapshot::SliceCount> {
     let plan = &progress.plan;
     progress
         .done

@@ -338,23 +338,27 @@ impl Job {
             .map_err(|e| self.sink_error(e))?;
         let (position, shard, schema) = match options.shard {
             None => (Some(self.paginator.first().position), None, None),
-            Some(_) if self.slicing.is_some() => {
-                return Err(ConfigError::field(
-                    "partitions",
-                    format!(
-                        "{} is cut into slices, which `--shard` does not split yet: run it \
-                         whole (`slices.concurrency` fetches slices at once)",
-                        self.name
-                    ),
-                )
-                .into());
+            // A sliced job's shards split its partitions (below); every one of them writes
+            // the columns of the first slice's first page.
+            Some(shard) if self.slicing.is_some() => {
+                let schema = match &self.declared {
+                    Some(declared) => Some(declared.as_ref().clone()),
+                    None => self.first_page(true).await?.columns(&self.name)?,
+                };
+                let range = crate::checkpoint::ShardRange {
+                    index: shard.index,
+                    count: shard.count,
+                    start: None,
+                    end: None,
+                };
+                (Some(self.paginator.first().position), Some(range), schema)
             }
             Some(shard) => self.plan_shard(shard).await?,
         };
         let slices = match &self.slicing {
             Some(slicing) => {
                 let range = options.backfill.map(|b| (b.from, b.to));
-                let plan = slicing
+                let mut plan = slicing
                     .plan(now, &state.window_marks, range)
                     .await
                     .map_err(|message| Error::Paginate {
@@ -362,6 +366,10 @@ impl Job {
                         position: "the slices".into(),
                         message,
                     })?;
+                if let Some(shard) = options.shard {
+                    crate::slice::Slicing::take_shard(&mut plan, shard.index, shard.count)
+                        .map_err(|message| ConfigError::field("partitions", message))?;
+                }
                 tracing::info!(job = %self.name, slices = plan.to_fetch(), partitions = plan.partitions.len(), "slices planned");
                 Some(
                     crate::slice::SliceProgress::new(plan)

@@ -241,6 +241,12 @@ impl Job {
             records: manifest.records,
             high_water: None,
         };
+        // The marks of every shard's partitions.
+        if let Some(slicing) = &self.slicing {
+            for progress in shards.iter().filter_map(|c| c.slices.as_ref()) {
+                slicing.marks_after(&progress.plan, &mut main_state.window_marks);
+            }
+        }
         let recorded = match main.claim(&mut main_state).await {
             Ok(()) => main.finish(&mut main_state, record.clone()).await,
             Err(e) => Err(e),
@@ -379,6 +385,16 @@ impl Job {
         // earlier shard still running may see the data grow past what the last one read).
         let stated = shards.last().and_then(|c| c.stated_records);
         self.account(stated, records)?;
+        // A sliced run's shards each account for their own slices.
+        for progress in shards.iter().filter_map(|c| c.slices.as_ref()) {
+            if !progress.finished() {
+                return Err(Error::Internal {
+                    job: self.name.clone(),
+                    message: "a shard's slices are not all done: run it again".into(),
+                });
+            }
+            self.account_slices(progress)?;
+        }
         let whole = Checkpoint {
             dropped: per_field(shards, |c| &c.dropped),
             started_at: shards.iter().map(|c| c.started_at).min().expect("shards"),
@@ -387,7 +403,13 @@ impl Job {
             parts: shards.iter().flat_map(|c| c.parts.clone()).collect(),
             ..shards[0].clone()
         };
-        Ok(self.manifest(&whole, &schema, &[], nulled))
+        let mut manifest = self.manifest(&whole, &schema, &[], nulled);
+        manifest.slices = shards
+            .iter()
+            .filter_map(|c| c.slices.as_ref())
+            .flat_map(super::complete::slice_counts)
+            .collect();
+        Ok(manifest)
     }
 }
 

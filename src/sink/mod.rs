@@ -65,6 +65,21 @@ pub struct OutputConfig {
     /// Merge the parts into one file (`part-all.<ext>`) when the run completes.
     #[serde(default)]
     pub compact: bool,
+    /// How a sliced job's parts are laid out: `flat` in the snapshot directory, or `hive`
+    /// in a directory per partition and window (`account_id=7/date=2026-12-01/`), read
+    /// with hive partitioning by DuckDB, polars, pyarrow and Spark; the partitions' values
+    /// are then in the directory names, not in the files.
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+/// Where a sliced job's parts go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Flat,
+    Hive,
 }
 
 fn default_part_records() -> usize {
@@ -92,6 +107,7 @@ impl Default for OutputConfig {
             part_bytes: None,
             retain: None,
             compact: false,
+            layout: Layout::Flat,
         }
     }
 }

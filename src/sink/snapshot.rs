@@ -108,6 +108,18 @@ impl SnapshotWriter {
 
     fn open_part(&mut self) -> Result<(), SinkError> {
         let path = self.staging.path(&self.part_name(self.parts.len()));
+        // A part in a directory of its own (a hive layout's `account_id=7/`): the directory
+        // made, and its entry durable, before the part is.
+        if let Some(dir) = path.parent()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| SinkError::io(dir, e))?;
+            if let Some(above) = dir.parent() {
+                std::fs::File::open(above)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| SinkError::io(above, e))?;
+            }
+        }
         self.current = Some(self.output.open(&path, self.schema.clone())?);
         self.current_records = 0;
         Ok(())
@@ -168,21 +180,59 @@ pub async fn prepare_resume(
     committed: &[PartInfo],
     prefix: &str,
 ) -> Result<Vec<String>, SinkError> {
-    // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest, marker);
-    // a shard's are its parts', and other shards may be writing theirs meanwhile.
-    let mut removed = snapshot
-        .remove_temporaries(|of| prefix == "part-" || of.starts_with(prefix))
-        .await?;
+    let committed: Vec<&str> = committed.iter().map(|p| p.file.as_str()).collect();
+    let mut removed = clean(snapshot, &committed, prefix, "").await?;
     for name in snapshot.names().await? {
-        let uncommitted_part =
-            name.starts_with(prefix) && !committed.iter().any(|p| p.file == name);
-        let early_marker = name == "_manifest.json" || name == "_SUCCESS";
-        if uncommitted_part || early_marker {
+        if name == "_manifest.json" || name == "_SUCCESS" {
             snapshot.delete(&name).await?;
             removed.push(name);
         }
     }
     Ok(removed)
+}
+
+/// [`prepare_resume`] in the directory `below` (`""`: the snapshot's own; a hive layout's
+/// `account_id=7/` and those under it too).
+fn clean<'a>(
+    snapshot: &'a Store,
+    committed: &'a [&'a str],
+    prefix: &'a str,
+    below: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<String>, SinkError>> + Send + 'a>>
+{
+    Box::pin(async move {
+        let here = match below.is_empty() {
+            true => snapshot.clone(),
+            false => snapshot.child(below),
+        };
+        let path = |name: &str| match below.is_empty() {
+            true => name.to_string(),
+            false => format!("{below}/{name}"),
+        };
+        // Every temporary file of ours is hidden and ends in `.tmp` (parts, manifest,
+        // marker); a shard's are its parts', and other shards may be writing theirs
+        // meanwhile.
+        let mut removed: Vec<String> = here
+            .remove_temporaries(|of| prefix == "part-" || of.starts_with(prefix))
+            .await?
+            .into_iter()
+            .map(|n| path(&n))
+            .collect();
+        for name in here.names().await? {
+            let full = path(&name);
+            if name.starts_with(prefix) && !committed.contains(&full.as_str()) {
+                here.delete(&name).await?;
+                removed.push(full);
+            }
+        }
+        // Only the directories a hive layout makes (`name=value`).
+        for dir in here.dirs().await? {
+            if dir.contains('=') {
+                removed.extend(clean(snapshot, committed, prefix, &path(&dir)).await?);
+            }
+        }
+        Ok(removed)
+    })
 }
 
 /// The name of a compacted snapshot's single file.

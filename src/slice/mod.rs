@@ -106,6 +106,32 @@ impl Slicing {
         }
     }
 
+    /// Keeps, of `plan`, the partitions of shard `index` of `count`: each partition's by a
+    /// hash of its values, so that a shard's partitions do not depend on the others (nor
+    /// on the order the API lists them in). The others' windows count as not to fetch.
+    pub fn take_shard(plan: &mut SlicePlan, index: u64, count: u64) -> Result<(), String> {
+        if !plan.partitioned {
+            return Err(
+                "`--shard` splits a sliced job by its partitions, and this one has none: run \
+                 it whole (`slices.concurrency` fetches windows at once)"
+                    .into(),
+            );
+        }
+        let windows = plan.windows.as_ref().map_or(1, |w| w.len());
+        let mut first = plan.first_windows.clone();
+        first.resize(plan.partitions.len(), 0);
+        for (p, values) in plan.partitions.iter().enumerate() {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(partition_key(Some(values)).as_bytes());
+            let hash = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+            if hash % count != index {
+                first[p] = windows;
+            }
+        }
+        plan.first_windows = first;
+        Ok(())
+    }
+
     /// Requests made to list the partitions.
     pub fn requests(&self) -> u64 {
         self.source.as_ref().map_or(0, |s| s.requests())
@@ -304,6 +330,28 @@ impl Slicing {
             .collect()
     }
 
+    /// The directory of slice `index` in a hive layout: `name=value` per partition value,
+    /// then the window's `date=YYYY-MM-DD` (whole-day steps) or `window_start=…`.
+    pub fn hive_dir(plan: &SlicePlan, index: u64) -> String {
+        let slice = plan.get(index);
+        let mut parts: Vec<String> = slice
+            .partition
+            .map(|p| {
+                p.iter()
+                    .map(|(k, v)| format!("{k}={}", hive_value(&text(v))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(w), Some(windows)) = (slice.window, &plan.windows) {
+            let whole_days = windows.step_ms % 86_400_000 == 0 && w.start.timestamp() % 86_400 == 0;
+            parts.push(match whole_days {
+                true => format!("date={}", w.start.format("%Y-%m-%d")),
+                false => format!("window_start={}", w.start.format("%Y-%m-%dT%H%M%SZ")),
+            });
+        }
+        parts.join("/")
+    }
+
     /// A short name of slice `index` for logs and manifests: `account_id=7 2026-11-30..2026-12-01`.
     pub fn describe(plan: &SlicePlan, index: u64) -> String {
         let slice = plan.get(index);
@@ -332,6 +380,24 @@ pub fn partition_key(partition: Option<&BTreeMap<String, serde_json::Value>>) ->
     partition
         .map(|p| serde_json::to_string(p).unwrap_or_default())
         .unwrap_or_default()
+}
+
+/// A value as a hive directory name's part: percent-encoded as Hive does (`/`, `=`, `%`,
+/// control characters and the like), so that every reader splits the path the same way.
+fn hive_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '/' | '\\' | '=' | '%' | ':' | '#' | '?' | '*' | '"' | '\'' | '[' | ']' | '^' | '{'
+            | '}' => out.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() || out == "." || out == ".." {
+        return "__HIVE_DEFAULT_PARTITION__".into();
+    }
+    out
 }
 
 /// A scalar as text: strings without quotes.

@@ -207,7 +207,13 @@ pub(super) fn decode_stage(
         let full = written.borrow().clone().expect("opened above");
         for batch in decoded {
             let batch = partitions.add(batch, &full, page.slice).map_err(fail)?;
-            if batches.blocking_send(ToWriter::Batch(batch)).is_err() {
+            if batches
+                .blocking_send(ToWriter::Batch {
+                    batch,
+                    slice: page.slice,
+                })
+                .is_err()
+            {
                 return Ok(());
             }
         }

@@ -62,7 +62,11 @@ pub(super) struct FetchedPage {
 
 enum ToWriter {
     Open(SchemaRef),
-    Batch(RecordBatch),
+    /// Records of one page, of slice `slice` in a sliced run.
+    Batch {
+        batch: RecordBatch,
+        slice: Option<u64>,
+    },
     /// Every batch of a page has been sent; `next` is the request after it. `nulled`
     /// counts values of the page written as null (`on_invalid = "null"`); `stated`, the
     /// records the API has stated, goes into the checkpoint with the page.
@@ -124,8 +128,10 @@ impl Job {
         } = inputs;
         let (page_tx, page_rx) = mpsc::channel::<FetchedPage>(PAGE_CHANNEL);
         let plan = checkpoint.slices.as_ref().map(|p| Arc::new(p.plan.clone()));
+        let hive = self.output.layout == crate::sink::Layout::Hive;
+        // In a hive layout the partitions' values are in the directories' names instead.
         let partition_columns = match (&self.slicing, &plan) {
-            (Some(slicing), Some(plan)) => slicing.columns(plan),
+            (Some(slicing), Some(plan)) if !hive => slicing.columns(plan),
             _ => Vec::new(),
         };
         let partition_names: Vec<String> =
@@ -153,7 +159,7 @@ impl Job {
             let page_size = self.page_size;
             let policy = (self.drift, self.on_invalid);
             let partitions = decode::Partitions {
-                plan,
+                plan: plan.clone(),
                 columns: partition_columns,
             };
             tokio::task::spawn_blocking(move || {
@@ -177,6 +183,7 @@ impl Job {
                     cursor_field: cursor.as_deref(),
                     state,
                     partition_columns: partition_names,
+                    hive: plan.filter(|_| hive),
                 };
                 write::write_stage(inputs, batch_rx)
             })

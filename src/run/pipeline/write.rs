@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use super::{ToWriter, WriteOutcome};
 use crate::Error;
-use crate::checkpoint::{Checkpoint, JobState, PartEnd, PartInfo, StateStore};
+use crate::checkpoint::{Checkpoint, JobState, PartEnd, StateStore};
 use crate::paginate::Position;
 use crate::sink::OutputConfig;
 use crate::sink::snapshot::{ClosedPart, SnapshotWriter};
@@ -45,21 +45,48 @@ struct Ledger<'a> {
     runtime: tokio::runtime::Handle,
     state: JobState,
     checkpoint: Checkpoint,
-    pending: Pending,
+    /// Per directory of parts (`""` but in a hive layout): what its open part holds.
+    pending: std::collections::BTreeMap<String, Pending>,
 }
 
 impl Ledger<'_> {
-    /// Publishes the part just closed (if any), then moves the checkpoint past the parts,
-    /// with the pending records, and saves it.
+    /// What `dir`'s open part holds so far.
+    fn pending(&mut self, dir: &str) -> &mut Pending {
+        if !self.pending.contains_key(dir) {
+            self.pending.insert(dir.to_string(), Pending::default());
+        }
+        self.pending.get_mut(dir).expect("inserted above")
+    }
+
+    /// Publishes the parts just closed, then moves the checkpoint past them with what the
+    /// directories `dirs` held (theirs: the pages in those parts, and empty pages), and
+    /// saves it.
     fn commit(
         &mut self,
-        closed: Option<ClosedPart>,
-        parts: &[PartInfo],
+        closed: Vec<ClosedPart>,
+        dirs: &[String],
         position: Option<Position>,
     ) -> Result<(), Error> {
-        let p = std::mem::take(&mut self.pending);
+        let mut p = Pending::default();
+        for dir in dirs {
+            let Some(d) = self.pending.remove(dir) else {
+                continue;
+            };
+            p.records += d.records;
+            p.mark = crate::incremental::higher(p.mark.take(), d.mark);
+            for (field, n) in d.nulled {
+                *p.nulled.entry(field).or_insert(0) += n;
+            }
+            for (field, n) in d.dropped {
+                *p.dropped.entry(field).or_insert(0) += n;
+            }
+            p.stated = d.stated.or(p.stated);
+            p.slices.extend(d.slices);
+        }
         let checkpoint = &mut self.checkpoint;
-        checkpoint.parts = parts.to_vec();
+        checkpoint
+            .parts
+            .extend(closed.iter().map(|c| c.info.clone()));
         checkpoint.records += p.records;
         checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
         for (field, n) in p.nulled {
@@ -76,7 +103,7 @@ impl Ledger<'_> {
         } else {
             checkpoint.stated_records = p.stated.or(checkpoint.stated_records);
         }
-        if closed.is_some() {
+        for _ in &closed {
             checkpoint.part_ends.push(PartEnd {
                 position: checkpoint.position.clone(),
                 records: checkpoint.records,
@@ -89,7 +116,7 @@ impl Ledger<'_> {
         let (job, state_store, snapshot, state) =
             (self.job, self.state_store, self.snapshot, &self.state);
         self.runtime.block_on(async {
-            if let Some(part) = closed {
+            for part in closed {
                 publish(job, state_store, snapshot, part).await?;
             }
             state_store
@@ -158,12 +185,18 @@ pub(super) struct WriteInputs<'a> {
     pub(super) state: JobState,
     /// The partitions' columns, which the records' own come before.
     pub(super) partition_columns: Vec<String>,
+    /// In a hive layout, the plan that says each slice's directory.
+    pub(super) hive: Option<std::sync::Arc<crate::slice::SlicePlan>>,
 }
 
 /// Appends batches to part files; at a page end, closes a full part (or the last one),
 /// then moves the checkpoint past it. If the input ends early at a page boundary (an error
-/// upstream, a stop request), the part being written holds whole pages only and is kept too;
-/// otherwise it is dropped with its temporary file.
+/// upstream, a stop request), the parts being written hold whole pages only and are kept
+/// too; otherwise they are dropped with their temporary files.
+///
+/// In a hive layout each directory (partition and window) has a writer and parts of its
+/// own; a slice's pages all go to its directory, so a part closing there commits exactly
+/// the slices whose pages it holds.
 pub(super) fn write_stage(
     inputs: WriteInputs<'_>,
     mut batches: mpsc::Receiver<ToWriter>,
@@ -176,13 +209,18 @@ pub(super) fn write_stage(
         cursor_field,
         state,
         partition_columns,
+        hive,
     } = inputs;
     let sink_error = |source| Error::Sink {
         job: job.to_string(),
         source,
     };
     let checkpoint = state.in_progress.clone().expect("a run in progress");
-    let mut snapshot: Option<SnapshotWriter> = None;
+    let dir_of = |slice: Option<u64>| match (&hive, slice) {
+        (Some(plan), Some(i)) => crate::slice::Slicing::hive_dir(plan, i),
+        _ => String::new(),
+    };
+    let mut writers: std::collections::BTreeMap<String, SnapshotWriter> = Default::default();
     let mut schema: Option<SchemaRef> = None;
     // The request after the last page received: where a part closed now would resume.
     let mut resume_at = checkpoint.position.clone();
@@ -193,21 +231,69 @@ pub(super) fn write_stage(
         runtime: tokio::runtime::Handle::current(),
         state,
         checkpoint,
-        pending: Pending::default(),
+        pending: Default::default(),
+    };
+    // A directory's writer, made on its first batch with the run's columns.
+    let writer_for = |dir: &str,
+                      writers: &mut std::collections::BTreeMap<String, SnapshotWriter>,
+                      ledger: &Ledger<'_>,
+                      schema: &SchemaRef|
+     -> Result<(), Error> {
+        if writers.contains_key(dir) {
+            return Ok(());
+        }
+        let shard = ledger.checkpoint.shard.as_ref().map(|s| s.index);
+        // Where other machines may write too, a part's name carries the run's claim.
+        let tag = store
+            .shared()
+            .then_some(ledger.state.claimed_by.as_deref())
+            .flatten();
+        let staging = store.staging().map_err(|e| sink_error(e.into()))?;
+        let prefix = crate::run::shards::part_prefix_of(shard);
+        let prefix = match dir.is_empty() {
+            true => prefix,
+            false => format!("{dir}/{prefix}"),
+        };
+        writers.insert(
+            dir.to_string(),
+            SnapshotWriter::new(
+                staging,
+                output,
+                schema.clone(),
+                ledger.checkpoint.parts.clone(),
+            )
+            .named(&prefix)
+            .tagged(tag),
+        );
+        Ok(())
+    };
+    // Closes every open part, for a commit of every directory.
+    let close_all = |writers: &mut std::collections::BTreeMap<String, SnapshotWriter>|
+     -> Result<Vec<ClosedPart>, Error> {
+        let mut closed = Vec::new();
+        for writer in writers.values_mut() {
+            if writer.has_open_part()
+                && let Some(part) = writer.close_part().map_err(sink_error)?
+            {
+                closed.push(part);
+            }
+        }
+        Ok(closed)
     };
     // Whether everything received so far ends with a whole page.
     let mut at_boundary = true;
     while let Some(message) = batches.blocking_recv() {
         match message {
             ToWriter::Open(s) => {
-                // A new schema mid-run (evolution): the part being written closes at this
-                // page boundary, under the old schema, and the checkpoint moves past it.
-                if let Some(previous) = snapshot.as_mut()
-                    && previous.has_open_part()
-                {
-                    let closed = previous.close_part().map_err(sink_error)?;
-                    let parts = previous.parts().to_vec();
-                    ledger.commit(closed, &parts, resume_at.clone())?;
+                // A new schema mid-run (evolution): the parts being written close at this
+                // page boundary, under the old schema, and the checkpoint moves past them.
+                if !writers.is_empty() {
+                    let closed = close_all(&mut writers)?;
+                    let dirs: Vec<String> = ledger.pending.keys().cloned().collect();
+                    if !closed.is_empty() {
+                        ledger.commit(closed, &dirs, resume_at.clone())?;
+                    }
+                    writers.clear();
                 }
                 if let Some(old) = &schema {
                     let first_part = ledger.checkpoint.parts.len();
@@ -226,39 +312,26 @@ pub(super) fn write_stage(
                         }
                     }
                 }
-                let shard = ledger.checkpoint.shard.as_ref().map(|s| s.index);
-                // Where other machines may write too, a part's name carries the run's claim.
-                let tag = store
-                    .shared()
-                    .then_some(ledger.state.claimed_by.as_deref())
-                    .flatten();
-                let staging = store.staging().map_err(|e| sink_error(e.into()))?;
-                snapshot = Some(
-                    SnapshotWriter::new(
-                        staging,
-                        output,
-                        s.clone(),
-                        ledger.checkpoint.parts.clone(),
-                    )
-                    .named(&crate::run::shards::part_prefix_of(shard))
-                    .tagged(tag),
-                );
                 ledger.checkpoint.schema_fingerprint = Some(fingerprint(&s));
                 ledger.checkpoint.schema = Some(s.as_ref().clone());
                 schema = Some(s);
             }
-            ToWriter::Batch(batch) => {
+            ToWriter::Batch { batch, slice } => {
                 at_boundary = false;
-                ledger.pending.records += batch.num_rows() as u64;
+                let page_dir = dir_of(slice);
+                let schema = schema.as_ref().expect("Open comes first");
+                writer_for(&page_dir, &mut writers, &ledger, schema)?;
+                let pending = ledger.pending(&page_dir);
+                pending.records += batch.num_rows() as u64;
                 if let Some(field) = cursor_field {
-                    ledger.pending.mark = crate::incremental::higher(
-                        ledger.pending.mark.take(),
+                    pending.mark = crate::incremental::higher(
+                        pending.mark.take(),
                         crate::incremental::column_max(&batch, field),
                     );
                 }
-                snapshot
-                    .as_mut()
-                    .expect("Open comes first")
+                writers
+                    .get_mut(&page_dir)
+                    .expect("made above")
                     .write(&batch)
                     .map_err(sink_error)?;
             }
@@ -271,15 +344,20 @@ pub(super) fn write_stage(
                 records,
                 end_of_run,
             } => {
-                for (field, n) in dropped {
-                    *ledger.pending.dropped.entry(field).or_insert(0) += n;
-                }
                 at_boundary = true;
+                let dir = dir_of(slice);
+                let pending = ledger.pending(&dir);
+                for (field, n) in dropped {
+                    *pending.dropped.entry(field).or_insert(0) += n;
+                }
+                for (field, n) in nulled {
+                    *pending.nulled.entry(field).or_insert(0) += n;
+                }
                 // Where the run stands after this page: a slice's position is its own; the
                 // run's stays at the start until the last page.
                 let next = match slice {
                     Some(slice) => {
-                        let step = ledger.pending.slices.entry(slice).or_insert(SliceStep {
+                        let step = pending.slices.entry(slice).or_insert(SliceStep {
                             records: 0,
                             next: None,
                             stated: None,
@@ -292,43 +370,47 @@ pub(super) fn write_stage(
                     None if end_of_run => None,
                     None => {
                         if stated.is_some() {
-                            ledger.pending.stated = stated;
+                            pending.stated = stated;
                         }
                         next
                     }
                 };
                 resume_at = next.clone();
-                for (field, n) in nulled {
-                    *ledger.pending.nulled.entry(field).or_insert(0) += n;
-                }
-                let writer = snapshot.as_mut().expect("Open comes first");
-                let closed = if end_of_run {
-                    writer.close_part()
-                } else {
-                    writer.end_of_page()
-                }
-                .map_err(sink_error)?;
-                if closed.is_some() || end_of_run {
-                    let parts = writer.parts().to_vec();
-                    ledger.commit(closed, &parts, next.clone())?;
-                }
                 if end_of_run {
+                    // A snapshot with no record at all still gets one (empty) part, so that
+                    // readers find its columns.
+                    if ledger.checkpoint.parts.is_empty() && writers.is_empty() {
+                        let schema = schema.as_ref().expect("Open comes first");
+                        writer_for("", &mut writers, &ledger, schema)?;
+                    }
+                    let mut closed = Vec::new();
+                    for writer in writers.values_mut() {
+                        if let Some(part) = writer.close_part().map_err(sink_error)? {
+                            closed.push(part);
+                        }
+                    }
+                    let dirs: Vec<String> = ledger.pending.keys().cloned().collect();
+                    ledger.commit(closed, &dirs, None)?;
                     return Ok(WriteOutcome {
                         state: ledger.state,
                         complete: true,
                         schema,
                     });
                 }
+                let closed = match writers.get_mut(&dir) {
+                    Some(writer) => writer.end_of_page().map_err(sink_error)?,
+                    None => None,
+                };
+                if let Some(part) = closed {
+                    ledger.commit(vec![part], &[dir], next.clone())?;
+                }
             }
         }
     }
-    if let Some(writer) = snapshot.as_mut()
-        && writer.has_open_part()
-        && at_boundary
-    {
-        let closed = writer.close_part().map_err(sink_error)?;
-        let parts = writer.parts().to_vec();
-        ledger.commit(closed, &parts, resume_at)?;
+    if at_boundary && writers.values().any(|w| w.has_open_part()) {
+        let closed = close_all(&mut writers)?;
+        let dirs: Vec<String> = ledger.pending.keys().cloned().collect();
+        ledger.commit(closed, &dirs, resume_at)?;
         tracing::info!(
             job,
             records = ledger.checkpoint.records,
