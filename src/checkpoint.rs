@@ -138,6 +138,10 @@ pub struct JobState {
     /// (`windows.start = "mark"` starts there).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub window_marks: crate::slice::Marks,
+    /// An incremental partitioned job's high-water marks, per partition (by
+    /// [`crate::slice::partition_key`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub partition_high_water: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// How many finished runs the state remembers.

@@ -79,7 +79,12 @@ impl IncrementalConfig {
 
     /// The value to send for a new run, from the newest run that left a mark.
     pub fn value(&self, history: &[RunRecord]) -> Result<Option<String>, String> {
-        let Some(mark) = history.iter().find_map(|r| r.high_water.clone()) else {
+        self.value_from(history.iter().find_map(|r| r.high_water.clone()))
+    }
+
+    /// The value to send after a mark (`None`: the first run, `initial`), less the lookback.
+    pub fn value_from(&self, mark: Option<serde_json::Value>) -> Result<Option<String>, String> {
+        let Some(mark) = mark else {
             return Ok(self.initial.clone());
         };
         Ok(Some(match mark {

@@ -925,3 +925,76 @@ async fn a_failed_slice_fails_the_run_and_the_next_fetches_only_what_is_missing(
         "{again:?}"
     );
 }
+
+/// An incremental job with partitions keeps a high-water mark per partition and sends
+/// each its own: the second run asks every partition for what changed after its mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_partitioned_job_keeps_a_mark_per_partition() {
+    let per_generation = 50;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: per_generation,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    ws.write(
+        &format!("jobs/{JOB}.toml"),
+        r#"provider = "seal_metrics"
+[endpoint]
+path = "/changes"
+query = { account = "{partition.account_id}" }
+[partitions]
+type = "list"
+name = "account_id"
+values = [3, 5]
+[pagination]
+type = "offset"
+page_size = 20
+total_pointer = "/total"
+[incremental]
+cursor_field = "updated_at"
+param = "updated_after"
+[output]
+dir = "out/{job}/{run_id}"
+"#,
+    );
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    assert_exit(&ws.apisnap(&["run", JOB], &env).await, 0);
+    let state_file = ws.path().join(format!("state/{JOB}.json"));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let marks = state["partition_high_water"].as_object().unwrap().clone();
+    assert_eq!(marks.len(), 2, "{state}");
+    let mark = marks["{\"account_id\":3}"].as_str().unwrap().to_string();
+    assert_eq!(marks["{\"account_id\":5}"], mark.as_str());
+
+    // A new generation: each partition asks for what changed after its own mark.
+    sandbox.set_generation(2);
+    let before = sandbox.requests().len();
+    assert_exit(&ws.apisnap(&["run", JOB], &env).await, 0);
+    let firsts: Vec<String> = sandbox.requests()[before..]
+        .iter()
+        .filter(|r| r.target.starts_with("/seal/changes") && r.target.contains("skip=0"))
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(firsts.len(), 2, "{firsts:?}");
+    let encoded: String = url::form_urlencoded::byte_serialize(mark.as_bytes()).collect();
+    for account in ["3", "5"] {
+        assert!(
+            firsts
+                .iter()
+                .any(|t| t.contains(&format!("account={account}"))
+                    && t.contains(&format!("updated_after={encoded}"))),
+            "account {account} from its mark {mark}: {firsts:?}"
+        );
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert!(
+        state["partition_high_water"]["{\"account_id\":3}"]
+            .as_str()
+            .unwrap()
+            > mark.as_str(),
+        "the mark moved: {state}"
+    );
+}

@@ -341,12 +341,11 @@ impl JobConfig {
                 ),
             ));
         }
-        if self.sliced() && self.incremental.is_some() {
+        if self.windows.is_some() && self.incremental.is_some() {
             errors.push(ConfigError::field(
                 "incremental",
-                "a job with `[partitions]` or `[windows]` cannot be incremental yet (a mark \
-                 per partition is not kept): use windows with a relative `start` (`-2d`) \
-                 instead",
+                "a job with `[windows]` fetches what is new by its windows: set \
+                 `windows.start = \"mark\"` instead of `[incremental]`",
             ));
         }
     }

@@ -104,6 +104,7 @@ impl Job {
         }
         if let (Some(slicing), Some(progress), false) = (&self.slicing, &done.slices, backfill) {
             slicing.marks_after(&progress.plan, &mut state.window_marks);
+            high_water_after(progress, &mut state.partition_high_water);
         }
         state_store
             .finish(
@@ -303,6 +304,24 @@ impl Job {
             count: progress.mismatched as usize,
             slices: list,
         })
+    }
+}
+
+/// Each partition's high-water mark after a complete run: the higher of its old one and
+/// the highest cursor value of its records this run.
+pub(super) fn high_water_after(
+    progress: &crate::slice::SliceProgress,
+    marks: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    for (p, mark) in &progress.high_water {
+        let Some(values) = progress.plan.partitions.get(*p as usize) else {
+            continue;
+        };
+        let key = crate::slice::partition_key(Some(values));
+        let old = marks.remove(&key);
+        if let Some(higher) = crate::incremental::higher(old, Some(mark.clone())) {
+            marks.insert(key, higher);
+        }
     }
 }
 

@@ -370,6 +370,22 @@ impl Job {
                     crate::slice::Slicing::take_shard(&mut plan, shard.index, shard.count)
                         .map_err(|message| ConfigError::field("partitions", message))?;
                 }
+                // An incremental partitioned job: each partition from its own mark.
+                if let (Some(inc), true) = (&self.incremental, plan.partitioned) {
+                    plan.since_param = Some(inc.param.clone());
+                    plan.since = plan
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let key = crate::slice::partition_key(Some(p));
+                            inc.value_from(state.partition_high_water.get(&key).cloned())
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(|message| Error::Internal {
+                            job: self.name.clone(),
+                            message,
+                        })?;
+                }
                 tracing::info!(job = %self.name, slices = plan.to_fetch(), partitions = plan.partitions.len(), "slices planned");
                 Some(
                     crate::slice::SliceProgress::new(plan)
@@ -379,6 +395,8 @@ impl Job {
             None => None,
         };
         let since = match &self.incremental {
+            // A sliced job's partitions each send their own (in the plan).
+            Some(_) if slices.is_some() => None,
             Some(inc) => inc
                 .value(&state.history)
                 .map_err(|message| Error::Internal {

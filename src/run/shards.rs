@@ -245,6 +245,7 @@ impl Job {
         if let Some(slicing) = &self.slicing {
             for progress in shards.iter().filter_map(|c| c.slices.as_ref()) {
                 slicing.marks_after(&progress.plan, &mut main_state.window_marks);
+                super::complete::high_water_after(progress, &mut main_state.partition_high_water);
             }
         }
         let recorded = match main.claim(&mut main_state).await {

@@ -259,6 +259,8 @@ impl Slicing {
             partitions,
             windows,
             first_windows,
+            since_param: None,
+            since: Vec::new(),
         };
         if plan.to_fetch() > MAX_SLICES {
             return Err(format!(
@@ -299,9 +301,16 @@ impl Slicing {
     /// The request of slice `index`; an error when a value cannot go where the endpoint
     /// puts it (a header cannot hold `Zürich`).
     pub fn target(&self, plan: &SlicePlan, index: u64) -> Result<Target, String> {
-        self.template
+        let mut target = self
+            .template
             .render(&plan.get(index), self.windows.as_ref())
-            .map_err(|e| format!("slice {}: {e}", Slicing::describe(plan, index)))
+            .map_err(|e| format!("slice {}: {e}", Slicing::describe(plan, index)))?;
+        // An incremental job's partition sends its own mark.
+        let (p, _) = plan.split(index);
+        if let (Some(param), Some(Some(since))) = (&plan.since_param, plan.since.get(p as usize)) {
+            target.query.push((param.clone(), since.clone()));
+        }
+        Ok(target)
     }
 
     /// The columns the partitions' values are written in (none when `columns = false`):
@@ -472,6 +481,8 @@ mod tests {
             partitions: Vec::new(),
             windows: None,
             first_windows: Vec::new(),
+            since_param: None,
+            since: Vec::new(),
         };
         assert_eq!(
             empty.len(),

@@ -25,6 +25,12 @@ pub struct SlicePlan {
     /// end before its mark); empty when every partition starts at the first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first_windows: Vec<u64>,
+    /// An incremental job's parameter, and per partition the value it sends (its own
+    /// high-water mark less the lookback, or `initial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_param: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub since: Vec<Option<String>>,
 }
 
 /// One slice: a partition's values and a window, either of which may be absent.
@@ -137,6 +143,9 @@ pub struct SliceProgress {
     /// refused, since its requests would not be the plan's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// An incremental job's highest cursor value per partition, in its committed records.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub high_water: BTreeMap<u64, serde_json::Value>,
 }
 
 impl SliceProgress {
@@ -167,6 +176,28 @@ impl SliceProgress {
             mismatches: Vec::new(),
             mismatched: 0,
             fingerprint: None,
+            high_water: BTreeMap::new(),
+        }
+    }
+
+    /// Slice `index`'s committed records reached `mark` (the cursor field's highest);
+    /// `higher` says which of two marks is (the incremental module's order of values).
+    pub fn reached(
+        &mut self,
+        index: u64,
+        mark: Option<serde_json::Value>,
+        higher: impl Fn(
+            Option<serde_json::Value>,
+            Option<serde_json::Value>,
+        ) -> Option<serde_json::Value>,
+    ) {
+        if mark.is_none() {
+            return;
+        }
+        let (p, _) = self.plan.split(index);
+        let old = self.high_water.remove(&p);
+        if let Some(higher) = higher(old, mark) {
+            self.high_water.insert(p, higher);
         }
     }
 
@@ -285,6 +316,8 @@ mod tests {
         let start = chrono::DateTime::from_timestamp(0, 0).unwrap();
         SlicePlan {
             first_windows: Vec::new(),
+            since_param: None,
+            since: Vec::new(),
             partitioned: true,
             partitions: (0..partitions)
                 .map(|i| BTreeMap::from([("id".to_string(), serde_json::json!(i))]))

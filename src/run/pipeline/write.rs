@@ -30,10 +30,13 @@ struct Pending {
 }
 
 /// What a slice's pages since the last commit did.
+#[derive(Default)]
 struct SliceStep {
     records: u64,
     next: Option<Position>,
     stated: Option<u64>,
+    /// The highest cursor value in its records (incremental jobs).
+    mark: Option<serde_json::Value>,
 }
 
 /// The writer's bookkeeping: the job's state, its checkpoint, and what is not yet in it.
@@ -98,6 +101,7 @@ impl Ledger<'_> {
         checkpoint.position = position;
         if let Some(progress) = checkpoint.slices.as_mut() {
             for (slice, step) in p.slices {
+                progress.reached(slice, step.mark, crate::incremental::higher);
                 progress.advance(slice, step.records, step.next, step.stated);
             }
         } else {
@@ -324,10 +328,12 @@ pub(super) fn write_stage(
                 let pending = ledger.pending(&page_dir);
                 pending.records += batch.num_rows() as u64;
                 if let Some(field) = cursor_field {
-                    pending.mark = crate::incremental::higher(
-                        pending.mark.take(),
-                        crate::incremental::column_max(&batch, field),
-                    );
+                    let max = crate::incremental::column_max(&batch, field);
+                    if let Some(slice) = slice {
+                        let step = pending.slices.entry(slice).or_default();
+                        step.mark = crate::incremental::higher(step.mark.take(), max.clone());
+                    }
+                    pending.mark = crate::incremental::higher(pending.mark.take(), max);
                 }
                 writers
                     .get_mut(&page_dir)
@@ -357,11 +363,7 @@ pub(super) fn write_stage(
                 // run's stays at the start until the last page.
                 let next = match slice {
                     Some(slice) => {
-                        let step = pending.slices.entry(slice).or_insert(SliceStep {
-                            records: 0,
-                            next: None,
-                            stated: None,
-                        });
+                        let step = pending.slices.entry(slice).or_default();
                         step.records += records;
                         step.next = next;
                         step.stated = stated.or(step.stated);
