@@ -757,6 +757,20 @@ async fn a_hive_layout_is_read_by_pyarrow_and_duckdb_with_its_partitions() {
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+    // What a kill can leave: a part published after the last checkpoint, a temporary.
+    let killed = snapshot_dirs(&ws.path().join("out"))
+        .into_iter()
+        .next()
+        .expect("parts were committed");
+    let top = killed
+        .ancestors()
+        .find(|a| a.join("account_id=3").exists() || a.join("account_id=5").exists())
+        .unwrap()
+        .to_path_buf();
+    let stale = top.join("account_id=3/date=2026-11-01");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("part-09999.parquet"), b"not committed").unwrap();
+    std::fs::write(stale.join(".part-09998.parquet.tmp"), b"half written").unwrap();
     let out = ws.apisnap(&["run", JOB], &env).await;
     assert_exit(&out, 0);
 
@@ -768,7 +782,34 @@ async fn a_hive_layout_is_read_by_pyarrow_and_duckdb_with_its_partitions() {
                 .map(Path::to_path_buf)
         })
         .expect("a complete snapshot");
-    // account_id=3/date=2026-11-01/part-….parquet, and nothing else below.
+    // account_id=3/date=2026-11-01/part-….parquet, and nothing else below: the files on
+    // disk are exactly the manifest's parts.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    let named: std::collections::BTreeSet<String> = manifest["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap().to_string())
+        .collect();
+    let mut on_disk = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.parent() != Some(dir.as_path()) {
+                on_disk.insert(
+                    path.strip_prefix(&dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    assert_eq!(on_disk, named, "no leftover of the kill");
     for account in REPORT_ACCOUNTS {
         for day in 1..=5 {
             let d = dir.join(format!("account_id={account}/date=2026-11-0{day}"));
@@ -872,6 +913,22 @@ async fn shards_of_a_sliced_job_split_its_partitions() {
             .unwrap()
             .values()
             .all(|m| m == "2026-11-03T00:00:00Z")
+    );
+
+    // The next sharded run starts from the job's marks: only the two new days.
+    ws.write(&format!("jobs/{JOB}.toml"), &marked_job("2026-11-05"));
+    let before = sandbox.requests().len();
+    let next_id = "01a23200000000000000000000000def";
+    for shard in ["0/2", "1/2"] {
+        let out = ws
+            .apisnap(&["run", JOB, "--shard", shard, "--run-id", next_id], &env)
+            .await;
+        assert_exit(&out, 0);
+    }
+    assert_eq!(
+        report_requests(&sandbox, before),
+        24 + 2,
+        "12 accounts × 2 new days, and a first page per shard"
     );
 }
 

@@ -238,6 +238,13 @@ impl JobConfig {
                      `[partitions]` or `[windows]`, or remove `layout`",
                 ));
             }
+            if self.output.dir.contains("://") {
+                errors.push(ConfigError::field(
+                    "output.layout",
+                    "a hive layout is written to a directory on disk for now, not to object \
+                     storage: use `layout = \"flat\"` there",
+                ));
+            }
             if self.output.compact {
                 errors.push(ConfigError::field(
                     "output.compact",

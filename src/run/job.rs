@@ -246,6 +246,10 @@ impl JobDefinition {
                 self.job.windows.clone(),
                 template,
                 self.job.slices.concurrency,
+                match self.job.output.layout {
+                    crate::sink::Layout::Flat => "flat",
+                    crate::sink::Layout::Hive => "hive",
+                },
             )
         });
         let declared = match &self.job.schema.file {

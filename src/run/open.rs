@@ -358,8 +358,21 @@ impl Job {
         let slices = match &self.slicing {
             Some(slicing) => {
                 let range = options.backfill.map(|b| (b.from, b.to));
+                // A shard's state is its own: the marks are the job's.
+                let main;
+                let marks_of = match options.shard {
+                    Some(_) => {
+                        main = self
+                            .state_store(None)?
+                            .load()
+                            .await
+                            .map_err(|e| self.state_error(e))?;
+                        &main
+                    }
+                    None => state,
+                };
                 let mut plan = slicing
-                    .plan(now, &state.window_marks, range)
+                    .plan(now, &marks_of.window_marks, range)
                     .await
                     .map_err(|message| Error::Paginate {
                         job: self.name.clone(),
@@ -370,6 +383,28 @@ impl Job {
                     crate::slice::Slicing::take_shard(&mut plan, shard.index, shard.count)
                         .map_err(|message| ConfigError::field("partitions", message))?;
                 }
+                // Two partitions in one directory (`7` and `"7"`) would read as one.
+                if self.output.layout == crate::sink::Layout::Hive && plan.partitioned {
+                    let windows = plan.windows.as_ref().map_or(1, |w| w.len());
+                    let mut dirs = std::collections::BTreeMap::new();
+                    for p in 0..plan.partitions.len() as u64 {
+                        let dir = crate::slice::Slicing::hive_dir(&plan, p * windows);
+                        let dir = dir.split("/date=").next().unwrap_or_default().to_string();
+                        if let Some(other) = dirs.insert(dir.clone(), p) {
+                            return Err(ConfigError::field(
+                                "output.layout",
+                                format!(
+                                    "partitions {} and {} would share the directory `{dir}`: \
+                                     their values differ only in type or in characters a \
+                                     directory name cannot tell apart; use `layout = \"flat\"`",
+                                    other + 1,
+                                    p + 1
+                                ),
+                            )
+                            .into());
+                        }
+                    }
+                }
                 // An incremental partitioned job: each partition from its own mark.
                 if let (Some(inc), true) = (&self.incremental, plan.partitioned) {
                     plan.since_param = Some(inc.param.clone());
@@ -378,7 +413,7 @@ impl Job {
                         .iter()
                         .map(|p| {
                             let key = crate::slice::partition_key(Some(p));
-                            inc.value_from(state.partition_high_water.get(&key).cloned())
+                            inc.value_from(marks_of.partition_high_water.get(&key).cloned())
                         })
                         .collect::<Result<_, _>>()
                         .map_err(|message| Error::Internal {

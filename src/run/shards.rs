@@ -387,8 +387,11 @@ impl Job {
         let stated = shards.last().and_then(|c| c.stated_records);
         self.account(stated, records)?;
         // A sliced run's shards each account for their own slices.
-        for progress in shards.iter().filter_map(|c| c.slices.as_ref()) {
-            if !progress.finished() {
+        for (progress, shard) in shards
+            .iter()
+            .filter_map(|c| c.slices.as_ref().map(|p| (p, c)))
+        {
+            if !progress.finished() || progress.records_done() != shard.records {
                 return Err(Error::Internal {
                     job: self.name.clone(),
                     message: "a shard's slices are not all done: run it again".into(),

@@ -40,6 +40,8 @@ pub struct SnapshotWriter {
     schema: SchemaRef,
     current: Option<Box<dyn BatchWriter>>,
     current_records: u64,
+    /// Parts of the snapshot before this writer's first.
+    before: usize,
     parts: Vec<PartInfo>,
 }
 
@@ -53,12 +55,9 @@ pub struct ClosedPart {
 
 impl SnapshotWriter {
     /// Continues after `parts` (empty for a new snapshot).
-    pub fn new(
-        staging: Staging,
-        output: &OutputConfig,
-        schema: SchemaRef,
-        parts: Vec<PartInfo>,
-    ) -> Self {
+    /// A writer whose parts follow the `before` parts the snapshot has already (their
+    /// number continues from there).
+    pub fn new(staging: Staging, output: &OutputConfig, schema: SchemaRef, before: usize) -> Self {
         SnapshotWriter {
             staging,
             prefix: "part-".into(),
@@ -67,7 +66,8 @@ impl SnapshotWriter {
             schema,
             current: None,
             current_records: 0,
-            parts,
+            before,
+            parts: Vec::new(),
         }
     }
 
@@ -88,7 +88,7 @@ impl SnapshotWriter {
         self.current.is_some()
     }
 
-    /// Every part so far, the one just closed included.
+    /// The parts this writer closed.
     pub fn parts(&self) -> &[PartInfo] {
         &self.parts
     }
@@ -107,14 +107,26 @@ impl SnapshotWriter {
     }
 
     fn open_part(&mut self) -> Result<(), SinkError> {
-        let path = self.staging.path(&self.part_name(self.parts.len()));
-        // A part in a directory of its own (a hive layout's `account_id=7/`): the directory
-        // made, and its entry durable, before the part is.
+        let path = self
+            .staging
+            .path(&self.part_name(self.before + self.parts.len()));
+        // A part in a directory of its own (a hive layout's `account_id=7/date=…/`): every
+        // directory made, and each one's entry durable in the one above, before the part is.
         if let Some(dir) = path.parent()
             && !dir.exists()
         {
+            let mut made = Vec::new();
+            let mut at = Some(dir);
+            while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                made.push(d.to_path_buf());
+                at = d.parent();
+            }
             std::fs::create_dir_all(dir).map_err(|e| SinkError::io(dir, e))?;
-            if let Some(above) = dir.parent() {
+            for d in &made {
+                let above = match d.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => std::path::Path::new("."),
+                };
                 std::fs::File::open(above)
                     .and_then(|f| f.sync_all())
                     .map_err(|e| SinkError::io(above, e))?;
@@ -149,7 +161,7 @@ impl SnapshotWriter {
     /// Closes the current part: complete and durable in the staging directory. A snapshot
     /// with no record at all still gets one (empty) part, so that readers find its columns.
     pub fn close_part(&mut self) -> Result<Option<ClosedPart>, SinkError> {
-        if self.current.is_none() && self.parts.is_empty() {
+        if self.current.is_none() && self.before == 0 && self.parts.is_empty() {
             self.open_part()?;
         }
         let Some(writer) = self.current.take() else {
@@ -157,7 +169,7 @@ impl SnapshotWriter {
         };
         let written = writer.finish()?;
         let info = PartInfo {
-            file: self.part_name(self.parts.len()),
+            file: self.part_name(self.before + self.parts.len()),
             records: written.records,
             bytes: written.bytes,
             sha256: written.sha256,

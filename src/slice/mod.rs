@@ -57,6 +57,7 @@ impl Slicing {
         windows: Option<WindowsConfig>,
         template: Template,
         concurrency: usize,
+        layout: &str,
     ) -> Slicing {
         let fingerprint = {
             use sha2::{Digest, Sha256};
@@ -79,6 +80,7 @@ impl Slicing {
                 "query": template.query,
                 "headers": template.headers,
                 "body": template.body,
+                "layout": layout,
             });
             format!("{:x}", Sha256::digest(settings.to_string().as_bytes()))
         };
@@ -462,6 +464,7 @@ mod tests {
                 body: None,
             },
             1,
+            "flat",
         )
     }
 

@@ -264,7 +264,7 @@ pub(super) fn write_stage(
                 staging,
                 output,
                 schema.clone(),
-                ledger.checkpoint.parts.clone(),
+                ledger.checkpoint.parts.len(),
             )
             .named(&prefix)
             .tagged(tag),
@@ -361,6 +361,7 @@ pub(super) fn write_stage(
                 }
                 // Where the run stands after this page: a slice's position is its own; the
                 // run's stays at the start until the last page.
+                let step_done = next.is_none();
                 let next = match slice {
                     Some(slice) => {
                         let step = pending.slices.entry(slice).or_default();
@@ -381,7 +382,10 @@ pub(super) fn write_stage(
                 if end_of_run {
                     // A snapshot with no record at all still gets one (empty) part, so that
                     // readers find its columns.
-                    if ledger.checkpoint.parts.is_empty() && writers.is_empty() {
+                    // (Not a hive layout's shard: a part beside the `name=value` directories
+                    // would confuse readers; another shard has the columns.)
+                    let hive_shard = hive.is_some() && ledger.checkpoint.shard.is_some();
+                    if ledger.checkpoint.parts.is_empty() && writers.is_empty() && !hive_shard {
                         let schema = schema.as_ref().expect("Open comes first");
                         writer_for("", &mut writers, &ledger, schema)?;
                     }
@@ -399,10 +403,18 @@ pub(super) fn write_stage(
                         schema,
                     });
                 }
+                // In a hive layout a slice's last page closes its directory's part: a
+                // directory may see no page again, and an open part per directory would hold
+                // a file and a row group each, for the whole run.
+                let slice_ended = hive.is_some() && slice.is_some() && step_done;
                 let closed = match writers.get_mut(&dir) {
+                    Some(writer) if slice_ended => writer.close_part().map_err(sink_error)?,
                     Some(writer) => writer.end_of_page().map_err(sink_error)?,
                     None => None,
                 };
+                if slice_ended {
+                    writers.remove(&dir);
+                }
                 if let Some(part) = closed {
                     ledger.commit(vec![part], &[dir], next.clone())?;
                 }
