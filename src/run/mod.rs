@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the stages, connected by bounded channels.
 //! - [`shards`]: a sharded run's range, its names, and its finalization.
 //! - [`outcome`]: what a run did, as the run report and metrics record it.
+//! - [`slices`]: a sliced run's plan, made once when it starts.
 //!
 //! A killed run resumes from its checkpoint: leftovers of the kill are removed, and the
 //! pages after the last committed part are fetched again, so every record lands in the
@@ -22,6 +23,7 @@ mod open;
 mod outcome;
 mod pipeline;
 mod shards;
+mod slices;
 
 use std::sync::Arc;
 use std::time::Instant;
