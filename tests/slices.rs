@@ -96,6 +96,20 @@ fn rows(dir: &Path) -> Vec<(i64, i64, i64, i64)> {
     out
 }
 
+/// A JSON file, read.
+fn json(path: impl AsRef<Path>) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The parts an interrupted run's checkpoint names so far (0 before it has one).
+fn committed_parts(state_file: &Path) -> usize {
+    std::fs::read(state_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["in_progress"]["parts"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
 /// Every account's events in the five days, once: `(account, id, value, at)`.
 fn expected(records: u64) -> BTreeMap<i64, (i64, i64, i64)> {
     let mut all = BTreeMap::new();
@@ -128,7 +142,7 @@ fn check_snapshot(ws: &Workspace, records: u64) -> serde_json::Value {
     }
     assert_eq!(seen.len(), want.len(), "records written");
     assert_eq!(seen, want, "every record once, with its account");
-    serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap()
+    json(dir.join("_manifest.json"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,10 +185,7 @@ async fn every_accounts_records_once_in_day_windows_with_its_partition_column() 
         }
     }
     assert_eq!(windows.len(), 15, "{windows:?}");
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = json(ws.path().join(format!("state/{JOB}.json")));
     assert!(state["in_progress"].is_null());
 }
 
@@ -217,10 +228,7 @@ async fn killed_twenty_times_a_sliced_run_still_holds_every_record_once() {
     }
     // Requests of the killed processes still in the server's hands finish first.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = json(ws.path().join(format!("state/{JOB}.json")));
     let done = state["in_progress"]["slices"]["slices_done"]
         .as_u64()
         .unwrap();
@@ -395,8 +403,7 @@ async fn the_shipped_sliced_jobs_read_every_account_once() {
     assert_exit(&out, 0);
     let dirs = snapshot_dirs(&ws.path().join("out/seal_metrics_report"));
     assert_eq!(dirs.len(), 1);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dirs[0].join("_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = json(dirs[0].join("_manifest.json"));
     let slices = manifest["slices"].as_array().unwrap();
     assert_eq!(slices.len(), REPORT_ACCOUNTS.len(), "{slices:?}");
     let time = |v: &serde_json::Value| {
@@ -433,16 +440,9 @@ async fn a_lost_part_or_changed_slices_never_complete_a_sliced_run_with_records_
     ws.write(&format!("jobs/{JOB}.toml"), &job("1h", 1));
     let env = provider_env(&sandbox, &ws, "seal_metrics");
     let state_file = ws.path().join(format!("state/{JOB}.json"));
-    let parts_committed = || -> usize {
-        std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["in_progress"]["parts"].as_array().map(|a| a.len()))
-            .unwrap_or(0)
-    };
     let mut child = spawn(&ws, &env, &["run", JOB]);
     let started = std::time::Instant::now();
-    while parts_committed() < 2 {
+    while committed_parts(&state_file) < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no parts committed"
@@ -537,14 +537,12 @@ async fn ten_thousand_partitions_keep_a_small_state_and_a_rerun_fetches_nothing(
         "one request per slice"
     );
     let dirs = snapshot_dirs(&ws.path().join("out"));
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dirs[0].join("_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = json(dirs[0].join("_manifest.json"));
     assert_eq!(manifest["records"], accounts * 8);
     let state_file = ws.path().join(format!("state/{JOB}.json"));
     let size = std::fs::metadata(&state_file).unwrap().len();
     eprintln!("state after 10,000 partitions: {size} bytes");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let state: serde_json::Value = json(&state_file);
     let marks = state["window_marks"].as_object().unwrap();
     assert_eq!(marks.len(), accounts as usize);
     assert_eq!(marks["{\"account_id\":42}"], "2026-11-02T00:00:00Z");
@@ -579,8 +577,7 @@ async fn a_backfill_loads_its_range_apart_and_leaves_the_marks_where_they_were()
     assert_exit(&out, 0);
     let state_file = ws.path().join(format!("state/{JOB}.json"));
     let marks = |file: &Path| {
-        let state: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let state: serde_json::Value = json(file);
         state["window_marks"].clone()
     };
     let before = marks(&state_file);
@@ -621,10 +618,7 @@ async fn a_backfill_loads_its_range_apart_and_leaves_the_marks_where_they_were()
         "the job's marks where they were"
     );
     // The job's own snapshot and latest.json are the run's, not the backfill's.
-    let latest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.path().join(format!("out/{JOB}/latest.json"))).unwrap(),
-    )
-    .unwrap();
+    let latest: serde_json::Value = json(ws.path().join(format!("out/{JOB}/latest.json")));
     assert!(!latest.to_string().contains("backfill"), "{latest}");
 
     // A job without windows has nothing to backfill.
@@ -683,8 +677,7 @@ async fn each_run_by_marks_fetches_only_the_windows_since_the_last() {
         .into_iter()
         .max_by_key(|d| std::fs::metadata(d).unwrap().modified().unwrap())
         .unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(newest.join("_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = json(newest.join("_manifest.json"));
     assert_eq!(manifest["records"], 3 * 16);
     assert_eq!(
         manifest["slices"][0]["from"], "2026-11-02T00:00:00Z",
@@ -741,11 +734,7 @@ async fn a_hive_layout_is_read_by_pyarrow_and_duckdb_with_its_partitions() {
     let mut child = spawn(&ws, &env, &["run", JOB]);
     let started = std::time::Instant::now();
     loop {
-        let parts = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["in_progress"]["parts"].as_array().map(|a| a.len()))
-            .unwrap_or(0);
+        let parts = committed_parts(&state_file);
         if parts >= 3 {
             break;
         }
@@ -784,8 +773,7 @@ async fn a_hive_layout_is_read_by_pyarrow_and_duckdb_with_its_partitions() {
         .expect("a complete snapshot");
     // account_id=3/date=2026-11-01/part-….parquet, and nothing else below: the files on
     // disk are exactly the manifest's parts.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = json(dir.join("_manifest.json"));
     let named: std::collections::BTreeSet<String> = manifest["parts"]
         .as_array()
         .unwrap()
@@ -895,17 +883,13 @@ async fn shards_of_a_sliced_job_split_its_partitions() {
         assert_eq!(id / 1_000_000, account);
     }
     assert_eq!(seen.len(), 12 * 16);
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dirs[0].join("_manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = json(dirs[0].join("_manifest.json"));
     assert_eq!(
         manifest["slices"].as_array().unwrap().len(),
         12,
         "{manifest}"
     );
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = json(ws.path().join(format!("state/{JOB}.json")));
     assert_eq!(state["window_marks"].as_object().unwrap().len(), 12);
     assert!(
         state["window_marks"]
@@ -960,10 +944,7 @@ async fn a_failed_slice_fails_the_run_and_the_next_fetches_only_what_is_missing(
         stderr.contains("account=999") && stderr.contains("400"),
         "names the request and the status: {stderr}"
     );
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ws.path().join(format!("state/{JOB}.json"))).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value = json(ws.path().join(format!("state/{JOB}.json")));
     assert_eq!(
         state["in_progress"]["slices"]["slices_done"], 10,
         "3's and 5's days"
@@ -1018,8 +999,7 @@ dir = "out/{job}/{run_id}"
     let env = provider_env(&sandbox, &ws, "seal_metrics");
     assert_exit(&ws.apisnap(&["run", JOB], &env).await, 0);
     let state_file = ws.path().join(format!("state/{JOB}.json"));
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let state: serde_json::Value = json(&state_file);
     let marks = state["partition_high_water"].as_object().unwrap().clone();
     assert_eq!(marks.len(), 2, "{state}");
     let mark = marks["{\"account_id\":3}"].as_str().unwrap().to_string();
@@ -1045,8 +1025,7 @@ dir = "out/{job}/{run_id}"
             "account {account} from its mark {mark}: {firsts:?}"
         );
     }
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let state: serde_json::Value = json(&state_file);
     assert!(
         state["partition_high_water"]["{\"account_id\":3}"]
             .as_str()
