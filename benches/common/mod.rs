@@ -78,6 +78,7 @@ pub fn measure(command: &mut Command) -> Measured {
     }
 }
 
+#[allow(dead_code)] // not every benchmark measures its output
 pub fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
