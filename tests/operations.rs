@@ -308,17 +308,7 @@ async fn json_logs_report_and_metrics_agree_with_what_was_written() {
 /// On a terminal (a pseudo-terminal from `script`), a run draws its progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_gets_a_progress_bar() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        // CI installs it: there, a missing tool is a failure, not a skip.
-        assert!(
-            std::env::var("CI").is_err(),
-            "`script` (util-linux) is not installed"
-        );
-        eprintln!("`script` (util-linux) is not installed: skipping");
+    if !common::have_script() {
         return;
     }
     let sandbox = common::start_sandbox(SandboxConfig {
@@ -333,27 +323,7 @@ async fn a_terminal_gets_a_progress_bar() {
         "APISNAP_JOB_SEAL_METRICS_EVENTS__CONCURRENCY".into(),
         "1".into(),
     ));
-    env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
-    env.push(("TERM".into(), "xterm-256color".into()));
-    // The run on a pseudo-terminal: what its screen showed.
-    let on_terminal = async |env: &[(String, String)]| -> String {
-        let out = tokio::process::Command::new("script")
-            .args([
-                "-qec",
-                &format!("{} run seal_metrics_events", common::bin()),
-                "/dev/null",
-            ])
-            .current_dir(ws.path())
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .await
-            .unwrap();
-        let screen = text(&out.stdout);
-        assert!(out.status.success(), "{screen}");
-        screen
-    };
-    let screen = on_terminal(&env).await;
+    let screen = common::on_terminal(&ws, &env, "run seal_metrics_events").await;
     assert!(screen.contains("records/s"), "{screen}");
     assert!(
         screen.contains("seal_metrics_events: wrote 8000 records"),
@@ -366,7 +336,7 @@ async fn a_terminal_gets_a_progress_bar() {
         "APISNAP_JOB_SEAL_METRICS_EVENTS__PAGINATION__TOTAL_POINTER".into(),
         "/total".into(),
     ));
-    let screen = on_terminal(&env).await;
+    let screen = common::on_terminal(&ws, &env, "run seal_metrics_events").await;
     assert!(screen.contains("% ETA"), "{screen}");
     assert!(screen.contains("[====="), "a bar: {screen}");
 }

@@ -284,16 +284,7 @@ async fn mistakes_in_slices_name_the_file_the_field_and_what_was_expected() {
 /// On a terminal (a pseudo-terminal from `script`), a sliced run's bar counts slices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_shows_the_slices_done_of_all() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").is_err(),
-            "`script` (util-linux) is not installed (.ci/run installs it)"
-        );
-        eprintln!("`script` (util-linux) is not installed: skipping");
+    if !common::have_script() {
         return;
     }
     let sandbox = common::start_sandbox(SandboxConfig {
@@ -304,19 +295,8 @@ async fn a_terminal_shows_the_slices_done_of_all() {
     .await;
     let ws = Workspace::with_shipped_jobs();
     ws.write(&format!("jobs/{JOB}.toml"), &job("1d", 3));
-    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
-    env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
-    env.push(("TERM".into(), "xterm-256color".into()));
-    let out = tokio::process::Command::new("script")
-        .args(["-qec", &format!("{} run {JOB}", common::bin()), "/dev/null"])
-        .current_dir(ws.path())
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    let screen = text(&out.stdout);
-    assert!(out.status.success(), "{screen}");
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let screen = common::on_terminal(&ws, &env, &format!("run {JOB}")).await;
     assert!(screen.contains("/15 slices ETA"), "{screen}");
     assert!(screen.contains("[=="), "a bar: {screen}");
 }

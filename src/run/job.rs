@@ -379,11 +379,7 @@ impl Job {
         let page = match &self.slicing {
             // A sliced job's first page is its first slice's.
             Some(slicing) => {
-                let failed = |message: String| Error::Paginate {
-                    job: self.name.clone(),
-                    position: "the slices".into(),
-                    message,
-                };
+                let failed = |message: String| self.slices_error(message);
                 let plan = slicing
                     .plan(chrono::Utc::now(), &Default::default(), None)
                     .await

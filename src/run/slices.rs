@@ -8,6 +8,15 @@ use crate::run::{Job, RunOptions};
 use crate::vocab::ConfigError;
 
 impl Job {
+    /// A slice that cannot be planned or requested, named as a paging failure (exit 4).
+    pub(super) fn slices_error(&self, message: String) -> Error {
+        Error::Paginate {
+            job: self.name.clone(),
+            position: "the slices".into(),
+            message,
+        }
+    }
+
     /// The progress a new sliced run starts from; `None` for a job without slices.
     pub(super) async fn plan_slices(
         &self,
@@ -35,11 +44,7 @@ impl Job {
         let mut plan = slicing
             .plan(now, &marks_of.window_marks, range)
             .await
-            .map_err(|message| Error::Paginate {
-                job: self.name.clone(),
-                position: "the slices".into(),
-                message,
-            })?;
+            .map_err(|message| self.slices_error(message))?;
         if let Some(shard) = options.shard {
             crate::slice::Slicing::take_shard(&mut plan, shard.index, shard.count)
                 .map_err(|message| ConfigError::field("partitions", message))?;

@@ -208,10 +208,7 @@ impl Slicing {
                 ));
             }
         }
-        let keys: Vec<String> = match self.partitions.is_some() {
-            false => vec![partition_key(None)],
-            true => partitions.iter().map(|p| partition_key(Some(p))).collect(),
-        };
+        let keys = partition_keys(self.partitions.is_some(), &partitions);
         // Where each partition's windows start, by marks.
         let mut starts: Vec<Option<chrono::DateTime<chrono::Utc>>> = Vec::new();
         let windows = match (&self.windows, backfill) {
@@ -283,14 +280,7 @@ impl Slicing {
     /// those that had a window to fetch (one whose `initial` is after the end keeps none).
     pub fn marks_after(&self, plan: &SlicePlan, marks: &mut Marks) {
         let Some(w) = &plan.windows else { return };
-        let keys: Vec<String> = match plan.partitioned {
-            false => vec![partition_key(None)],
-            true => plan
-                .partitions
-                .iter()
-                .map(|p| partition_key(Some(p)))
-                .collect(),
-        };
+        let keys = partition_keys(plan.partitioned, &plan.partitions);
         for (p, key) in keys.into_iter().enumerate() {
             if plan.first_window(p as u64) >= w.len() {
                 continue;
@@ -409,6 +399,17 @@ fn hive_value(value: &str) -> String {
         return "__HIVE_DEFAULT_PARTITION__".into();
     }
     out
+}
+
+/// The marks' keys of a plan's partitions, in order: one `""` for a job without partitions.
+fn partition_keys(
+    partitioned: bool,
+    partitions: &[BTreeMap<String, serde_json::Value>],
+) -> Vec<String> {
+    match partitioned {
+        false => vec![partition_key(None)],
+        true => partitions.iter().map(|p| partition_key(Some(p))).collect(),
+    }
 }
 
 /// A scalar as text: strings without quotes.

@@ -562,3 +562,40 @@ fn section_level(readme: &str, section: &str) -> usize {
         .map(|l| l.chars().take_while(|c| *c == '#').count())
         .unwrap_or(1)
 }
+
+/// Whether `script` (util-linux) is here to give a run a pseudo-terminal; CI installs it,
+/// so there a missing one fails the test instead of skipping it.
+pub fn have_script() -> bool {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "`script` (util-linux) is not installed (.ci/run installs it)"
+    );
+    eprintln!("`script` (util-linux) is not installed: skipping");
+    false
+}
+
+/// `apisnap ARGS` on a pseudo-terminal (from `script`), with `env` and a terminal's
+/// `TERM` and `PATH`: what its screen showed, after checking it succeeded.
+pub async fn on_terminal(ws: &Workspace, env: &[(String, String)], args: &str) -> String {
+    let mut env = env.to_vec();
+    env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+    env.push(("TERM".into(), "xterm-256color".into()));
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &format!("{} {args}", bin()), "/dev/null"])
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    screen
+}

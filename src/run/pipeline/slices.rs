@@ -47,11 +47,7 @@ impl Job {
                 };
                 let target = slicing
                     .target(plan, index)
-                    .map_err(|message| Error::Paginate {
-                        job: self.name.clone(),
-                        position: "the slices".into(),
-                        message,
-                    })?;
+                    .map_err(|message| self.slices_error(message))?;
                 let list = List {
                     target: Some(Arc::new(target)),
                     slice: Some(index),
