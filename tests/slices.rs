@@ -1014,3 +1014,52 @@ dir = "out/{job}/{run_id}"
         "the mark moved: {state}"
     );
 }
+
+/// A server whose totals lie, per slice: the run does not complete with fewer records
+/// than the API stated for any slice (exit 4, the slices named), unless the job accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_short_of_its_stated_total_fails_the_run() {
+    let records = 120;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let lying = |policy: &str| {
+        format!(
+            "provider = \"seal_metrics\"\n{policy}\n[endpoint]\npath = \"/hostile/lying\"\n\
+             query = {{ account = \"{{partition.account_id}}\" }}\n\
+             [partitions]\ntype = \"list\"\nname = \"account_id\"\nvalues = [1, 2]\n\
+             [pagination]\ntype = \"offset\"\npage_size = 50\ntotal_pointer = \"/total\"\n\
+             [output]\ndir = \"out/{{job}}/{{run_id}}\"\n"
+        )
+    };
+    ws.write(&format!("jobs/{JOB}.toml"), &lying(""));
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    let out = ws.apisnap(&["run", JOB], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    let stated = records + apisnap::sandbox::HOSTILE_LIE;
+    assert!(
+        stderr.contains("2 slice(s) got other than the records the API stated")
+            && stderr.contains(&format!(
+                "account_id=1 (stated {stated}, written {records})"
+            )),
+        "{stderr}"
+    );
+    for d in snapshot_dirs(&ws.path().join("out")) {
+        assert!(!d.join("_SUCCESS").exists(), "not complete");
+    }
+    ws.write(
+        &format!("jobs/{JOB}.toml"),
+        &lying("on_count_mismatch = \"warn\""),
+    );
+    let out = ws.apisnap(&["run", JOB, "--fresh"], &env).await;
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("on_count_mismatch = warn"),
+        "{}",
+        text(&out.stderr)
+    );
+}
