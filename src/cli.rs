@@ -196,6 +196,12 @@ pub struct SandboxArgs {
     /// Seed of the fault injector.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// At most this many requests at once; those past it are answered 429 (a gateway's cap).
+    #[arg(long)]
+    pub capacity: Option<usize>,
+    /// Requests served at once; the others wait their turn (a server that slows under load).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Seconds a token lives.
     #[arg(long, default_value_t = 3600)]
     pub token_ttl_secs: u64,

@@ -19,6 +19,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use crate::auth::{AuthError, Authenticator, Credentials};
+use crate::concurrency::{Permit, Signal};
 use crate::decode;
 pub use crate::http::RetryConfig;
 use crate::http::{FullJitter, Http, parse_retry_after, snippet};
@@ -93,6 +94,19 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// What the failure says about the server's load, for the adaptive concurrency.
+    pub fn signal(&self) -> Signal {
+        match self {
+            FetchError::Status { status, .. }
+                if *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() =>
+            {
+                Signal::Overloaded
+            }
+            FetchError::Transport { .. } => Signal::Overloaded,
+            _ => Signal::Neutral,
+        }
+    }
+
     /// Worth another attempt: the server or the network may do better next time.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -127,6 +141,13 @@ pub struct Page {
     pub records: Range<usize>,
     /// What the paginator needs: record count, pointer values, headers.
     pub outcome: PageOutcome,
+}
+
+/// A request made within a gate: the permit for its first attempt, and a flag raised once it
+/// has to wait for another.
+pub struct Gated {
+    pub permit: Permit,
+    pub retrying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where requests go: the endpoint's URL, query, headers and body — the job's own, or one
@@ -323,11 +344,22 @@ impl Fetcher {
 
     /// Fetches one page, retrying transient failures with backoff.
     pub async fn fetch(&self, page: &PageRequest) -> Result<Page, FetchError> {
-        self.fetch_at(&self.target, page).await
+        self.fetch_at(&self.target, page, None).await
     }
 
-    /// [`Fetcher::fetch`] of a page of `target` (a slice's).
-    pub async fn fetch_at(&self, target: &Target, page: &PageRequest) -> Result<Page, FetchError> {
+    /// [`Fetcher::fetch`] of a page of `target` (a slice's). With a `permit`, the first
+    /// attempt goes in it and every later one waits for one of its gate: a request waiting
+    /// out a backoff holds none.
+    pub async fn fetch_at(
+        &self,
+        target: &Target,
+        page: &PageRequest,
+        gated: Option<Gated>,
+    ) -> Result<Page, FetchError> {
+        let (permit, retrying) = match gated {
+            Some(Gated { permit, retrying }) => (Some(permit), Some(retrying)),
+            None => (None, None),
+        };
         let url = self.page_url(target, page);
         if let Some(why) = self.origins.refuse(&url) {
             return Err(FetchError::ForeignHost {
@@ -339,9 +371,27 @@ impl Fetcher {
         let request = self.describe_at(target, page);
         let body = self.page_body(target, page);
         let attempts = AtomicU64::new(0);
+        let gate = permit.as_ref().map(|p| p.gate().clone());
+        let first = std::sync::Mutex::new(permit);
         let attempt = || {
             attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(&url, &request, (target, page), body.clone())
+            let first = first.lock().expect("not poisoned").take();
+            let (url, request, body, gate) = (&url, &request, body.clone(), gate.as_ref());
+            async move {
+                let permit = match (first, gate) {
+                    (Some(permit), _) => Some(permit),
+                    (None, Some(gate)) => Some(gate.acquire().await),
+                    (None, None) => None,
+                };
+                let result = self.attempt(url, request, (target, page), body).await;
+                if let Some(permit) = permit {
+                    permit.finish(match &result {
+                        Ok(_) => Signal::Answered,
+                        Err(e) => e.signal(),
+                    });
+                }
+                result
+            }
         };
         let max_delay = Duration::from_millis(self.http.retry.max_delay_ms);
         attempt
@@ -359,6 +409,9 @@ impl Fetcher {
             })
             .notify(|err, wait| {
                 self.retries.fetch_add(1, Ordering::Relaxed);
+                if let Some(retrying) = &retrying {
+                    retrying.store(true, Ordering::Relaxed);
+                }
                 tracing::warn!(
                     job = %self.job,
                     request = %request,
@@ -379,11 +432,12 @@ impl Fetcher {
         (target, page): (&Target, &PageRequest),
         body: Option<Bytes>,
     ) -> Result<Page, FetchError> {
-        let creds = self.credentials().await?;
-        let response = self
+        let mut creds = self.credentials().await?;
+        let mut response = self
             .send(url, request, (target, page), body.clone(), &creds)
             .await?;
-        let response = if response.status() == StatusCode::UNAUTHORIZED {
+        let mut renewed = 0;
+        while response.status() == StatusCode::UNAUTHORIZED {
             let rejected = |detail: &str| FetchError::Auth {
                 job: self.job.clone(),
                 source: AuthError::Rejected {
@@ -393,6 +447,13 @@ impl Fetcher {
                     sources: self.auth.sources(),
                 },
             };
+            // A fresh token refused by a server that never accepted these credentials means
+            // they are wrong; one that had accepted them revoked it (while other requests
+            // were in flight with it): renew again, as often as the login budget
+            // (`auth.token.max_reauth` per window) allows.
+            if renewed > 0 && !self.auth.ever_accepted() {
+                return Err(rejected("even after a fresh login"));
+            }
             let renewable = self
                 .auth
                 .rejected(creds.generation)
@@ -404,18 +465,14 @@ impl Fetcher {
             if !renewable {
                 return Err(rejected("(a static credential cannot be renewed)"));
             }
-            tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying once");
-            let creds = self.credentials().await?;
-            let retried = self
-                .send(url, request, (target, page), body, &creds)
+            tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying");
+            renewed += 1;
+            creds = self.credentials().await?;
+            response = self
+                .send(url, request, (target, page), body.clone(), &creds)
                 .await?;
-            if retried.status() == StatusCode::UNAUTHORIZED {
-                return Err(rejected("even after a fresh login"));
-            }
-            retried
-        } else {
-            response
-        };
+        }
+        self.auth.accepted();
         let status = response.status();
         let header = |name: reqwest::header::HeaderName| {
             response

@@ -15,7 +15,8 @@
 //! - [`paginate`]: which page comes next and when to stop; one runtime type per strategy.
 //! - [`slice`]: a job cut into partitions and date windows, each slice its own list of
 //!   pages and its own place in the checkpoint.
-//! - [`ratelimit`]: requests per second per provider, shared by its jobs.
+//! - [`ratelimit`]: requests per second per provider, shared by its jobs; [`concurrency`]:
+//!   requests in flight, fixed or tuned per provider (AIMD).
 //! - [`incremental`]: high-water marks, so a run fetches only what is new.
 //! - [`decode`] and [`columns`]: page bodies to Arrow record batches, with columns declared
 //!   or inferred from the first page.
@@ -35,6 +36,7 @@
 pub mod auth;
 pub mod checkpoint;
 pub mod columns;
+pub mod concurrency;
 pub mod config;
 pub mod decode;
 pub mod demo;

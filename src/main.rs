@@ -542,9 +542,12 @@ fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
             rate: args.fault_rate,
             seed: args.seed,
             kinds,
+            ..Default::default()
         },
         compress: args.compress,
         prerender: args.prerender,
+        capacity: args.capacity,
+        workers: args.workers,
         ..SandboxConfig::default()
     };
     let port = args.port;

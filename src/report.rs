@@ -57,6 +57,15 @@ pub struct RunReport {
     /// Tokens renewed after a 401.
     #[serde(default)]
     pub reauthentications: u64,
+    /// Requests in flight: adaptive or fixed, the limit at the end and the highest it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<crate::concurrency::ConcurrencyReport>,
+    /// The most pages held at once ahead of one that was waiting (a `Retry-After`), and the
+    /// bytes of them held in a temporary file.
+    #[serde(default)]
+    pub held_pages_peak: u64,
+    #[serde(default)]
+    pub held_on_disk_bytes: u64,
     pub snapshot: Option<Location>,
 }
 

@@ -22,7 +22,8 @@ impl std::io::Write for LogWriter {
     }
 }
 
-/// A progress bar for a run on a terminal: pages, records, records/s, bytes, retries. Nothing
+/// A progress bar for a run on a terminal: pages, records, records/s, bytes, retries, the
+/// concurrency limit. Nothing
 /// at all when stderr is not a terminal (cron, systemd, Kubernetes, a pipe).
 pub struct ProgressDisplay {
     bar: Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)>,
@@ -84,12 +85,13 @@ impl ProgressDisplay {
                     }
                     let rate = p.records as f64 / started.elapsed().as_secs_f64().max(0.001);
                     bar.set_message(format!(
-                        "{} pages, {} records, {:.0} records/s, {}, {} retries",
+                        "{} pages, {} records, {:.0} records/s, {}, {} retries, {} in flight at most",
                         p.pages,
                         p.records,
                         rate,
                         indicatif::HumanBytes(p.bytes),
-                        p.retries
+                        p.retries,
+                        p.concurrency
                     ));
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }

@@ -287,6 +287,7 @@ async fn every_login_kind_rides_out_faults_on_its_login_endpoints() {
                 .iter()
                 .map(|f| Fault::parse(f).unwrap())
                 .collect(),
+            ..Default::default()
         },
         ..SandboxConfig::default()
     })

@@ -126,6 +126,7 @@ async fn json_logs_report_and_metrics_agree_with_what_was_written() {
             rate: 0.15,
             seed: 7,
             kinds: vec![apisnap::sandbox::Fault::parse("503").unwrap()],
+            ..Default::default()
         },
         ..SandboxConfig::default()
     })
@@ -197,7 +198,7 @@ async fn json_logs_report_and_metrics_agree_with_what_was_written() {
                 .contains("/stats/events")
         );
     }
-    let relogins = messages("WARN", "401: renewing the token and retrying once");
+    let relogins = messages("WARN", "401: renewing the token and retrying");
     assert!(
         !relogins.is_empty(),
         "the token is revoked every 5 requests: {stderr}"

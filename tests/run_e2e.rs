@@ -62,12 +62,18 @@ async fn parquet_snapshot_holds_every_record() {
         ws.files()
     );
     // One login for the whole run; one request per page plus the empty last one, and at most
-    // a window's worth of speculative requests past the end.
+    // the concurrency limit's worth of speculative requests past the end (no total stated).
     let stats = sandbox.stats("seal");
     assert_eq!(stats.logins, 1);
     let pages = RECORDS.div_ceil(997) + 1;
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.path().join("state/seal_metrics_events.report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["concurrency"]["adaptive"], true, "{report}");
+    let peak = report["concurrency"]["peak"].as_u64().unwrap();
     assert!(
-        (pages..pages + 4).contains(&stats.data_requests),
+        (pages..=pages + peak).contains(&stats.data_requests),
         "{} requests for {pages} pages",
         stats.data_requests
     );

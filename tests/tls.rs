@@ -231,6 +231,7 @@ async fn faults_after_a_client_certificate_handshake_are_retried() {
                 apisnap::sandbox::Fault::CloseMidBody,
                 apisnap::sandbox::Fault::Status503,
             ],
+            ..Default::default()
         },
         ..SandboxConfig::default()
     })
@@ -274,6 +275,7 @@ async fn a_server_that_only_wants_a_client_certificate_is_still_retried() {
             rate: 0.15,
             seed: 11,
             kinds: vec![apisnap::sandbox::Fault::CloseMidBody],
+            ..Default::default()
         },
         ..SandboxConfig::default()
     })

@@ -15,6 +15,7 @@ pub struct Measured {
     pub cpu: f64,
     pub rss_mb: f64,
     pub stdout: String,
+    pub stderr: String,
     pub output_bytes: u64,
     /// Of several runs: the fastest and slowest wall times.
     pub range: Option<(f64, f64)>,
@@ -73,6 +74,7 @@ pub fn measure(command: &mut Command) -> Measured {
         cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         rss_mb: usage.ru_maxrss as f64 / 1024.0,
         stdout,
+        stderr: errors,
         output_bytes: 0,
         range: None,
     }
@@ -101,6 +103,11 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn start(records: u64, latency_ms: u64) -> Sandbox {
+        Sandbox::start_with(records, latency_ms, &[])
+    }
+
+    /// [`Sandbox::start`] with more of `apisnap sandbox`'s flags (faults).
+    pub fn start_with(records: u64, latency_ms: u64, flags: &[&str]) -> Sandbox {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -109,6 +116,7 @@ impl Sandbox {
             .args(["sandbox", "--prerender", "--port", &port.to_string()])
             .args(["--records", &records.to_string()])
             .args(["--latency-ms", &latency_ms.to_string()])
+            .args(flags)
             .stdout(Stdio::null())
             .spawn()
             .expect("the sandbox starts");

@@ -150,6 +150,7 @@ impl AuthConfig {
         };
         match kind {
             Some(kind) if errors.is_empty() => Ok(Authenticator {
+                accepted: Default::default(),
                 provider: provider.to_string(),
                 kind,
             }),
@@ -240,6 +241,8 @@ pub struct Credentials {
 pub struct Authenticator {
     provider: String,
     kind: AuthKind,
+    /// The server has accepted the credentials (answered a request other than 401).
+    accepted: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -311,6 +314,19 @@ impl Authenticator {
             AuthKind::Static(c) => Ok(c.clone()),
             AuthKind::Session(s) => s.credentials(http).await,
         }
+    }
+
+    /// A request was answered other than 401.
+    pub fn accepted(&self) {
+        self.accepted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the server has accepted the credentials in this process: a 401 after a
+    /// fresh login then means its token was revoked (as the server goes, while other
+    /// requests were in flight with it), not that the credentials or their scheme are wrong.
+    pub fn ever_accepted(&self) -> bool {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A request carrying `generation` got a 401: drop that token (if it is still current) so

@@ -28,9 +28,11 @@ pub struct JobConfig {
     /// How to walk the pages.
     pub pagination: PaginationConfig,
     /// Requests in flight at once, for strategies whose next request is known in advance
-    /// (`offset`, `page`, `range_header`); the others go one at a time.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    /// (`offset`, `page`, `range_header`; the others go one at a time): `"adaptive"` (the
+    /// default) tunes it per provider from round-trip times, 429s and 5xx; a number fixes it
+    /// for each list of pages.
+    #[serde(default)]
+    pub concurrency: crate::concurrency::ConcurrencyConfig,
     /// The partitions the request is made for (an account, a store, a parent record): the
     /// request once per partition, its values in `{partition.NAME}` placeholders and
     /// written as columns.
@@ -155,10 +157,6 @@ fn default_state_dir() -> crate::storage::Location {
     crate::storage::Location::parse("state").expect("a path")
 }
 
-fn default_concurrency() -> usize {
-    4
-}
-
 fn default_records_pointer() -> JsonPointer {
     "/data".parse().expect("valid pointer")
 }
@@ -216,11 +214,8 @@ impl JobConfig {
             ));
         }
         self.pagination.validate(&mut errors);
-        if !(1..=64).contains(&self.concurrency) {
-            errors.push(ConfigError::field(
-                "concurrency",
-                format!("{} is out of range: expected 1-64", self.concurrency),
-            ));
+        if let Some(message) = self.concurrency.invalid() {
+            errors.push(ConfigError::field("concurrency", message));
         }
         if self.pagination.params_in_body() && e.method == HttpMethod::Get {
             errors.push(ConfigError::field(

@@ -28,7 +28,7 @@ pub struct Job {
     pub(super) paginator: Paginator,
     pub(super) output: OutputConfig,
     pub(super) page_size: usize,
-    pub(super) concurrency: usize,
+    pub(super) concurrency: crate::concurrency::Concurrency,
     /// A directory, or an object-storage prefix.
     pub(super) state_dir: Location,
     pub(super) incremental: Option<crate::incremental::IncrementalConfig>,
@@ -60,6 +60,9 @@ pub(super) struct Counters {
     /// A sliced run's slices in all (0: not sliced), and those done (fetched).
     pub(super) slices: std::sync::atomic::AtomicU64,
     pub(super) slices_done: std::sync::atomic::AtomicU64,
+    /// The most pages held ahead of a waiting one, and the bytes of them held on disk.
+    pub(super) held_peak: std::sync::atomic::AtomicU64,
+    pub(super) spilled: std::sync::atomic::AtomicU64,
 }
 
 /// A live view of a running job's progress.
@@ -67,6 +70,7 @@ pub(super) struct Counters {
 pub struct ProgressHandle {
     counters: Arc<Counters>,
     fetcher: Arc<Fetcher>,
+    concurrency: crate::concurrency::Concurrency,
 }
 
 /// One reading of a [`ProgressHandle`].
@@ -84,6 +88,8 @@ pub struct Progress {
     pub committed_before: u64,
     /// A sliced run's slices done and in all.
     pub slices: Option<(u64, u64)>,
+    /// Requests in flight allowed now (the adaptive limit where it is one).
+    pub concurrency: usize,
 }
 
 impl ProgressHandle {
@@ -100,6 +106,10 @@ impl ProgressHandle {
             slices: Some(self.counters.slices.load(Relaxed))
                 .filter(|n| *n > 0)
                 .map(|n| (self.counters.slices_done.load(Relaxed), n)),
+            concurrency: match &self.concurrency {
+                crate::concurrency::Concurrency::Fixed(n) => *n,
+                crate::concurrency::Concurrency::Adaptive(gate) => gate.limit(),
+            },
         }
     }
 }
@@ -285,7 +295,7 @@ impl JobDefinition {
             page_size: self.job.pagination.page_size().unwrap_or(1024) as usize,
             paginator,
             output: self.job.output.clone(),
-            concurrency: self.job.concurrency,
+            concurrency: self.job.concurrency.build(provider_name),
             state_dir: self.job.state_dir.clone(),
             incremental: self.job.incremental.clone(),
             table: self
@@ -369,6 +379,7 @@ impl Job {
         ProgressHandle {
             counters: self.counters.clone(),
             fetcher: self.fetcher.clone(),
+            concurrency: self.concurrency.clone(),
         }
     }
 
@@ -390,7 +401,7 @@ impl Job {
                     ));
                 }
                 let target = slicing.target(&plan, 0).map_err(failed)?;
-                self.fetcher.fetch_at(&target, &request).await?
+                self.fetcher.fetch_at(&target, &request, None).await?
             }
             None => self.fetcher.fetch(&request).await?,
         };
@@ -446,6 +457,18 @@ impl Job {
             logins: self.fetcher.auth().logins(),
             tls: self.fetcher.tls_peer(),
         })
+    }
+
+    /// Requests in flight: the fixed limit, or where the provider's adaptive one is.
+    pub fn concurrency_report(&self) -> crate::concurrency::ConcurrencyReport {
+        match &self.concurrency {
+            crate::concurrency::Concurrency::Fixed(n) => crate::concurrency::ConcurrencyReport {
+                adaptive: false,
+                limit: *n,
+                peak: *n,
+            },
+            crate::concurrency::Concurrency::Adaptive(gate) => gate.report(),
+        }
     }
 
     /// Sends the requests of a full run (same pagination, concurrency, retries) and discards

@@ -194,6 +194,7 @@ impl Job {
             parts = summary.parts.len(),
             pages = summary.pages,
             retries = summary.retries,
+            concurrency = %self.concurrency_report(),
             seconds = format!("{:.2}", summary.duration_secs),
             "run finished"
         );

@@ -2,6 +2,7 @@
 //! `--metrics-dir`, the node_exporter textfile.
 
 use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Job, RunOptions, RunSummary};
 use crate::Error;
@@ -56,6 +57,9 @@ impl Job {
             retries: self.fetcher.retries(),
             logins: auth.logins(),
             reauthentications: auth.reauthentications(),
+            concurrency: Some(self.concurrency_report()),
+            held_pages_peak: self.counters.held_peak.load(Relaxed),
+            held_on_disk_bytes: self.counters.spilled.load(Relaxed),
             snapshot: None,
         };
         match result {
@@ -143,6 +147,12 @@ impl Job {
             retries: sum(|r| r.retries),
             logins: sum(|r| r.logins),
             reauthentications: sum(|r| r.reauthentications),
+            concurrency: reports
+                .iter()
+                .filter_map(|r| r.concurrency)
+                .max_by_key(|c| c.peak),
+            held_pages_peak: reports.iter().map(|r| r.held_pages_peak).max().unwrap_or(0),
+            held_on_disk_bytes: sum(|r| r.held_on_disk_bytes),
             snapshot: Some(snapshot.clone()),
         };
         let last_success = Some(manifest.finished_at);

@@ -57,11 +57,17 @@ pub struct FaultConfig {
     pub rate: f64,
     pub seed: u64,
     pub kinds: Vec<Fault>,
+    /// Data requests (numbered from 0 in the order they come) that fail with the first
+    /// kind, whatever the rate.
+    pub at: Vec<u64>,
 }
 
 impl FaultConfig {
     /// The fault for the `n`-th data request, if any.
     pub fn pick(&self, n: u64) -> Option<Fault> {
+        if self.at.contains(&n) {
+            return self.kinds.first().copied();
+        }
         if self.rate <= 0.0 || self.kinds.is_empty() {
             return None;
         }
@@ -88,6 +94,7 @@ mod tests {
             rate: 0.05,
             seed: 7,
             kinds: Fault::all(Duration::from_secs(1)),
+            ..Default::default()
         };
         let hits = (0..10_000).filter(|n| f.pick(*n).is_some()).count();
         assert!((400..600).contains(&hits), "{hits}");

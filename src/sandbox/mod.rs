@@ -11,6 +11,7 @@ pub mod data;
 mod faults;
 mod hostile;
 mod kalibrate;
+mod load;
 mod log;
 mod netography;
 mod paging;
@@ -40,6 +41,7 @@ pub use hostile::{
     BASIC_USER as HOSTILE_BASIC_USER, CAP as HOSTILE_CAP, FRACTION_AT as HOSTILE_FRACTION_AT,
     LIE as HOSTILE_LIE, serial as hostile_serial,
 };
+pub use load::LoadStats;
 pub use log::RequestRecord;
 pub use report::{Event as ReportEvent, REPORT_ACCOUNTS, events as report_events};
 pub use tls::SandboxTls;
@@ -104,6 +106,12 @@ pub struct SandboxConfig {
     pub tls: Option<SandboxTls>,
     /// The report API's accounts: `1..=n` instead of [`REPORT_ACCOUNTS`] (many partitions).
     pub report_accounts: Option<u64>,
+    /// At most this many requests at once: those past it are answered 429 without a
+    /// `Retry-After`, as a gateway's concurrency cap does.
+    pub capacity: Option<usize>,
+    /// Requests served at once: the others wait their turn, so their answers take longer,
+    /// as a server with few workers under load.
+    pub workers: Option<usize>,
 }
 
 impl Default for SandboxConfig {
@@ -123,6 +131,8 @@ impl Default for SandboxConfig {
             prerender: false,
             tls: None,
             report_accounts: None,
+            capacity: None,
+            workers: None,
         }
     }
 }
@@ -194,6 +204,8 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// The records rendered at start, with `prerender` (and no altered records).
     rendered: Option<data::Rendered>,
+    /// Requests in flight, capacity and workers.
+    load: load::Load,
 }
 
 impl Shared {
@@ -273,6 +285,7 @@ impl Sandbox {
         let records = config.records;
         let plain = config.new_field_from.is_none() && config.bad_value_every.is_none();
         let rendered = (config.prerender && plain).then(|| data::Rendered::new(records));
+        let config_workers = config.workers;
         let shared = Arc::new(Shared {
             config,
             tokens: Tokens::default(),
@@ -289,6 +302,7 @@ impl Sandbox {
             records: AtomicU64::new(records),
             generation: AtomicU64::new(1),
             rendered,
+            load: load::Load::new(config_workers),
         });
         shared.log.start();
         let compress = shared.config.compress;
@@ -314,6 +328,10 @@ impl Sandbox {
         } else {
             app
         };
+        let app = app.layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            load::limit,
+        ));
         // Outermost, so that it sees the answer as sent (compressed or not).
         let app = app.layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -367,6 +385,11 @@ impl Sandbox {
             self.shared.scheme(),
             self.addr.port()
         )
+    }
+
+    /// The requests in flight at most, and those refused past the capacity.
+    pub fn load(&self) -> LoadStats {
+        self.shared.load.stats()
     }
 
     /// The counters of one provider.

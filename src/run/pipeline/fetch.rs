@@ -1,15 +1,23 @@
 //! The fetch stage: requests in flight, answers taken in page order, the paginator told
 //! what each held.
+//!
+//! Where the next request is known in advance (`offset`, `page`, `range_header`), requests
+//! go out as fast as the gate gives permits. A page answered 429 or 5xx waits out its own
+//! `Retry-After` or backoff without a permit, and the pages answered behind it are held
+//! (see [`Held`]) until it comes, so one wait does not stall the others.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::FetchedPage;
+use super::held::{Held, HeldPage};
 use crate::Error;
-use crate::fetch::Target;
+use crate::fetch::{FetchError, Gated, Page, Target};
 use crate::paginate::{Next, PageRequest, Position};
 use crate::run::Job;
 
@@ -37,9 +45,9 @@ impl List {
 }
 
 impl Job {
-    /// Requests the pages of `list` until the paginator says stop, keeping up to
-    /// `concurrency` requests in flight where the next request is known in advance, and
-    /// hands them on in page order. Returns the number of pages.
+    /// Requests the pages of `list` until the paginator says stop, as many in flight as the
+    /// job's gate allows where the next request is known in advance, and hands them on in
+    /// page order. Returns the number of pages.
     pub(in crate::run) async fn fetch_stage(
         &self,
         list: List,
@@ -55,9 +63,16 @@ impl Job {
         let interrupted = || Error::Interrupted {
             job: self.name.clone(),
         };
+        let gate = self.concurrency.gate();
         let mut paginator = self.paginator.clone();
         paginator.set_end(end);
-        let mut in_flight: VecDeque<(PageRequest, AbortOnDrop)> = VecDeque::new();
+        // The requests made and not yet handed on, in page order; the first is `front`.
+        // A request that failed for good is held too: the list may end before it.
+        let mut window: VecDeque<Slot> = VecDeque::new();
+        let mut failed_ahead = false;
+        let mut front: u64 = 0;
+        let mut running = FuturesUnordered::new();
+        let mut held = Held::new(&self.counters);
         let mut expected = Some(paginator.resume(&start).map_err(|e| Error::Paginate {
             job: self.name.clone(),
             position: start.to_string(),
@@ -65,132 +80,222 @@ impl Job {
         })?);
         let mut previous: Option<(Position, Bytes, std::ops::Range<usize>)> = None;
         let mut count = 0;
-        let spawn = |request: &PageRequest| {
+        let spawn = |request: &PageRequest, permit, retrying, seq: u64| {
             let fetcher = self.fetcher.clone();
             let request = request.clone();
             let target = target.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                match &target {
-                    Some(target) => fetcher.fetch_at(target, &request).await,
-                    None => fetcher.fetch(&request).await,
-                }
-            }))
+            let gated = Gated { permit, retrying };
+            let task = AbortOnDrop(tokio::spawn(async move {
+                let target = target.as_deref().unwrap_or(fetcher.target());
+                fetcher.fetch_at(target, &request, Some(gated)).await
+            }));
+            async move {
+                let mut task = task;
+                (seq, (&mut task.0).await)
+            }
         };
+        // Room in the decoder's channel for the next page, once waited for.
+        let mut reserved: Option<mpsc::Permit<'_, FetchedPage>> = None;
         loop {
-            if in_flight.is_empty() {
-                match expected.take() {
-                    Some(r) => {
-                        let handle = spawn(&r);
-                        in_flight.push_back((r, handle));
+            // Every page at the front that has come goes on, in order, while the decoder has
+            // room: when it has none, the loop goes on making requests and taking answers
+            // (blocked on the decoder, it would leave the requests' pipe empty behind a burst
+            // of pages answered together).
+            while let Some(Slot {
+                arrived: Some(_), ..
+            }) = window.front()
+            {
+                let room = match reserved.take() {
+                    Some(room) => room,
+                    None => match pages.try_reserve() {
+                        Ok(room) => room,
+                        Err(mpsc::error::TrySendError::Full(())) => break,
+                        // The decoder stopped; its error is the one to report.
+                        Err(mpsc::error::TrySendError::Closed(())) => return Ok(count),
+                    },
+                };
+                let Slot {
+                    request: current,
+                    arrived,
+                    ..
+                } = window.pop_front().expect("not empty");
+                front += 1;
+                let page = held
+                    .take(arrived.expect("arrived")?)
+                    .await
+                    .map_err(|e| self.held_error(e))?;
+                let paginate_error = |message: String| Error::Paginate {
+                    job: self.name.clone(),
+                    position: current.position.to_string(),
+                    message,
+                };
+                let next = match paginator
+                    .next(&current, &page.outcome)
+                    .map_err(|e| paginate_error(e.0))?
+                {
+                    Next::Continue(n) => Next::Continue(self.fetcher.scrubbed(n)),
+                    Next::Done => Next::Done,
+                };
+                let records = &page.body[page.records.clone()];
+                if let Some((at, body, range)) = &previous
+                    && page.outcome.records > 0
+                    && body[range.clone()] == *records
+                {
+                    return Err(paginate_error(format!(
+                        "the server returned the same records as at {at}: it seems to ignore \
+                         the pagination parameters; stopping instead of looping"
+                    )));
+                }
+                tracing::debug!(job = %self.name, position = %current.position, records = page.outcome.records, "page");
+                count += 1;
+                {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    self.counters.pages.fetch_add(1, Relaxed);
+                    self.counters
+                        .records
+                        .fetch_add(page.outcome.records, Relaxed);
+                    self.counters
+                        .bytes
+                        .fetch_add(page.body.len() as u64, Relaxed);
+                    // A slice's total is its own, not the run's.
+                    if let Some(stated) = paginator.stated_records().filter(|_| slice.is_none()) {
+                        self.counters.stated.store(stated, Relaxed);
                     }
-                    None => break,
+                }
+                previous = Some((
+                    current.position.clone(),
+                    page.body.clone(),
+                    page.records.clone(),
+                ));
+                let fetched = FetchedPage {
+                    position: current.position,
+                    next: match &next {
+                        Next::Continue(n) => Some(n.position.clone()),
+                        Next::Done => None,
+                    },
+                    count: page.outcome.records,
+                    body: page.body,
+                    records: page.records,
+                    stated: paginator.stated_records(),
+                    decoded: None,
+                    slice,
+                    // A slice's last page is not the run's: the slices' stage says when.
+                    end_of_run: slice.is_none() && matches!(next, Next::Done),
+                };
+                room.send(fetched);
+                match next {
+                    Next::Done => return Ok(count),
+                    // The speculation made is the right next request: keep it.
+                    Next::Continue(n) if window.front().is_some_and(|s| s.request == n) => {}
+                    Next::Continue(n) => {
+                        // A short page (or the end) proved the speculation wrong: drop it.
+                        window.clear();
+                        running = FuturesUnordered::new();
+                        held.clear();
+                        failed_ahead = false;
+                        expected = Some(n);
+                    }
                 }
             }
-            while in_flight.len() < self.concurrency {
-                let last = &in_flight.back().expect("not empty").0;
-                match paginator.speculate(last) {
-                    Some(r) => {
-                        let handle = spawn(&r);
-                        in_flight.push_back((r, handle));
-                    }
-                    None => break,
-                }
+            // The next request to make: the one the last page named, or a speculation — not
+            // before the list's first page has come (its total and page size are not known
+            // yet: a slice of one page would waste requests), not past an empty page or a
+            // failure held (the list may end there). Behind a page that waits for the server
+            // (a `Retry-After`, a backoff) pages are held up to the memory's and the disk's
+            // share; otherwise no more than the gate's limit: the decoder is the bottleneck
+            // then, and more would only fill memory.
+            let waits = front_waits(&window);
+            let ahead = held.has_room(waits)
+                && (waits || held.pages() < gate.limit())
+                && !held.end_ahead()
+                && !failed_ahead
+                && count > 0;
+            let next = match window.back() {
+                None => expected.clone(),
+                Some(last) if ahead => paginator.speculate(&last.request),
+                Some(_) => None,
+            };
+            let front_came = window.front().is_some_and(|s| s.arrived.is_some());
+            if next.is_none() && running.is_empty() && !front_came {
+                // Nothing in flight, nothing to ask, nothing to hand on.
+                debug_assert!(window.is_empty());
+                return Ok(count);
             }
-            let (current, mut handle) = in_flight.pop_front().expect("not empty");
-            let joined = match stop.as_mut() {
-                Some(stop) if *stop.borrow() => return Err(interrupted()),
-                Some(stop) => tokio::select! {
-                    joined = &mut handle.0 => joined,
+            let stopped = async {
+                match stop.as_mut() {
                     // Pages already handed on are finished and committed by the writer;
                     // requests in flight are dropped.
-                    _ = stop.wait_for(|s| *s) => return Err(interrupted()),
-                },
-                None => (&mut handle.0).await,
-            };
-            let page = joined.map_err(|e| Error::Internal {
-                job: self.name.clone(),
-                message: format!("a request task stopped: {e}"),
-            })??;
-            let paginate_error = |message: String| Error::Paginate {
-                job: self.name.clone(),
-                position: current.position.to_string(),
-                message,
-            };
-            let next = match paginator
-                .next(&current, &page.outcome)
-                .map_err(|e| paginate_error(e.0))?
-            {
-                Next::Continue(n) => Next::Continue(self.fetcher.scrubbed(n)),
-                Next::Done => Next::Done,
-            };
-            let records = &page.body[page.records.clone()];
-            if let Some((at, body, range)) = &previous
-                && page.outcome.records > 0
-                && body[range.clone()] == *records
-            {
-                return Err(paginate_error(format!(
-                    "the server returned the same records as at {at}: it seems to ignore the \
-                     pagination parameters; stopping instead of looping"
-                )));
-            }
-            tracing::debug!(job = %self.name, position = %current.position, records = page.outcome.records, "page");
-            count += 1;
-            {
-                use std::sync::atomic::Ordering::Relaxed;
-                self.counters.pages.fetch_add(1, Relaxed);
-                self.counters
-                    .records
-                    .fetch_add(page.outcome.records, Relaxed);
-                self.counters
-                    .bytes
-                    .fetch_add(page.body.len() as u64, Relaxed);
-                // A slice's total is its own, not the run's.
-                if let Some(stated) = paginator.stated_records().filter(|_| slice.is_none()) {
-                    self.counters.stated.store(stated, Relaxed);
+                    Some(stop) => {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }
+                    None => std::future::pending().await,
                 }
-            }
-            previous = Some((
-                current.position.clone(),
-                page.body.clone(),
-                page.records.clone(),
-            ));
-            let fetched = FetchedPage {
-                position: current.position,
-                next: match &next {
-                    Next::Continue(n) => Some(n.position.clone()),
-                    Next::Done => None,
-                },
-                count: page.outcome.records,
-                body: page.body,
-                records: page.records,
-                stated: paginator.stated_records(),
-                decoded: None,
-                slice,
-                // A slice's last page is not the run's: the slices' stage says when that is.
-                end_of_run: slice.is_none() && matches!(next, Next::Done),
             };
-            if pages.send(fetched).await.is_err() {
-                // The decoder stopped; its error is the one to report.
-                break;
-            }
-            match next {
-                Next::Done => break,
-                // The speculation in flight is the right next request: keep it.
-                Next::Continue(n) if in_flight.front().is_some_and(|(r, _)| *r == n) => {}
-                Next::Continue(n) => {
-                    // A short page (or the end) proved the speculation wrong: drop it.
-                    in_flight.clear();
-                    expected = Some(n);
+            tokio::select! {
+                biased;
+                _ = stopped => return Err(interrupted()),
+                room = pages.reserve(), if front_came => match room {
+                    Ok(room) => reserved = Some(room),
+                    Err(_) => return Ok(count),
+                },
+                Some((seq, joined)) = running.next(), if !running.is_empty() => {
+                    let joined: Result<Result<Page, FetchError>, tokio::task::JoinError> = joined;
+                    let fetched = joined.map_err(|e| Error::Internal {
+                        job: self.name.clone(),
+                        message: format!("a request task stopped: {e}"),
+                    })?;
+                    // Behind a page waiting for the server, the memory's share of held pages
+                    // may overflow to disk.
+                    let to_disk = seq != front && front_waits(&window);
+                    let slot = &mut window[(seq - front) as usize].arrived;
+                    *slot = Some(match fetched {
+                        Ok(page) => Ok(held.hold(page, to_disk).await.map_err(|e| self.held_error(e))?),
+                        Err(e) => {
+                            failed_ahead = true;
+                            Err(e)
+                        }
+                    });
+                }
+                permit = gate.acquire(), if next.is_some() => {
+                    let request = next.expect("a request to make");
+                    let seq = front + window.len() as u64;
+                    let retrying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    running.push(spawn(&request, permit, retrying.clone(), seq));
+                    window.push_back(Slot { request, arrived: None, retrying });
+                    expected = None;
                 }
             }
         }
-        Ok(count)
     }
+
+    fn held_error(&self, e: std::io::Error) -> Error {
+        Error::Internal {
+            job: self.name.clone(),
+            message: format!("pages held in a temporary file could not be read back: {e}"),
+        }
+    }
+}
+
+/// Whether the page the window waits for is waiting for the server (it was answered 429,
+/// 5xx, or not at all, and waits to be asked again).
+fn front_waits(window: &VecDeque<Slot>) -> bool {
+    window
+        .front()
+        .is_some_and(|s| s.retrying.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A request made and not yet handed on.
+struct Slot {
+    request: PageRequest,
+    /// Its page, or its failure (the list may end before it), once it has come.
+    arrived: Option<Result<HeldPage, FetchError>>,
+    /// Raised when it has to wait for another attempt.
+    retrying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A spawned request that is cancelled when dropped: speculative requests past the end, or
 /// past a short page, are abandoned without output.
-struct AbortOnDrop(tokio::task::JoinHandle<Result<crate::fetch::Page, crate::fetch::FetchError>>);
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Page, FetchError>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -18,6 +18,7 @@
 
 mod decode;
 mod fetch;
+mod held;
 mod slices;
 mod write;
 

@@ -1,0 +1,571 @@
+//! Requests in flight at once: a fixed number, or a limit that tunes itself (the default).
+//!
+//! The adaptive limit is in the spirit of vector's adaptive request concurrency: one
+//! controller per provider, shared by the provider's jobs in the process, that looks at
+//! each observation period (about one round trip). Each 429, 5xx or failed connection of
+//! the period cuts the limit by a tenth. Otherwise the period's mean round trip is compared with the lowest
+//! seen, the round trip without a queue, as TCP Vegas does: `limit × (1 − lowest/mean)`
+//! requests are waiting somewhere (in the server, or in this process when its cores are
+//! busy); above a few the limit shrinks by one, below it a period that used every permit
+//! raises it by one. Until the first queue or overload the limit doubles instead (TCP's slow
+//! start), so a high-latency API gets its requests in flight within a few round trips.
+//!
+//! vector compares the period's round trip with a moving average of past ones instead; on a
+//! machine whose cores are the bottleneck each doubling raised it by less than the average's
+//! own drift, and the limit ran to its maximum without going faster.
+//!
+//! A permit is held for one attempt, from sending to the last byte of the body: a request
+//! waiting out a `Retry-After` or a backoff holds none, so the others go on.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The most requests a fixed or adaptive limit puts in flight.
+pub const MAX: usize = 64;
+/// Where an adaptive limit starts.
+const INITIAL: usize = 4;
+/// Each overloaded answer keeps this share of the limit (at least one less in all).
+const DECREASE: f64 = 0.9;
+/// Requests queued (see [`Aimd::observe`]) below which the limit grows, and above which it
+/// shrinks by one, each times log10 of the limit (Netflix's concurrency-limits' Vegas).
+const QUEUE_LOW: f64 = 3.0;
+const QUEUE_HIGH: f64 = 6.0;
+/// After an overload at some limit, the limit stays below it this long before it probes
+/// that high again: a gateway's cap answers every request past it at once, so each probe
+/// costs refusals.
+const HOLD: Duration = Duration::from_secs(1);
+/// How fast the round trip without a queue is forgotten: its value rises by this share per
+/// second since it was seen.
+const BASE_AGING: f64 = 0.05;
+/// The shortest observation period.
+const MIN_PERIOD: Duration = Duration::from_millis(2);
+
+/// `concurrency` in a job file: a number of requests, or `"adaptive"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConcurrencyConfig {
+    /// Tuned while the run goes, per provider (the default).
+    #[default]
+    Adaptive,
+    /// Exactly this many requests in flight for each list of pages.
+    Fixed(usize),
+}
+
+impl ConcurrencyConfig {
+    /// The error for a value out of range, if it is.
+    pub fn invalid(&self) -> Option<String> {
+        match *self {
+            ConcurrencyConfig::Fixed(n) if !(1..=MAX).contains(&n) => Some(format!(
+                "{n} is out of range: expected 1-{MAX}, or \"adaptive\""
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConcurrencyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConcurrencyConfig::Adaptive => f.write_str("adaptive"),
+            ConcurrencyConfig::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for ConcurrencyConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ConcurrencyConfig::Adaptive => s.serialize_str("adaptive"),
+            ConcurrencyConfig::Fixed(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConcurrencyConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ConcurrencyConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a number of requests (1-{MAX}) or \"adaptive\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(ConcurrencyConfig::Fixed(n.min(usize::MAX as u64) as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(n), &self)),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                match s {
+                    "adaptive" => Ok(ConcurrencyConfig::Adaptive),
+                    // Environment overrides arrive as text.
+                    _ => match s.parse::<u64>() {
+                        Ok(n) => self.visit_u64(n),
+                        Err(_) => Err(E::invalid_value(serde::de::Unexpected::Str(s), &self)),
+                    },
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for ConcurrencyConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Concurrency".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Requests in flight at once: \"adaptive\" (tuned per provider from round-trip times, 429s and 5xx, up to 64) or a fixed number.",
+            "oneOf": [
+                { "type": "integer", "minimum": 1, "maximum": MAX },
+                { "const": "adaptive" }
+            ],
+            "examples": ["adaptive", 8]
+        })
+    }
+}
+
+impl ConcurrencyConfig {
+    /// The runtime limit: a fixed one, or the provider's adaptive one, shared by its jobs in
+    /// this process (as its rate limit is).
+    pub fn build(&self, provider: &str) -> Concurrency {
+        match *self {
+            ConcurrencyConfig::Fixed(n) => Concurrency::Fixed(n),
+            ConcurrencyConfig::Adaptive => {
+                static GATES: OnceLock<Mutex<std::collections::HashMap<String, Gate>>> =
+                    OnceLock::new();
+                let mut gates = GATES
+                    .get_or_init(Default::default)
+                    .lock()
+                    .expect("not poisoned");
+                Concurrency::Adaptive(
+                    gates
+                        .entry(provider.to_string())
+                        .or_insert_with(Gate::adaptive)
+                        .clone(),
+                )
+            }
+        }
+    }
+}
+
+/// A job's limit at run time.
+#[derive(Clone, Debug)]
+pub enum Concurrency {
+    Fixed(usize),
+    /// The provider's gate.
+    Adaptive(Gate),
+}
+
+impl Concurrency {
+    /// The gate for one list of pages: a fixed limit is each list's own; the adaptive one is
+    /// the provider's.
+    pub fn gate(&self) -> Gate {
+        match self {
+            Concurrency::Fixed(n) => Gate::fixed(*n),
+            Concurrency::Adaptive(gate) => gate.clone(),
+        }
+    }
+}
+
+/// What an attempt's answer says about the server's load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// An answer: its round trip is a sample.
+    Answered,
+    /// 429, a 5xx, a failed connection or a timeout: fewer requests.
+    Overloaded,
+    /// Nothing about load (a 404, a refused certificate).
+    Neutral,
+}
+
+/// Permits for requests in flight.
+#[derive(Clone)]
+pub struct Gate(Arc<Inner>);
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate")
+            .field("limit", &self.limit())
+            .field("adaptive", &self.0.control.is_some())
+            .finish()
+    }
+}
+
+struct Inner {
+    semaphore: Arc<Semaphore>,
+    /// `None`: a fixed limit.
+    control: Option<Mutex<Aimd>>,
+    limit: AtomicUsize,
+    peak: AtomicUsize,
+    /// Permits to forget as they come back: a cut below the permits in use.
+    debt: AtomicUsize,
+    in_flight: AtomicUsize,
+}
+
+/// One attempt's right to be in flight; dropped when its answer has been read.
+pub struct Permit {
+    gate: Gate,
+    started: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// What a gate has done, for the run report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConcurrencyReport {
+    /// `true` when the limit tuned itself.
+    pub adaptive: bool,
+    /// The limit at the end of the run.
+    pub limit: usize,
+    /// The highest it went.
+    pub peak: usize,
+}
+
+impl fmt::Display for ConcurrencyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.adaptive {
+            true => write!(
+                f,
+                "adaptive, {} at the end, {} at most",
+                self.limit, self.peak
+            ),
+            false => write!(f, "{} (fixed)", self.limit),
+        }
+    }
+}
+
+impl Gate {
+    pub fn fixed(n: usize) -> Gate {
+        Gate::new(n.max(1), None)
+    }
+
+    pub fn adaptive() -> Gate {
+        Gate::new(INITIAL, Some(Mutex::new(Aimd::new(INITIAL))))
+    }
+
+    fn new(limit: usize, control: Option<Mutex<Aimd>>) -> Gate {
+        Gate(Arc::new(Inner {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            control,
+            limit: AtomicUsize::new(limit),
+            peak: AtomicUsize::new(limit),
+            debt: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The limit now.
+    pub fn limit(&self) -> usize {
+        self.0.limit.load(Ordering::Relaxed)
+    }
+
+    pub fn report(&self) -> ConcurrencyReport {
+        ConcurrencyReport {
+            adaptive: self.0.control.is_some(),
+            limit: self.limit(),
+            peak: self.0.peak.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for a permit (first come, first served).
+    pub async fn acquire(&self) -> Permit {
+        let permit = self
+            .0
+            .semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let in_flight = self.0.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(control) = &self.0.control
+            && in_flight >= self.limit()
+        {
+            control.lock().expect("not poisoned").saturated = true;
+        }
+        Permit {
+            gate: self.clone(),
+            started: Instant::now(),
+            permit: Some(permit),
+        }
+    }
+
+    /// Moves the limit to `to`: new permits at once; fewer as those in use come back.
+    fn set_limit(&self, from: usize, to: usize) {
+        let inner = &self.0;
+        inner.limit.store(to, Ordering::Relaxed);
+        inner.peak.fetch_max(to, Ordering::Relaxed);
+        if to > from {
+            let want = to - from;
+            let mut add = want;
+            // Pay the debt first: those permits were never forgotten.
+            let _ = inner
+                .debt
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                    let paid = d.min(want);
+                    add = want - paid;
+                    Some(d - paid)
+                });
+            inner.semaphore.add_permits(add);
+        } else {
+            let cut = from - to;
+            let forgotten = inner.semaphore.forget_permits(cut);
+            inner.debt.fetch_add(cut - forgotten, Ordering::Relaxed);
+        }
+        tracing::debug!(from, to, "concurrency");
+    }
+}
+
+impl Permit {
+    /// The gate it is of, for the attempts after this one.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Tells the controller how the attempt went; the permit goes back.
+    pub fn finish(self, signal: Signal) {
+        let Some(control) = &self.gate.0.control else {
+            return;
+        };
+        let mut control = control.lock().expect("not poisoned");
+        // Under the lock, so that changes apply in their order.
+        if let Some((from, to)) = control.observe(signal, self.started.elapsed(), Instant::now()) {
+            self.gate.set_limit(from, to);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let inner = &self.gate.0;
+        inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let owed = inner
+            .debt
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1))
+            .is_ok();
+        if owed && let Some(permit) = self.permit.take() {
+            permit.forget();
+        }
+    }
+}
+
+/// The adaptive controller's state.
+#[derive(Debug)]
+struct Aimd {
+    limit: usize,
+    /// Doubling until the first sign of a queue or of overload.
+    slow_start: bool,
+    period_start: Option<Instant>,
+    /// The period's round trips: their sum (seconds) and number.
+    sum: f64,
+    samples: u32,
+    /// Answers of the period that said the server is overloaded.
+    overloaded: u32,
+    /// Every permit was in use at some moment of the period.
+    saturated: bool,
+    /// The lowest period mean round trip seen (seconds), and when it was seen: the round trip
+    /// without a queue. It ages (see [`BASE_AGING`]) so that a server that has become slower
+    /// for good is taken as it is after a while.
+    base: Option<(f64, Instant)>,
+    /// The limit at the last overload, and when.
+    ceiling: Option<(usize, Instant)>,
+}
+
+impl Aimd {
+    fn new(limit: usize) -> Aimd {
+        Aimd {
+            limit,
+            slow_start: true,
+            period_start: None,
+            sum: 0.0,
+            samples: 0,
+            overloaded: 0,
+            saturated: false,
+            base: None,
+            ceiling: None,
+        }
+    }
+
+    /// Takes one attempt's outcome; at the end of a period returns the limit's change.
+    fn observe(&mut self, signal: Signal, rtt: Duration, now: Instant) -> Option<(usize, usize)> {
+        let start = *self.period_start.get_or_insert(now - rtt);
+        match signal {
+            Signal::Answered => {
+                self.sum += rtt.as_secs_f64();
+                self.samples += 1;
+            }
+            Signal::Overloaded => self.overloaded += 1,
+            Signal::Neutral => {}
+        }
+        let period = self
+            .base
+            .map(|(base, _)| Duration::from_secs_f64(base))
+            .unwrap_or(rtt)
+            .max(MIN_PERIOD);
+        if now.duration_since(start) < period || (self.samples == 0 && self.overloaded == 0) {
+            return None;
+        }
+        let from = self.limit;
+        let current = (self.samples > 0).then(|| self.sum / self.samples as f64);
+        if let Some(current) = current {
+            self.base = Some(match self.base {
+                Some((base, since)) => {
+                    let aged = base * (1.0 + BASE_AGING * now.duration_since(since).as_secs_f64());
+                    if current <= aged {
+                        (current, now)
+                    } else {
+                        (base, since)
+                    }
+                }
+                None => (current, now),
+            });
+        }
+        // Requests waiting in a queue somewhere (TCP Vegas): the limit times the share of the
+        // round trip above the round trip without a queue.
+        let queue = match (current, self.base) {
+            (Some(current), Some((base, _))) if current > 0.0 => {
+                from as f64 * (1.0 - base / current).max(0.0)
+            }
+            _ => 0.0,
+        };
+        let log = (from as f64).log10().max(0.5);
+        let (alpha, beta) = (QUEUE_LOW * log, QUEUE_HIGH * log);
+        tracing::trace!(
+            limit = from,
+            rtt_ms = current.map(|c| c * 1000.0),
+            base_ms = self.base.map(|b| b.0 * 1000.0),
+            queue,
+            self.overloaded,
+            self.saturated,
+            "period"
+        );
+        if self.overloaded > 0 {
+            // A tenth for each such answer: many at once (a limit far past a gateway's cap)
+            // bring it down in one period.
+            self.slow_start = false;
+            let kept = DECREASE.powi(self.overloaded.min(64) as i32);
+            self.limit = ((from as f64 * kept) as usize).min(from - 1).max(1);
+            self.ceiling = Some((from, now));
+        } else if queue > beta {
+            self.slow_start = false;
+            self.limit = (from - 1).max(1);
+        } else if queue >= alpha {
+            self.slow_start = false;
+        } else if self.saturated {
+            let below = match self.ceiling {
+                Some((ceiling, at)) if now.duration_since(at) < HOLD => ceiling - 1,
+                _ => MAX,
+            };
+            self.limit = match self.slow_start {
+                true => from * 2,
+                false => from + 1,
+            }
+            .min(below.max(from))
+            .min(MAX);
+        }
+        self.period_start = Some(now);
+        self.sum = 0.0;
+        self.samples = 0;
+        self.overloaded = 0;
+        self.saturated = false;
+        (self.limit != from).then_some((from, self.limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn period(aimd: &mut Aimd, at: &mut Instant, rtt_ms: u64, signal: Signal, saturated: bool) {
+        aimd.saturated = saturated;
+        // A period lasts about the long-run round trip: these last longer.
+        *at += Duration::from_millis(rtt_ms * 2 + 3);
+        aimd.observe(signal, Duration::from_millis(rtt_ms), *at);
+    }
+
+    #[test]
+    fn the_limit_doubles_while_round_trips_hold_then_grows_by_one_after_a_cut() {
+        let mut aimd = Aimd::new(4);
+        let mut at = Instant::now();
+        for _ in 0..3 {
+            period(&mut aimd, &mut at, 20, Signal::Answered, true);
+        }
+        assert_eq!(aimd.limit, 32);
+        period(&mut aimd, &mut at, 20, Signal::Overloaded, true);
+        assert_eq!(aimd.limit, 28);
+        period(&mut aimd, &mut at, 20, Signal::Answered, true);
+        assert_eq!(aimd.limit, 29);
+        // Not every permit used: no reason to raise it.
+        period(&mut aimd, &mut at, 20, Signal::Answered, false);
+        assert_eq!(aimd.limit, 29);
+        // Below the limit of the overload for a second, then probing again.
+        for _ in 0..10 {
+            period(&mut aimd, &mut at, 20, Signal::Answered, true);
+        }
+        assert_eq!(aimd.limit, 31);
+        for _ in 0..20 {
+            period(&mut aimd, &mut at, 20, Signal::Answered, true);
+        }
+        assert!(aimd.limit > 32, "{}", aimd.limit);
+    }
+
+    #[test]
+    fn rising_round_trips_cut_the_limit_and_noise_does_not() {
+        let mut aimd = Aimd::new(8);
+        let mut at = Instant::now();
+        aimd.slow_start = false;
+        for rtt in [20, 21, 19, 20, 22] {
+            period(&mut aimd, &mut at, rtt, Signal::Answered, true);
+        }
+        assert_eq!(aimd.limit, 13);
+        // Three times the round trip without a queue: requests are waiting.
+        period(&mut aimd, &mut at, 60, Signal::Answered, true);
+        assert_eq!(aimd.limit, 12);
+        for _ in 0..5 {
+            period(&mut aimd, &mut at, 60, Signal::Answered, true);
+        }
+        let low = aimd.limit;
+        assert!(low <= 8, "{low}");
+        // A server slower for good: once its round trip is the norm, the limit grows again.
+        for _ in 0..600 {
+            period(&mut aimd, &mut at, 60, Signal::Answered, true);
+        }
+        assert!(aimd.limit > low + 10, "{} after {low}", aimd.limit);
+    }
+
+    #[test]
+    fn the_limit_stays_between_one_and_the_maximum() {
+        let mut aimd = Aimd::new(2);
+        let mut at = Instant::now();
+        for _ in 0..5 {
+            period(&mut aimd, &mut at, 5, Signal::Overloaded, true);
+        }
+        assert_eq!(aimd.limit, 1);
+        for _ in 0..200 {
+            period(&mut aimd, &mut at, 5, Signal::Answered, true);
+        }
+        assert_eq!(aimd.limit, MAX);
+    }
+
+    #[tokio::test]
+    async fn a_cut_below_the_permits_in_use_takes_effect_as_they_come_back() {
+        let gate = Gate::fixed(4);
+        let held: Vec<Permit> =
+            futures_util::future::join_all((0..4).map(|_| gate.acquire())).await;
+        gate.set_limit(4, 2);
+        assert_eq!(gate.0.semaphore.available_permits(), 0);
+        drop(held);
+        assert_eq!(gate.0.semaphore.available_permits(), 2);
+        gate.set_limit(2, 5);
+        assert_eq!(gate.0.semaphore.available_permits(), 5);
+    }
+}
