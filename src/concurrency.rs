@@ -2,9 +2,10 @@
 //!
 //! The adaptive limit is in the spirit of vector's adaptive request concurrency: one
 //! controller per provider, shared by the provider's jobs in the process, that looks at
-//! each observation period (about one round trip). Each 429, 5xx or failed connection of
-//! the period cuts the limit by a tenth. Otherwise the period's mean round trip is compared with the lowest
-//! seen, the round trip without a queue, as TCP Vegas does: `limit × (1 − lowest/mean)`
+//! each observation period (about one round trip). A 429, a 5xx or a failed connection cuts
+//! the limit by a tenth; when such answers are a fifth of the period's or more (a gateway's
+//! cap), each of them does, and the limit stays below the one that drew them for a second. Otherwise the period's mean round trip is compared with the lowest
+//! seen, the round trip without a queue, as TCP Vegas does: `in flight × (1 − lowest/mean)`
 //! requests are waiting somewhere (in the server, or in this process when its cores are
 //! busy); above a few the limit shrinks by one, below it a period that used every permit
 //! raises it by one. Until the first queue or overload the limit doubles instead (TCP's slow
@@ -36,7 +37,10 @@ const DECREASE: f64 = 0.9;
 /// shrinks by one, each times log10 of the limit (Netflix's concurrency-limits' Vegas).
 const QUEUE_LOW: f64 = 3.0;
 const QUEUE_HIGH: f64 = 6.0;
-/// After an overload at some limit, the limit stays below it this long before it probes
+/// The share of a period's answers that are refusals from which they count as clustered
+/// (a cap being hit) rather than scattered (a flaky upstream).
+const CLUSTERED: f64 = 0.2;
+/// After clustered refusals at some limit, the limit stays below it this long before it probes
 /// that high again: a gateway's cap answers every request past it at once, so each probe
 /// costs refusals.
 const HOLD: Duration = Duration::from_secs(1);
@@ -338,7 +342,10 @@ impl Permit {
         };
         let mut control = control.lock().expect("not poisoned");
         // Under the lock, so that changes apply in their order.
-        if let Some((from, to)) = control.observe(signal, self.started.elapsed(), Instant::now()) {
+        let in_flight = self.gate.0.in_flight.load(Ordering::Relaxed);
+        if let Some((from, to)) =
+            control.observe(signal, self.started.elapsed(), in_flight, Instant::now())
+        {
             self.gate.set_limit(from, to);
         }
     }
@@ -370,6 +377,8 @@ struct Aimd {
     samples: u32,
     /// Answers of the period that said the server is overloaded.
     overloaded: u32,
+    /// The requests in flight as each answer of the period came, added up.
+    in_flight: f64,
     /// Every permit was in use at some moment of the period.
     saturated: bool,
     /// The lowest period mean round trip seen (seconds), and when it was seen: the round trip
@@ -389,6 +398,7 @@ impl Aimd {
             sum: 0.0,
             samples: 0,
             overloaded: 0,
+            in_flight: 0.0,
             saturated: false,
             base: None,
             ceiling: None,
@@ -396,12 +406,19 @@ impl Aimd {
     }
 
     /// Takes one attempt's outcome; at the end of a period returns the limit's change.
-    fn observe(&mut self, signal: Signal, rtt: Duration, now: Instant) -> Option<(usize, usize)> {
+    fn observe(
+        &mut self,
+        signal: Signal,
+        rtt: Duration,
+        in_flight: usize,
+        now: Instant,
+    ) -> Option<(usize, usize)> {
         let start = *self.period_start.get_or_insert(now - rtt);
         match signal {
             Signal::Answered => {
                 self.sum += rtt.as_secs_f64();
                 self.samples += 1;
+                self.in_flight += in_flight as f64;
             }
             Signal::Overloaded => self.overloaded += 1,
             Signal::Neutral => {}
@@ -429,14 +446,17 @@ impl Aimd {
                 None => (current, now),
             });
         }
-        // Requests waiting in a queue somewhere (TCP Vegas): the limit times the share of the
-        // round trip above the round trip without a queue.
+        // Requests waiting in a queue somewhere (TCP Vegas): those in flight times the share
+        // of the round trip above the round trip without a queue.
         let queue = match (current, self.base) {
             (Some(current), Some((base, _))) if current > 0.0 => {
-                from as f64 * (1.0 - base / current).max(0.0)
+                let in_flight = self.in_flight / self.samples as f64;
+                in_flight * (1.0 - base / current).max(0.0)
             }
             _ => 0.0,
         };
+        let answers = self.samples + self.overloaded;
+        let refused = self.overloaded as f64 / answers.max(1) as f64;
         let log = (from as f64).log10().max(0.5);
         let (alpha, beta) = (QUEUE_LOW * log, QUEUE_HIGH * log);
         tracing::trace!(
@@ -449,12 +469,17 @@ impl Aimd {
             "period"
         );
         if self.overloaded > 0 {
-            // A tenth for each such answer: many at once (a limit far past a gateway's cap)
-            // bring it down in one period.
             self.slow_start = false;
-            let kept = DECREASE.powi(self.overloaded.min(64) as i32);
-            self.limit = ((from as f64 * kept) as usize).min(from - 1).max(1);
-            self.ceiling = Some((from, now));
+            if refused >= CLUSTERED {
+                // Refusals that cluster (a limit past a gateway's cap): a tenth for each,
+                // and the limit that drew them is not probed again for a while.
+                let kept = DECREASE.powi(self.overloaded.min(64) as i32);
+                self.limit = ((from as f64 * kept) as usize).min(from - 1).max(1);
+                self.ceiling = Some((from, now));
+            } else {
+                // A few among many answers (a flaky upstream): one tenth for the period.
+                self.limit = ((from as f64 * DECREASE) as usize).min(from - 1).max(1);
+            }
         } else if queue > beta {
             self.slow_start = false;
             self.limit = (from - 1).max(1);
@@ -476,6 +501,7 @@ impl Aimd {
         self.sum = 0.0;
         self.samples = 0;
         self.overloaded = 0;
+        self.in_flight = 0.0;
         self.saturated = false;
         (self.limit != from).then_some((from, self.limit))
     }
@@ -489,7 +515,8 @@ mod tests {
         aimd.saturated = saturated;
         // A period lasts about the long-run round trip: these last longer.
         *at += Duration::from_millis(rtt_ms * 2 + 3);
-        aimd.observe(signal, Duration::from_millis(rtt_ms), *at);
+        let in_flight = aimd.limit;
+        aimd.observe(signal, Duration::from_millis(rtt_ms), in_flight, *at);
     }
 
     #[test]
@@ -516,6 +543,32 @@ mod tests {
             period(&mut aimd, &mut at, 20, Signal::Answered, true);
         }
         assert!(aimd.limit > 32, "{}", aimd.limit);
+    }
+
+    #[test]
+    fn scattered_refusals_cut_once_a_period_and_hold_nothing_back() {
+        let mut aimd = Aimd::new(40);
+        aimd.slow_start = false;
+        let mut at = Instant::now();
+        aimd.base = Some((0.020, at));
+        aimd.period_start = Some(at);
+        // One period of 20 ms: 19 answers and one 503.
+        for i in 1..=20 {
+            at += Duration::from_millis(1);
+            let signal = if i == 10 {
+                Signal::Overloaded
+            } else {
+                Signal::Answered
+            };
+            aimd.saturated = true;
+            aimd.observe(signal, Duration::from_millis(20), 40, at);
+        }
+        assert_eq!(aimd.limit, 36);
+        assert!(aimd.ceiling.is_none());
+        for _ in 0..5 {
+            period(&mut aimd, &mut at, 20, Signal::Answered, true);
+        }
+        assert_eq!(aimd.limit, 41);
     }
 
     #[test]

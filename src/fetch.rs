@@ -472,7 +472,9 @@ impl Fetcher {
                 .send(url, request, (target, page), body.clone(), &creds)
                 .await?;
         }
-        self.auth.accepted();
+        if response.status().is_success() || response.status().is_redirection() {
+            self.auth.accepted();
+        }
         let status = response.status();
         let header = |name: reqwest::header::HeaderName| {
             response

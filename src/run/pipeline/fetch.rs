@@ -102,9 +102,21 @@ impl Job {
             // (blocked on the decoder, it would leave the requests' pipe empty behind a burst
             // of pages answered together).
             while let Some(Slot {
-                arrived: Some(_), ..
+                arrived: Some(arrived),
+                ..
             }) = window.front()
             {
+                if arrived.is_err() {
+                    // Its failure is the run's: no need to wait for the decoder's room.
+                    let Some(Slot {
+                        arrived: Some(Err(e)),
+                        ..
+                    }) = window.pop_front()
+                    else {
+                        unreachable!("the front failed")
+                    };
+                    return Err(e.into());
+                }
                 let room = match reserved.take() {
                     Some(room) => room,
                     None => match pages.try_reserve() {
@@ -207,6 +219,9 @@ impl Job {
             let waits = front_waits(&window);
             let ahead = held.has_room(waits)
                 && (waits || held.pages() < gate.limit())
+                // Requests waiting out a backoff hold no permit: without this, a server that
+                // answers everything 429 would get a new request for each refusal.
+                && running.len() < gate.limit() + crate::concurrency::MAX
                 && !held.end_ahead()
                 && !failed_ahead
                 && count > 0;
@@ -279,9 +294,9 @@ impl Job {
 /// Whether the page the window waits for is waiting for the server (it was answered 429,
 /// 5xx, or not at all, and waits to be asked again).
 fn front_waits(window: &VecDeque<Slot>) -> bool {
-    window
-        .front()
-        .is_some_and(|s| s.retrying.load(std::sync::atomic::Ordering::Relaxed))
+    window.front().is_some_and(|s| {
+        s.arrived.is_none() && s.retrying.load(std::sync::atomic::Ordering::Relaxed)
+    })
 }
 
 /// A request made and not yet handed on.
