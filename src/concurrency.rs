@@ -44,6 +44,8 @@ const CLUSTERED: f64 = 0.2;
 /// that high again: a gateway's cap answers every request past it at once, so each probe
 /// costs refusals.
 const HOLD: Duration = Duration::from_secs(1);
+/// Requests queued at which slow start ends.
+const SLOW_START_QUEUE: f64 = 1.0;
 /// How fast the round trip without a queue is forgotten: its value rises by this share per
 /// second since it was seen.
 const BASE_AGING: f64 = 0.05;
@@ -483,7 +485,9 @@ impl Aimd {
         } else if queue > beta {
             self.slow_start = false;
             self.limit = (from - 1).max(1);
-        } else if queue >= alpha {
+        } else if queue >= alpha || (self.slow_start && queue >= SLOW_START_QUEUE) {
+            // Doubling stops at the first request that waits: a doubling past that point
+            // only fills memory with answers the decoder is not ready for.
             self.slow_start = false;
         } else if self.saturated {
             let below = match self.ceiling {
