@@ -613,6 +613,49 @@ mod tests {
         assert_eq!(aimd.limit, MAX);
     }
 
+    #[test]
+    fn concurrency_is_adaptive_or_a_number_of_requests() {
+        #[derive(Deserialize)]
+        struct Job {
+            #[serde(default)]
+            concurrency: ConcurrencyConfig,
+        }
+        let parse = |text: &str| toml::from_str::<Job>(text).map(|j| j.concurrency);
+        assert_eq!(parse("").unwrap(), ConcurrencyConfig::Adaptive);
+        assert_eq!(
+            parse("concurrency = \"adaptive\"").unwrap(),
+            ConcurrencyConfig::Adaptive
+        );
+        assert_eq!(
+            parse("concurrency = 8").unwrap(),
+            ConcurrencyConfig::Fixed(8)
+        );
+        // An environment override arrives as text.
+        assert_eq!(
+            parse("concurrency = \"8\"").unwrap(),
+            ConcurrencyConfig::Fixed(8)
+        );
+        let err = parse("concurrency = \"fast\"").unwrap_err().to_string();
+        assert!(
+            err.contains("a number of requests (1-64) or \"adaptive\""),
+            "{err}"
+        );
+        assert!(parse("concurrency = -1").is_err());
+        assert_eq!(
+            ConcurrencyConfig::Fixed(0).invalid().unwrap(),
+            "0 is out of range: expected 1-64, or \"adaptive\""
+        );
+        assert_eq!(ConcurrencyConfig::Fixed(64).invalid(), None);
+        assert_eq!(
+            serde_json::to_value(ConcurrencyConfig::Adaptive).unwrap(),
+            "adaptive"
+        );
+        assert_eq!(
+            serde_json::to_value(ConcurrencyConfig::Fixed(3)).unwrap(),
+            3
+        );
+    }
+
     #[tokio::test]
     async fn a_cut_below_the_permits_in_use_takes_effect_as_they_come_back() {
         let gate = Gate::fixed(4);

@@ -326,6 +326,8 @@ async fn a_terminal_gets_a_progress_bar() {
     ));
     let screen = common::on_terminal(&ws, &env, "run seal_metrics_events").await;
     assert!(screen.contains("records/s"), "{screen}");
+    // The concurrency chosen (fixed here).
+    assert!(screen.contains("1 in flight at most"), "{screen}");
     assert!(
         screen.contains("seal_metrics_events: wrote 8000 records"),
         "{screen}"

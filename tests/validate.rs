@@ -79,6 +79,32 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
+            "concurrency neither a number nor adaptive",
+            job(
+                "provider = \"acme\"",
+                "provider = \"acme\"\nconcurrency = \"fast\"",
+            ),
+            None,
+            J,
+            &[
+                "field `concurrency`",
+                "a number of requests (1-64) or \"adaptive\"",
+            ],
+        ),
+        case(
+            "concurrency out of range",
+            job(
+                "provider = \"acme\"",
+                "provider = \"acme\"\nconcurrency = 0",
+            ),
+            None,
+            J,
+            &[
+                "concurrency",
+                "0 is out of range: expected 1-64, or \"adaptive\"",
+            ],
+        ),
+        case(
             "missing provider",
             job("provider = \"acme\"", ""),
             None,
