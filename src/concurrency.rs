@@ -174,6 +174,18 @@ pub enum Concurrency {
 }
 
 impl Concurrency {
+    /// The limit now and the highest it went: a fixed one's is itself.
+    pub fn report(&self) -> ConcurrencyReport {
+        match self {
+            Concurrency::Fixed(n) => ConcurrencyReport {
+                adaptive: false,
+                limit: *n,
+                peak: *n,
+            },
+            Concurrency::Adaptive(gate) => gate.report(),
+        }
+    }
+
     /// The gate for one list of pages: a fixed limit is each list's own; the adaptive one is
     /// the provider's.
     pub fn gate(&self) -> Gate {

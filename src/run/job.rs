@@ -106,10 +106,7 @@ impl ProgressHandle {
             slices: Some(self.counters.slices.load(Relaxed))
                 .filter(|n| *n > 0)
                 .map(|n| (self.counters.slices_done.load(Relaxed), n)),
-            concurrency: match &self.concurrency {
-                crate::concurrency::Concurrency::Fixed(n) => *n,
-                crate::concurrency::Concurrency::Adaptive(gate) => gate.limit(),
-            },
+            concurrency: self.concurrency.report().limit,
         }
     }
 }
@@ -461,14 +458,7 @@ impl Job {
 
     /// Requests in flight: the fixed limit, or where the provider's adaptive one is.
     pub fn concurrency_report(&self) -> crate::concurrency::ConcurrencyReport {
-        match &self.concurrency {
-            crate::concurrency::Concurrency::Fixed(n) => crate::concurrency::ConcurrencyReport {
-                adaptive: false,
-                limit: *n,
-                peak: *n,
-            },
-            crate::concurrency::Concurrency::Adaptive(gate) => gate.report(),
-        }
+        self.concurrency.report()
     }
 
     /// Sends the requests of a full run (same pagination, concurrency, retries) and discards

@@ -1,7 +1,7 @@
-//! How the sandbox takes load: the requests in flight counted (and their peak); a gateway's
-//! concurrency cap that answers 429 beyond it (`SandboxConfig::capacity`); a server with a
-//! few workers, where the other requests wait their turn and so take longer
-//! (`SandboxConfig::workers`).
+//! How the sandbox takes load: a gateway's concurrency cap that answers 429 past it
+//! (`SandboxConfig::capacity`); a server with a few workers, where the other requests wait
+//! their turn and so take longer (`SandboxConfig::workers`). The requests in flight are the
+//! request log's count (the log's layer is outside this one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +14,6 @@ use super::Shared;
 
 #[derive(Debug, Default)]
 pub(crate) struct Load {
-    in_flight: AtomicU64,
-    peak: AtomicU64,
     /// Requests answered 429 for being past the capacity.
     refused: AtomicU64,
     workers: Option<Arc<tokio::sync::Semaphore>>,
@@ -38,24 +36,12 @@ impl Load {
         }
     }
 
-    pub(crate) fn stats(&self) -> LoadStats {
-        LoadStats {
-            peak_in_flight: self.peak.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
-        }
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
-/// Decrements the count when the request is over, answered or dropped.
-struct InFlight<'a>(&'a Load);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// The middleware: counts, refuses past the capacity, queues for a worker.
+/// The middleware: refuses past the capacity, queues for a worker.
 pub(crate) async fn limit(
     State(shared): State<Arc<Shared>>,
     request: Request,
@@ -65,9 +51,8 @@ pub(crate) async fn limit(
         return next.run(request).await;
     }
     let load = &shared.load;
-    let now = load.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    let _counted = InFlight(load);
-    load.peak.fetch_max(now, Ordering::Relaxed);
+    // This request included: the log counted it on its way in.
+    let now = shared.log.in_flight();
     if shared.config.capacity.is_some_and(|c| now > c as u64) {
         load.refused.fetch_add(1, Ordering::Relaxed);
         return (

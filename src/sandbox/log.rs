@@ -65,6 +65,22 @@ impl RequestLog {
     pub fn snapshot(&self) -> Vec<RequestRecord> {
         self.records.lock().expect("not poisoned").clone()
     }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were in flight at once, but for the sandbox's own.
+    pub fn peak_in_flight(&self) -> u64 {
+        let records = self.records.lock().expect("not poisoned");
+        records
+            .iter()
+            .filter(|r| !r.target.starts_with("/_sandbox"))
+            .map(|r| r.in_flight)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 pub(crate) async fn record(

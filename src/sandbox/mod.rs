@@ -389,7 +389,10 @@ impl Sandbox {
 
     /// The requests in flight at most, and those refused past the capacity.
     pub fn load(&self) -> LoadStats {
-        self.shared.load.stats()
+        LoadStats {
+            peak_in_flight: self.shared.log.peak_in_flight(),
+            refused: self.shared.load.refused(),
+        }
     }
 
     /// The counters of one provider.
