@@ -317,6 +317,14 @@ impl Gate {
         }
     }
 
+    /// Counts every permit as in use for this period: the caller holds answers that stand
+    /// for requests in flight (pages waiting behind an earlier one) and stops at the limit.
+    pub fn saturated(&self) {
+        if let Some(control) = &self.0.control {
+            control.lock().expect("not poisoned").saturated = true;
+        }
+    }
+
     /// Moves the limit to `to`: new permits at once; fewer as those in use come back.
     fn set_limit(&self, from: usize, to: usize) {
         let inner = &self.0;
@@ -393,7 +401,8 @@ struct Aimd {
     overloaded: u32,
     /// The requests in flight as each answer of the period came, added up.
     in_flight: f64,
-    /// Every permit was in use at some moment of the period.
+    /// Every permit was in use at some moment of the period (or the caller said so: see
+    /// [`Gate::saturated`]).
     saturated: bool,
     /// The lowest period mean round trip seen (seconds), and when it was seen: the round trip
     /// without a queue. It ages (see [`BASE_AGING`]) so that a server that has become slower

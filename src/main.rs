@@ -21,7 +21,7 @@ use cli::{
 };
 
 fn main() -> ExitCode {
-    few_malloc_arenas();
+    one_malloc_arena();
     let cli = Cli::parse();
     // Before any thread starts: the Seal Metrics guide keeps credentials in .env. Variables
     // already set win.
@@ -37,14 +37,15 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives threads that allocate their own arenas, up to eight per core, and each keeps
-/// the page buffers freed in it: two arenas are 7 MB less peak memory at a million records
-/// at the same speed (BENCHMARKS.md). `MALLOC_ARENA_MAX` still wins.
-fn few_malloc_arenas() {
+/// the page buffers freed in it. One arena is about 10 MB less peak memory at a million records
+/// than glibc's default, at the same speed (two arenas were 2-3 MB more; BENCHMARKS.md).
+/// `MALLOC_ARENA_MAX` still wins.
+fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: called first in `main`, before any other thread exists.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
 }
