@@ -317,11 +317,14 @@ impl Gate {
         }
     }
 
-    /// Counts every permit as in use for this period: the caller holds answers that stand
-    /// for requests in flight (pages waiting behind an earlier one) and stops at the limit.
+    /// Counts every permit as in use for this period, once the slow start is over: the
+    /// caller holds answers that stand for requests in flight (pages waiting behind an
+    /// earlier one) and stops at the limit. Not a reason to double: the pages held may be
+    /// the sign of a queue (a server that answers in turn), and a doubling past one is what
+    /// the slow start must not do.
     pub fn saturated(&self) {
         if let Some(control) = &self.0.control {
-            control.lock().expect("not poisoned").saturated = true;
+            control.lock().expect("not poisoned").held_at_limit = true;
         }
     }
 
@@ -401,9 +404,10 @@ struct Aimd {
     overloaded: u32,
     /// The requests in flight as each answer of the period came, added up.
     in_flight: f64,
-    /// Every permit was in use at some moment of the period (or the caller said so: see
-    /// [`Gate::saturated`]).
+    /// Every permit was in use at some moment of the period.
     saturated: bool,
+    /// The caller stopped at the limit with pages held: see [`Gate::saturated`].
+    held_at_limit: bool,
     /// The lowest period mean round trip seen (seconds), and when it was seen: the round trip
     /// without a queue. It ages (see [`BASE_AGING`]) so that a server that has become slower
     /// for good is taken as it is after a while.
@@ -423,6 +427,7 @@ impl Aimd {
             overloaded: 0,
             in_flight: 0.0,
             saturated: false,
+            held_at_limit: false,
             base: None,
             ceiling: None,
         }
@@ -510,7 +515,7 @@ impl Aimd {
             // Doubling stops at the first request that waits: a doubling past that point
             // only fills memory with answers the decoder is not ready for.
             self.slow_start = false;
-        } else if self.saturated {
+        } else if self.saturated || (self.held_at_limit && !self.slow_start) {
             let below = match self.ceiling {
                 Some((ceiling, at)) if now.duration_since(at) < HOLD => ceiling - 1,
                 _ => MAX,
@@ -528,6 +533,7 @@ impl Aimd {
         self.overloaded = 0;
         self.in_flight = 0.0;
         self.saturated = false;
+        self.held_at_limit = false;
         (self.limit != from).then_some((from, self.limit))
     }
 }
@@ -568,6 +574,23 @@ mod tests {
             period(&mut aimd, &mut at, 20, Signal::Answered, true);
         }
         assert!(aimd.limit > 32, "{}", aimd.limit);
+    }
+
+    #[test]
+    fn pages_held_at_the_limit_raise_it_by_one_but_never_double_it() {
+        let mut aimd = Aimd::new(4);
+        let mut at = Instant::now();
+        // In the slow start, pages held at the limit are no reason to double.
+        aimd.held_at_limit = true;
+        period(&mut aimd, &mut at, 20, Signal::Answered, false);
+        assert_eq!(aimd.limit, 4);
+        assert!(!aimd.held_at_limit, "one period's worth");
+        aimd.slow_start = false;
+        aimd.held_at_limit = true;
+        period(&mut aimd, &mut at, 20, Signal::Answered, false);
+        assert_eq!(aimd.limit, 5);
+        period(&mut aimd, &mut at, 20, Signal::Answered, false);
+        assert_eq!(aimd.limit, 5);
     }
 
     #[test]
