@@ -317,11 +317,11 @@ impl Gate {
         }
     }
 
-    /// Counts every permit as in use for this period, once the slow start is over: the
-    /// caller holds answers that stand for requests in flight (pages waiting behind an
-    /// earlier one) and stops at the limit. Not a reason to double: the pages held may be
-    /// the sign of a queue (a server that answers in turn), and a doubling past one is what
-    /// the slow start must not do.
+    /// Counts every permit as in use for this period, for a rise by one: the caller holds
+    /// answers that stand for requests in flight (pages waiting behind an earlier one) and
+    /// stops at the limit. Not a reason to double, even in the slow start: the pages held
+    /// may be the sign of a queue (a server that answers in turn), and a doubling past one
+    /// is what the slow start must not do.
     pub fn saturated(&self) {
         if let Some(control) = &self.0.control {
             control.lock().expect("not poisoned").held_at_limit = true;
@@ -515,12 +515,12 @@ impl Aimd {
             // Doubling stops at the first request that waits: a doubling past that point
             // only fills memory with answers the decoder is not ready for.
             self.slow_start = false;
-        } else if self.saturated || (self.held_at_limit && !self.slow_start) {
+        } else if self.saturated || self.held_at_limit {
             let below = match self.ceiling {
                 Some((ceiling, at)) if now.duration_since(at) < HOLD => ceiling - 1,
                 _ => MAX,
             };
-            self.limit = match self.slow_start {
+            self.limit = match self.slow_start && self.saturated {
                 true => from * 2,
                 false => from + 1,
             }
@@ -577,20 +577,24 @@ mod tests {
     }
 
     #[test]
-    fn pages_held_at_the_limit_raise_it_by_one_but_never_double_it() {
+    fn pages_held_at_the_limit_raise_it_by_one_and_never_double_it() {
         let mut aimd = Aimd::new(4);
         let mut at = Instant::now();
-        // In the slow start, pages held at the limit are no reason to double.
+        // In the slow start, pages held at the limit are a reason to rise, not to double.
         aimd.held_at_limit = true;
         period(&mut aimd, &mut at, 20, Signal::Answered, false);
-        assert_eq!(aimd.limit, 4);
+        assert_eq!(aimd.limit, 5);
+        assert!(aimd.slow_start);
         assert!(!aimd.held_at_limit, "one period's worth");
+        period(&mut aimd, &mut at, 20, Signal::Answered, false);
+        assert_eq!(aimd.limit, 5);
+        // Every permit in use: the slow start doubles as before.
+        period(&mut aimd, &mut at, 20, Signal::Answered, true);
+        assert_eq!(aimd.limit, 10);
         aimd.slow_start = false;
         aimd.held_at_limit = true;
         period(&mut aimd, &mut at, 20, Signal::Answered, false);
-        assert_eq!(aimd.limit, 5);
-        period(&mut aimd, &mut at, 20, Signal::Answered, false);
-        assert_eq!(aimd.limit, 5);
+        assert_eq!(aimd.limit, 11);
     }
 
     #[test]

