@@ -378,12 +378,14 @@ impl Fetcher {
             let first = first.lock().expect("not poisoned").take();
             let (url, request, body, gate) = (&url, &request, body.clone(), gate.as_ref());
             async move {
-                let permit = match (first, gate) {
+                let mut permit = match (first, gate) {
                     (Some(permit), _) => Some(permit),
                     (None, Some(gate)) => Some(gate.acquire().await),
                     (None, None) => None,
                 };
-                let result = self.attempt(url, request, (target, page), body).await;
+                let result = self
+                    .attempt(url, request, (target, page), body, permit.as_mut())
+                    .await;
                 if let Some(permit) = permit {
                     permit.finish(match &result {
                         Ok(_) => Signal::Answered,
@@ -431,10 +433,18 @@ impl Fetcher {
         request: &str,
         (target, page): (&Target, &PageRequest),
         body: Option<Bytes>,
+        mut permit: Option<&mut Permit>,
     ) -> Result<Page, FetchError> {
         let mut creds = self.credentials().await?;
         let mut response = self
-            .send(url, request, (target, page), body.clone(), &creds)
+            .send(
+                url,
+                request,
+                (target, page),
+                body.clone(),
+                &creds,
+                permit.as_deref_mut(),
+            )
             .await?;
         let mut renewed = 0;
         while response.status() == StatusCode::UNAUTHORIZED {
@@ -469,7 +479,14 @@ impl Fetcher {
             renewed += 1;
             creds = self.credentials().await?;
             response = self
-                .send(url, request, (target, page), body.clone(), &creds)
+                .send(
+                    url,
+                    request,
+                    (target, page),
+                    body.clone(),
+                    &creds,
+                    permit.as_deref_mut(),
+                )
                 .await?;
         }
         if response.status().is_success() || response.status().is_redirection() {
@@ -556,9 +573,13 @@ impl Fetcher {
         (target, page): (&Target, &PageRequest),
         body: Option<Bytes>,
         creds: &Credentials,
+        permit: Option<&mut Permit>,
     ) -> Result<reqwest::Response, FetchError> {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
+        }
+        if let Some(permit) = permit {
+            permit.restart();
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut url = url.clone();
