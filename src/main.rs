@@ -37,9 +37,9 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives threads that allocate their own arenas, up to eight per core, and each keeps
-/// the page buffers freed in it. One arena is about 10 MB less peak memory at a million records
-/// than glibc's default, at the same speed (two arenas were 2-3 MB more; BENCHMARKS.md).
-/// `MALLOC_ARENA_MAX` still wins.
+/// the page buffers freed in it. One arena is about 10 MB less peak memory at a million
+/// records than glibc's default, at the same speed (two arenas were 2-3 MB more;
+/// BENCHMARKS.md). `MALLOC_ARENA_MAX` still wins.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

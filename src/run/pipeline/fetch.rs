@@ -227,16 +227,13 @@ impl Job {
                 && !held.end_ahead()
                 && !failed_ahead
                 && count > 0;
-            let speculation = match window.back() {
-                Some(last) if may_speculate => paginator.speculate(&last.request),
-                _ => None,
-            };
             let front_came = window.front().is_some_and(|s| s.arrived.is_some());
             let next = match window.back() {
                 None => expected.clone(),
-                Some(_) if within_limit => speculation,
-                Some(_) => {
-                    if speculation.is_some() && !front_came {
+                Some(_) if !may_speculate => None,
+                Some(last) if within_limit => paginator.speculate(&last.request),
+                Some(last) => {
+                    if !front_came && paginator.speculate(&last.request).is_some() {
                         // The limit is what stops the list, and not the decoder (whose page
                         // would be at the front): pages held behind one still in flight count
                         // as requests in flight, so the controller may raise the limit (at
