@@ -73,6 +73,21 @@ pub enum Error {
         stated: u64,
         written: u64,
     },
+    /// The count the API stated changed while the run read the pages: records were added or
+    /// removed meanwhile, so pages by position may have repeated or skipped some.
+    #[error(
+        "job `{job}`: the API stated {first} records at first and {now} at {position}: the \
+         collection changed while the run read it, so records may be repeated or missing. \
+         The parts are committed and the snapshot is not marked complete; run it again with \
+         --fresh when the data is quiet, page by a key that does not move (`type = \"keyset\"` \
+         or a cursor) instead, or set `on_count_mismatch = \"warn\"` to accept it"
+    )]
+    CountChanged {
+        job: String,
+        first: u64,
+        now: u64,
+        position: String,
+    },
     /// Slices of a sliced run whose records do not add up to what the API stated for them.
     #[error(
         "job `{job}`: {count} slice(s) got other than the records the API stated: {slices}. \
@@ -135,6 +150,7 @@ impl Error {
             Error::Fetch(_)
             | Error::Paginate { .. }
             | Error::Count { .. }
+            | Error::CountChanged { .. }
             | Error::SliceCount { .. } => exit::UPSTREAM,
             Error::State {
                 source:

@@ -541,13 +541,22 @@ impl Fetcher {
         let decode::Scanned {
             records: located,
             values,
-        } = decode::scan(&body, &self.records_pointer, &self.pointer_list).map_err(bad_body)?;
+            field,
+        } = decode::scan(
+            &body,
+            &self.records_pointer,
+            &self.pointer_list,
+            self.pointers.record_key.as_ref(),
+        )
+        .map_err(bad_body)?;
+        let mut values = self.pointers.read(values);
+        values.record_key = field;
         Ok(Page {
             status,
             records: located.range,
             outcome: PageOutcome {
                 records: located.count,
-                values: self.pointers.read(values),
+                values,
                 link_next: link.and_then(|l| crate::paginate::link_next(&l, url)),
                 content_range,
                 url: Some(url.clone()),

@@ -328,7 +328,7 @@ async fn a_repeated_cursor_fails_fast() {
         "{err}"
     );
     assert!(
-        err.contains("returned cursor `same` a second time"),
+        err.contains("named `same` as the next page a second time"),
         "{err}"
     );
     assert!(sandbox.stats("seal").data_requests <= 3);

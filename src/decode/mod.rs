@@ -42,6 +42,16 @@ pub struct Scanned {
     pub records: Located,
     /// The value at each of the other pointers (`None`: absent).
     pub values: Vec<Option<serde_json::Value>>,
+    /// The value of the [`RecordField`] asked for (`None`: no record, or absent in it).
+    pub field: Option<serde_json::Value>,
+}
+
+/// A field of the page's first or last record, read during the scan: a keyset cursor
+/// (`?starting_after=<id of the last record>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordField {
+    First(JsonPointer),
+    Last(JsonPointer),
 }
 
 /// Validates `body` as JSON and, in the same single pass, finds the records array at
@@ -53,11 +63,13 @@ pub fn scan(
     body: &[u8],
     records: &JsonPointer,
     pointers: &[JsonPointer],
+    field: Option<&RecordField>,
 ) -> Result<Scanned, String> {
     // Checked once as a whole, so that borrowing each record below does not check it again.
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let found =
         walk(text, records, pointers).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let mut in_record = None;
     let located = match found.records {
         None => return Err(format!("no records at {records}")),
         Some(RecordsAt::NotArray(kind)) => {
@@ -69,6 +81,11 @@ pub fn scan(
             count,
             span: Some((first, last)),
         }) => {
+            in_record = match field {
+                Some(RecordField::First(p)) => Some((first, p)),
+                Some(RecordField::Last(p)) => Some((last, p)),
+                None => None,
+            };
             // Out from the first and last elements, over whitespace, to the brackets.
             let offset = |raw: &RawValue| raw.get().as_ptr() as usize - body.as_ptr() as usize;
             let start = body[..offset(first)].trim_ascii_end().len() - 1;
@@ -105,9 +122,18 @@ pub fn scan(
             .transpose()
         })
         .collect::<Result<_, _>>()?;
+    let field = match in_record {
+        Some((record, pointer)) if pointer.is_root() => Some(record),
+        Some((record, pointer)) => lookup(record, pointer.tokens()),
+        None => None,
+    }
+    .map(|raw| serde_json::from_str(raw.get()))
+    .transpose()
+    .map_err(|e| format!("a record's value is not valid JSON: {e}"))?;
     Ok(Scanned {
         records: located,
         values,
+        field,
     })
 }
 
@@ -444,7 +470,7 @@ mod tests {
     }
 
     fn locate(body: &[u8], pointer: &str) -> Result<Located, String> {
-        scan(body, &ptr(pointer), &[]).map(|s| s.records)
+        scan(body, &ptr(pointer), &[], None).map(|s| s.records)
     }
 
     #[test]
@@ -459,6 +485,7 @@ mod tests {
                 ptr("/pages/0/next"),
                 ptr("/meta/x/1"),
             ],
+            None,
         )
         .unwrap();
         assert_eq!(got.records.count, 2);
@@ -468,13 +495,35 @@ mod tests {
             vec![Some(9.into()), None, Some("n\"2".into()), Some(2.into())]
         );
         // A pointer below the records array, and one equal to it.
-        let got = scan(body, &ptr("/data"), &[ptr("/data/items/1/a"), ptr("/meta")]);
+        let got = scan(
+            body,
+            &ptr("/data"),
+            &[ptr("/data/items/1/a"), ptr("/meta")],
+            None,
+        );
         assert!(got.unwrap_err().contains("not an array"));
-        let got = scan(body, &ptr("/data/items"), &[ptr("/data/items/1/a")]).unwrap();
+        let got = scan(body, &ptr("/data/items"), &[ptr("/data/items/1/a")], None).unwrap();
         assert_eq!(got.values, vec![Some("],[{".into())]);
         // Escaped keys still match.
-        let got = scan(br#"{"d\u0061ta":[1, [2,3] ,{}]}"#, &ptr("/data"), &[]).unwrap();
+        let got = scan(br#"{"d\u0061ta":[1, [2,3] ,{}]}"#, &ptr("/data"), &[], None).unwrap();
         assert_eq!(got.records.count, 3);
+    }
+
+    #[test]
+    fn reads_a_field_of_the_first_or_the_last_record() {
+        let body = br#"{"data":[{"id":"a","at":{"t":1}},{"id":2},{"id":"c\"","at":{"t":3}}]}"#;
+        let field = |f: RecordField| scan(body, &ptr("/data"), &[], Some(&f)).unwrap().field;
+        assert_eq!(field(RecordField::First(ptr("/id"))), Some("a".into()));
+        assert_eq!(field(RecordField::Last(ptr("/id"))), Some("c\"".into()));
+        assert_eq!(field(RecordField::Last(ptr("/at/t"))), Some(3.into()));
+        assert_eq!(field(RecordField::Last(ptr("/nope"))), None);
+        let empty = scan(
+            b"{\"data\":[]}",
+            &ptr("/data"),
+            &[],
+            Some(&RecordField::Last(ptr("/id"))),
+        );
+        assert_eq!(empty.unwrap().field, None);
     }
 
     #[test]
@@ -490,7 +539,7 @@ mod tests {
         assert_eq!(&spaced[got.range], b"[\n {\"a\": [1]} ,\t{}\n]");
         let got = locate(spaced, "/e").unwrap();
         assert_eq!((got.count, &spaced[got.range]), (0, &b"[ ]"[..]));
-        let got = scan(spaced, &ptr("/data"), &[ptr("/data"), ptr("/n")]).unwrap();
+        let got = scan(spaced, &ptr("/data"), &[ptr("/data"), ptr("/n")], None).unwrap();
         assert_eq!(got.records.count, 2);
         assert_eq!(got.values[1], Some(1.into()));
         assert_eq!(locate(b"[\n{}\n]", "").unwrap().count, 1);

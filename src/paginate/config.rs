@@ -4,10 +4,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cursor::{Cursor, NextIn, NextUrl};
+use super::cursor::{Cursor, Keyset, NextIn, NextUrl};
 use super::numbered::{Offset, Pages};
 use super::range::Ranges;
 use super::{Paginator, Pointers, Single, Strategy};
+use crate::decode::RecordField;
 use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
 
 /// How to walk the pages of an endpoint. `type` selects the strategy.
@@ -20,6 +21,9 @@ pub enum PaginationConfig {
     Page(PageConfig),
     /// An opaque cursor from each answer, sent back for the next page.
     Cursor(CursorConfig),
+    /// A field of each page's last record, sent back for the next page (keyset pagination:
+    /// `?starting_after=<id of the last record>`, `?since_id=`, `?after=<created_at>`).
+    Keyset(KeysetConfig),
     /// The URL of the next page, in each answer's body.
     NextUrl(NextUrlConfig),
     /// The URL of the next page, in the `Link: <…>; rel="next"` header (RFC 8288).
@@ -34,6 +38,7 @@ crate::tagged_enum!(PaginationConfig {
     "offset" => Offset(OffsetConfig),
     "page" => Page(PageConfig),
     "cursor" => Cursor(CursorConfig),
+    "keyset" => Keyset(KeysetConfig),
     "next_url" => NextUrl(NextUrlConfig),
     "link_header" => LinkHeader(LinkHeaderConfig),
     "range_header" => RangeHeader(RangeHeaderConfig),
@@ -118,8 +123,23 @@ pub struct PageConfig {
     pub total_upper_bound: Option<u64>,
 }
 
-/// Cursors. Stops when the answer has no cursor (absent, null or empty), on an empty page,
-/// or on a false has-more flag. The same cursor twice is an error, not a loop.
+/// What ends a list whose answers name the next page (a cursor, a next URL, a `Link`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ListEnd {
+    /// Only an answer that names no next page (absent, null or empty), or a has-more flag
+    /// that says false. Short and empty pages go on while a next page is named: APIs such as
+    /// Google's send empty pages with a `nextPageToken` mid-stream.
+    #[default]
+    NextAbsent,
+    /// Also an empty page, unless a has-more flag says more follow: for APIs that name a
+    /// next page on every answer, the last one too.
+    EmptyPage,
+}
+
+/// Cursors. Stops when the answer has no cursor (absent, null or empty) or a has-more flag
+/// says false (and, with `end = "empty_page"`, on an empty page). A has-more flag that says
+/// true with no cursor fails the run. The same cursor twice is an error, not a loop.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CursorConfig {
@@ -141,26 +161,79 @@ pub struct CursorConfig {
     /// Where a boolean "more pages follow" flag is.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// What ends the list: `next_absent` (only an answer without a cursor) or `empty_page`.
+    #[serde(default)]
+    pub end: ListEnd,
 }
 
-/// The next page's URL in the body. Stops when it is absent, null or empty. The same URL
-/// twice is an error. URLs on another host are refused unless the provider allows the host.
+/// Which record of a page holds the next request's key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRecord {
+    /// The last record (`starting_after`, `since_id`, `after`).
+    #[default]
+    Last,
+    /// The first record, for lists read backwards (`ending_before`).
+    First,
+}
+
+/// Keyset pagination: the next request sends a field of the page's last (or first) record.
+/// Stops when a has-more flag says false, or on an empty page where there is no flag; a
+/// has-more flag that says true on an empty page, or a record without the field, fails the
+/// run. Exact on a collection that changes while it is read, where `offset` is not.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeysetConfig {
+    /// The parameter the key is sent in, e.g. `starting_after`.
+    pub key_param: String,
+    /// Where the key is in a record, e.g. `/id`.
+    pub key_pointer: JsonPointer,
+    /// Which record of the page holds it: `last` or `first`.
+    #[serde(default)]
+    pub key_record: KeyRecord,
+    /// The parameter holding the page size, if the API takes one.
+    #[serde(default)]
+    pub limit_param: Option<String>,
+    /// Records asked for per request (with `limit_param`).
+    #[serde(default = "default_page_size")]
+    pub page_size: u64,
+    /// Query string or JSON body.
+    #[serde(default)]
+    pub params_in: ParamsIn,
+    /// Where a boolean "more pages follow" flag is (Stripe's `/has_more`).
+    #[serde(default)]
+    pub has_more_pointer: Option<JsonPointer>,
+}
+
+/// The next page's URL in the body. Stops when it is absent, null or empty, or a has-more
+/// flag says false (and, with `end = "empty_page"`, on an empty page). The same URL twice is
+/// an error. URLs on another host are refused unless the provider allows the host.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NextUrlConfig {
     /// Where the next URL is in each answer (absolute, or relative to the request's URL).
     #[serde(default = "default_next_pointer")]
     pub next_pointer: JsonPointer,
-    /// Where a boolean "more pages follow" flag is: with it, an empty page that says more
-    /// follow does not end the pages.
+    /// Where a boolean "more pages follow" flag is: a true one with no next URL fails the
+    /// run.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// What ends the list: `next_absent` (only an answer without a next URL) or
+    /// `empty_page`.
+    #[serde(default)]
+    pub end: ListEnd,
 }
 
-/// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none.
+/// The next page's URL in the `Link` header (`rel="next"`). Stops when there is none (and,
+/// with `end = "empty_page"`, on an empty page).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LinkHeaderConfig {}
+pub struct LinkHeaderConfig {
+    /// What ends the list: `next_absent` (only an answer without `rel="next"`) or
+    /// `empty_page`.
+    #[serde(default)]
+    pub end: ListEnd,
+}
 
 /// Ranges of entities in a request header, the next range from `Content-Range`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -259,6 +332,22 @@ impl PaginationConfig {
                     ));
                 }
             }
+            PaginationConfig::Keyset(c) => {
+                check_size(c.page_size, errors);
+                check_param(&c.key_param, "pagination.key_param", errors);
+                if c.key_pointer.is_root() {
+                    errors.push(ConfigError::field(
+                        "pagination.key_pointer",
+                        "expected the key's place in a record, e.g. `/id`",
+                    ));
+                }
+                if c.limit_param.as_deref() == Some(c.key_param.as_str()) {
+                    errors.push(ConfigError::field(
+                        "pagination.limit_param",
+                        "must differ from `key_param`",
+                    ));
+                }
+            }
             PaginationConfig::NextUrl(c) => {
                 if c.next_pointer.is_root() {
                     errors.push(ConfigError::field(
@@ -286,10 +375,15 @@ impl PaginationConfig {
             PaginationConfig::Offset(c) => Box::new(Offset::new(c)),
             PaginationConfig::Page(c) => Box::new(Pages::new(c)),
             PaginationConfig::Cursor(c) => Box::new(Cursor::new(c)),
-            PaginationConfig::NextUrl(c) => {
-                Box::new(NextUrl::new(NextIn::Body, c.has_more_pointer.is_some()))
+            PaginationConfig::Keyset(c) => Box::new(Keyset::new(c)),
+            PaginationConfig::NextUrl(c) => Box::new(NextUrl::new(
+                NextIn::Body(c.next_pointer.clone()),
+                c.has_more_pointer.clone(),
+                c.end,
+            )),
+            PaginationConfig::LinkHeader(c) => {
+                Box::new(NextUrl::new(NextIn::LinkHeader, None, c.end))
             }
-            PaginationConfig::LinkHeader(_) => Box::new(NextUrl::new(NextIn::LinkHeader, false)),
             PaginationConfig::RangeHeader(c) => Box::new(Ranges::new(c)),
             PaginationConfig::None(_) => Box::new(Single),
         };
@@ -311,6 +405,9 @@ impl PaginationConfig {
                 format!("page size={} first={}", c.page_size, c.first_page)
             }
             PaginationConfig::Cursor(_) => "cursor".into(),
+            PaginationConfig::Keyset(c) => {
+                format!("keyset key={} record={:?}", c.key_pointer, c.key_record)
+            }
             PaginationConfig::NextUrl(_) => "next_url".into(),
             PaginationConfig::LinkHeader(_) => "link_header".into(),
             PaginationConfig::RangeHeader(c) => format!("range_header unit={}", c.unit),
@@ -324,6 +421,7 @@ impl PaginationConfig {
             PaginationConfig::Offset(c) => c.params_in == ParamsIn::Body,
             PaginationConfig::Page(c) => c.params_in == ParamsIn::Body,
             PaginationConfig::Cursor(c) => c.params_in == ParamsIn::Body,
+            PaginationConfig::Keyset(c) => c.params_in == ParamsIn::Body,
             _ => false,
         }
     }
@@ -334,6 +432,7 @@ impl PaginationConfig {
             PaginationConfig::Offset(c) => Some(c.page_size),
             PaginationConfig::Page(c) => Some(c.page_size),
             PaginationConfig::Cursor(c) => c.limit_param.as_ref().map(|_| c.page_size),
+            PaginationConfig::Keyset(c) => c.limit_param.as_ref().map(|_| c.page_size),
             PaginationConfig::RangeHeader(c) => Some(c.page_size),
             _ => None,
         }
@@ -355,6 +454,13 @@ impl PaginationConfig {
             PaginationConfig::Cursor(c) => {
                 p.next = Some(c.cursor_pointer.clone());
                 p.has_more = c.has_more_pointer.clone();
+            }
+            PaginationConfig::Keyset(c) => {
+                p.has_more = c.has_more_pointer.clone();
+                p.record_key = Some(match c.key_record {
+                    KeyRecord::Last => RecordField::Last(c.key_pointer.clone()),
+                    KeyRecord::First => RecordField::First(c.key_pointer.clone()),
+                });
             }
             PaginationConfig::NextUrl(c) => {
                 p.next = Some(c.next_pointer.clone());

@@ -24,11 +24,12 @@ mod range;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::decode::RecordField;
 use crate::vocab::JsonPointer;
 
 pub use config::{
-    CursorConfig, LinkHeaderConfig, NextUrlConfig, NoPaginationConfig, OffsetConfig, PageConfig,
-    PaginationConfig, ParamsIn, RangeHeaderConfig,
+    CursorConfig, KeyRecord, KeysetConfig, LinkHeaderConfig, ListEnd, NextUrlConfig,
+    NoPaginationConfig, OffsetConfig, PageConfig, PaginationConfig, ParamsIn, RangeHeaderConfig,
 };
 pub use cursor::link_next;
 
@@ -45,6 +46,11 @@ pub enum Position {
     /// `None`: the first page, requested without a cursor.
     Cursor {
         cursor: Option<String>,
+    },
+    /// `None`: the first page, requested without a key. Boxed: a position is in every
+    /// request, and most are not keys.
+    Key {
+        key: Option<Box<serde_json::Value>>,
     },
     /// `None`: the endpoint's own URL.
     Url {
@@ -63,6 +69,8 @@ impl std::fmt::Display for Position {
             Position::Page { page } => write!(f, "page {page}"),
             Position::Cursor { cursor: None } => f.write_str("the first page"),
             Position::Cursor { cursor: Some(c) } => write!(f, "cursor {c}"),
+            Position::Key { key: None } => f.write_str("the first page"),
+            Position::Key { key: Some(k) } => write!(f, "the records after {k}"),
             Position::Url { url: None } => f.write_str("the first page"),
             Position::Url { url: Some(u) } => write!(f, "{u}"),
             Position::Range { start } => write!(f, "range from {start}"),
@@ -125,6 +133,8 @@ pub struct Pointers {
     pub has_more: Option<JsonPointer>,
     /// The next cursor, or the next page's URL.
     pub next: Option<JsonPointer>,
+    /// A field of the first or last record: a keyset's next key.
+    pub record_key: Option<RecordField>,
 }
 
 impl Pointers {
@@ -147,6 +157,7 @@ impl Pointers {
             total_pages: take(&self.total_pages),
             has_more: take(&self.has_more),
             next: take(&self.next),
+            record_key: None,
         }
     }
 }
@@ -158,6 +169,8 @@ pub struct Values {
     pub total_pages: Option<serde_json::Value>,
     pub has_more: Option<serde_json::Value>,
     pub next: Option<serde_json::Value>,
+    /// The value at [`Pointers::record_key`] in its record.
+    pub record_key: Option<serde_json::Value>,
 }
 
 /// What the paginator needs to know about a page it asked for.
@@ -270,6 +283,11 @@ trait Strategy: std::fmt::Debug + Send + Sync {
     }
     /// Ends the pages at `end` (a shard's range).
     fn set_end(&mut self, _end: Option<u64>) {}
+    /// Whether each next position follows from the records the page before held (`offset`,
+    /// `range_header`), so that a speculation is wrong after every page of another size.
+    fn advances_by_records(&self) -> bool {
+        false
+    }
     fn clone_box(&self) -> Box<dyn Strategy>;
 }
 
@@ -281,6 +299,17 @@ pub struct Paginator {
     /// How far a speculative request jumps: the records a full page holds. `None` after a
     /// short page (most likely the last one), until the next page shows the server's size.
     step: Option<u64>,
+    /// The records the first page that had any held: the server's page size, as it showed.
+    server_size: Option<u64>,
+    /// Set once a page of another size was not the last: the server's page sizes vary, so a
+    /// strategy that advances by records speculates no more (every speculation would be
+    /// wrong, and cost a request).
+    ragged: bool,
+    /// The first count the API stated for these pages (kept in the checkpoint across a
+    /// resume), and the last one that differed from it: a collection that changed while
+    /// it was read.
+    first_stated: Option<u64>,
+    changed: Option<u64>,
     fingerprint: String,
 }
 
@@ -290,6 +319,10 @@ impl Clone for Paginator {
             strategy: self.strategy.clone_box(),
             pointers: self.pointers.clone(),
             step: self.step,
+            server_size: self.server_size,
+            ragged: self.ragged,
+            first_stated: self.first_stated,
+            changed: self.changed,
             fingerprint: self.fingerprint.clone(),
         }
     }
@@ -306,6 +339,10 @@ impl Paginator {
             strategy,
             pointers,
             step: page_size,
+            server_size: None,
+            ragged: false,
+            first_stated: None,
+            changed: None,
             fingerprint,
         }
     }
@@ -347,10 +384,24 @@ impl Paginator {
         self.strategy.total()
     }
 
-    /// The records the API said the pages hold in all, once an answer has said: what the
+    /// The records the API said the pages hold in all, the first time it said: what the
     /// run checks the records it wrote against.
     pub fn stated_records(&self) -> Option<u64> {
-        self.strategy.stated_records()
+        self.first_stated.or_else(|| self.strategy.stated_records())
+    }
+
+    /// Takes the count an earlier run of the same pages was first told (a resumed run's
+    /// checkpoint), so that a change across the interruption is seen too.
+    pub fn seed_stated(&mut self, stated: Option<u64>) {
+        if self.first_stated.is_none() {
+            self.first_stated = stated;
+        }
+    }
+
+    /// The first count the API stated and the latest that differs from it, if the count
+    /// changed while the pages were read: records were added or removed meanwhile.
+    pub fn stated_change(&self) -> Option<(u64, u64)> {
+        Some((self.first_stated?, self.changed?))
     }
 
     /// Splits the pages into `shard.count` disjoint runs of whole pages: this shard's first
@@ -369,6 +420,9 @@ impl Paginator {
     /// The request that follows `previous` if `previous` comes back full; `None` for
     /// strategies that need the answer to know, or past a known total.
     pub fn speculate(&self, previous: &PageRequest) -> Option<PageRequest> {
+        if self.ragged && self.strategy.advances_by_records() {
+            return None;
+        }
         let position = self.strategy.speculate(&previous.position, self.step?)?;
         Some(self.request(&position))
     }
@@ -385,8 +439,29 @@ impl Paginator {
             None if page.records > 0 => self.step = Some(page.records),
             _ => {}
         }
-        Ok(match self.strategy.next(&previous.position, page)? {
-            Some(position) => Next::Continue(self.request(&position)),
+        let varied = match self.server_size {
+            _ if page.records == 0 => false,
+            None => {
+                self.server_size = Some(page.records);
+                false
+            }
+            Some(size) => page.records != size,
+        };
+        let next = self.strategy.next(&previous.position, page)?;
+        if let Some(now) = self.strategy.stated_records() {
+            match self.first_stated {
+                None => self.first_stated = Some(now),
+                // Kept once seen, even if the count comes back: records may have moved
+                // between pages meanwhile.
+                Some(first) if first != now => self.changed = Some(now),
+                Some(_) => {}
+            }
+        }
+        Ok(match next {
+            Some(position) => {
+                self.ragged |= varied;
+                Next::Continue(self.request(&position))
+            }
             None => Next::Done,
         })
     }
@@ -414,12 +489,32 @@ impl Strategy for Single {
     }
 }
 
-/// A count at a total pointer: a number, or a number in a string.
-fn as_count(value: Option<&serde_json::Value>) -> Option<u64> {
-    match value? {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
+/// A count at a total pointer, in any JSON form of a whole number (`30`, `30.0`, `3e1`) or
+/// such a number in a string; `None` when the answer does not say (absent or null). A count
+/// that is not a whole number of records (fractional, negative, past 2^53 as a float, not a
+/// number) is an error: a total silently not read is a total never checked.
+fn as_count(value: Option<&serde_json::Value>, what: &str) -> Result<Option<u64>, PaginateError> {
+    let whole = |f: f64| {
+        (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0)
+            .then_some(f as u64)
+    };
+    let count = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().and_then(whole)),
+        Some(serde_json::Value::String(s)) => {
+            let s = s.trim();
+            s.parse::<u64>()
+                .ok()
+                .or_else(|| s.parse::<f64>().ok().and_then(whole))
+        }
+        Some(_) => None,
+    };
+    match count {
+        Some(count) => Ok(Some(count)),
+        None => Err(PaginateError(format!(
+            "the {what} is {}, which is not a whole number of records",
+            value.expect("present")
+        ))),
     }
 }
 
@@ -446,9 +541,35 @@ fn as_flag(value: Option<&serde_json::Value>) -> Result<Option<bool>, PaginateEr
     match flag {
         Some(flag) => Ok(Some(flag)),
         None => Err(PaginateError(format!(
-            "the has-more flag is {}, which is neither true nor false",
+            "the has-more flag is {}, which is neither true nor false (a token whose presence \
+             says more pages follow goes in `cursor_pointer`, not `has_more_pointer`)",
             value.expect("present")
         ))),
+    }
+}
+
+/// Where a has-more flag is in the answers, if the API has one.
+#[derive(Clone, Debug, Default)]
+struct HasMore(Option<JsonPointer>);
+
+impl HasMore {
+    /// What the page's flag says (`None`: no flag, or the answer does not say).
+    fn read(&self, page: &PageOutcome) -> Result<Option<bool>, PaginateError> {
+        match &self.0 {
+            Some(pointer) => as_flag(page.values.has_more.as_ref())
+                .map_err(|e| PaginateError(format!("at `{pointer}`: {}", e.0))),
+            None => Ok(None),
+        }
+    }
+
+    /// The failure of a list whose has-more flag says more pages follow where `why` no next
+    /// request can be formed: ending there would lose records at exit 0.
+    fn contradicted(&self, why: String) -> PaginateError {
+        let at = self.0.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        PaginateError(format!(
+            "the has-more flag at `{at}` says more pages follow, but {why}; stopping instead of \
+             ending the list with records missing"
+        ))
     }
 }
 
@@ -479,3 +600,5 @@ impl EmptyPages {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_signals;

@@ -3,8 +3,10 @@
 
 use super::config::{OffsetConfig, PageConfig, ParamsIn};
 use super::{
-    PageOutcome, PageRequest, PaginateError, Position, Shard, Strategy, as_count, as_flag,
+    EmptyPages, HasMore, PageOutcome, PageRequest, PaginateError, Position, Shard, Strategy,
+    as_count,
 };
+use crate::vocab::JsonPointer;
 
 /// Skip/limit. Stops on an empty page, a reached total or a false has-more flag — never on a
 /// merely short page, since servers that cap their page size would otherwise lose records.
@@ -15,8 +17,8 @@ pub(super) struct Offset {
     page_size: u64,
     start: u64,
     params_in: ParamsIn,
-    reads_total: bool,
-    reads_has_more: bool,
+    total_pointer: Option<JsonPointer>,
+    has_more: HasMore,
     upper_bound: Option<u64>,
     /// The total once an answer has said.
     total: Option<u64>,
@@ -32,8 +34,8 @@ impl Offset {
             page_size: c.page_size,
             start: c.start_offset,
             params_in: c.params_in,
-            reads_total: c.total_pointer.is_some(),
-            reads_has_more: c.has_more_pointer.is_some(),
+            total_pointer: c.total_pointer.clone(),
+            has_more: HasMore(c.has_more_pointer.clone()),
             upper_bound: c.total_upper_bound,
             total: None,
             end: None,
@@ -76,14 +78,20 @@ impl Strategy for Offset {
         let Position::Offset { offset } = previous else {
             return Ok(None);
         };
-        if self.reads_total {
-            self.total = as_count(page.values.total.as_ref()).or(self.total);
+        if let Some(pointer) = &self.total_pointer {
+            self.total = total_at(page, pointer)?.or(self.total);
         }
-        let more = match self.reads_has_more {
-            true => as_flag(page.values.has_more.as_ref())?,
-            false => None,
-        };
-        if page.records == 0 || more == Some(false) {
+        let more = self.has_more.read(page)?;
+        if more == Some(false) {
+            return Ok(None);
+        }
+        if page.records == 0 {
+            if more == Some(true) {
+                return Err(self.has_more.contradicted(format!(
+                    "the page at offset {offset} is empty, so the next request would ask for \
+                     the same page"
+                )));
+            }
             return Ok(None);
         }
         if let Some(total) = self.total
@@ -110,10 +118,15 @@ impl Strategy for Offset {
                 return Ok(None);
             }
         }
-        if self.total.is_some_and(|t| next >= t) {
+        // A has-more flag that says more is never overruled by a total reached.
+        if self.total.is_some_and(|t| next >= t) && more != Some(true) {
             return Ok(None);
         }
         Ok(Some(Position::Offset { offset: next }))
+    }
+
+    fn advances_by_records(&self) -> bool {
+        true
     }
 
     fn total(&self) -> Option<u64> {
@@ -155,9 +168,10 @@ pub(super) struct Pages {
     page_size: u64,
     first_page: u64,
     params_in: ParamsIn,
-    reads_total: bool,
-    reads_total_pages: bool,
-    reads_has_more: bool,
+    total_pointer: Option<JsonPointer>,
+    total_pages_pointer: Option<JsonPointer>,
+    has_more: HasMore,
+    empty: EmptyPages,
     upper_bound: Option<u64>,
     /// The total once an answer has said: records, or pages with `total_pages_pointer`.
     total: Option<u64>,
@@ -189,9 +203,10 @@ impl Pages {
             page_size: c.page_size,
             first_page: c.first_page,
             params_in: c.params_in,
-            reads_total: c.total_pointer.is_some(),
-            reads_total_pages: c.total_pages_pointer.is_some(),
-            reads_has_more: c.has_more_pointer.is_some(),
+            total_pointer: c.total_pointer.clone(),
+            total_pages_pointer: c.total_pages_pointer.clone(),
+            has_more: HasMore(c.has_more_pointer.clone()),
+            empty: EmptyPages::default(),
             upper_bound: c.total_upper_bound,
             total: None,
             stated: None,
@@ -227,10 +242,10 @@ impl Strategy for Pages {
             return None;
         }
         let done = page + 1 - self.first_page;
-        if self.reads_total_pages && self.total.is_some_and(|t| done >= t) {
+        if self.total_pages_pointer.is_some() && self.total.is_some_and(|t| done >= t) {
             return None;
         }
-        if self.reads_total && self.stated.is_some_and(|t| done * self.size() >= t) {
+        if self.total_pointer.is_some() && self.stated.is_some_and(|t| done * self.size() >= t) {
             return None;
         }
         Some(Position::Page { page: page + 1 })
@@ -246,29 +261,33 @@ impl Strategy for Pages {
         };
         self.server_size = self.server_size.max(page.records);
         let mut pages_total = None;
-        if self.reads_total
-            && let Some(records) = as_count(page.values.total.as_ref())
+        if let Some(pointer) = &self.total_pointer
+            && let Some(records) = total_at(page, pointer)?
         {
             pages_total = Some(records.div_ceil(self.size()));
             self.total = Some(records);
             self.stated = Some(records);
         }
-        if self.reads_total_pages {
-            pages_total = as_count(page.values.total_pages.as_ref()).or(pages_total);
+        if let Some(pointer) = &self.total_pages_pointer {
+            let pages = as_count(
+                page.values.total_pages.as_ref(),
+                &format!("page count at `{pointer}`"),
+            )?;
+            pages_total = pages.or(pages_total);
             self.total = pages_total;
         }
-        let more = match self.reads_has_more {
-            true => as_flag(page.values.has_more.as_ref())?,
-            false => None,
-        };
+        let more = self.has_more.read(page)?;
         let done_pages = number + 1 - self.first_page;
-        if page.records == 0
-            || more == Some(false)
-            || pages_total.is_some_and(|t| done_pages >= t)
+        // A has-more flag that says more is never overruled: not by an empty page (the next
+        // number is still a new request), nor by a page count reached.
+        if more == Some(false)
+            || (more != Some(true)
+                && (page.records == 0 || pages_total.is_some_and(|t| done_pages >= t)))
             || self.end.is_some_and(|e| number + 1 >= e)
         {
             return Ok(None);
         }
+        self.empty.saw(page.records)?;
         Ok(Some(Position::Page { page: number + 1 }))
     }
 
@@ -282,7 +301,7 @@ impl Strategy for Pages {
 
     fn plan_shard(&self, shard: Shard) -> Result<(Position, Option<u64>), PaginateError> {
         let pages = match self.total {
-            Some(pages) if self.reads_total_pages => pages,
+            Some(pages) if self.total_pages_pointer.is_some() => pages,
             Some(records) => records.div_ceil(self.size()),
             None => pages_by_bound(self.upper_bound, self.size())?,
         };
@@ -300,6 +319,11 @@ impl Strategy for Pages {
     fn clone_box(&self) -> Box<dyn Strategy> {
         Box::new(self.clone())
     }
+}
+
+/// The record total at `pointer`, if the answer says.
+fn total_at(page: &PageOutcome, pointer: &JsonPointer) -> Result<Option<u64>, PaginateError> {
+    as_count(page.values.total.as_ref(), &format!("total at `{pointer}`"))
 }
 
 /// The pages of a total that no answer stated: the configured upper bound's.

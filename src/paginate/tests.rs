@@ -1,7 +1,7 @@
 use super::*;
 use crate::paginate::range::parse_content_range;
 
-fn offset(page_size: u64) -> Paginator {
+pub(super) fn offset(page_size: u64) -> Paginator {
     offset_config(page_size).build()
 }
 
@@ -206,6 +206,7 @@ fn a_repeated_cursor_is_an_error() {
         page_size: 10,
         params_in: ParamsIn::Query,
         has_more_pointer: None,
+        end: ListEnd::NextAbsent,
     })
     .build();
     let first = p.first();
@@ -225,7 +226,7 @@ fn a_repeated_cursor_is_an_error() {
         p.next(&second, &out)
             .unwrap_err()
             .0
-            .contains("`abc` a second time")
+            .contains("`abc` as the next page a second time")
     );
 }
 

@@ -484,7 +484,7 @@ impl Job {
         });
         let fetched = self
             .fetch_stage(
-                super::pipeline::List::whole(self.paginator.first().position, None),
+                super::pipeline::List::whole(self.paginator.first().position, None, None),
                 tx,
                 None,
             )

@@ -17,6 +17,7 @@ mod netography;
 mod paging;
 mod report;
 mod seal;
+mod shapes;
 mod spreetail;
 mod tls;
 mod tokens;
@@ -44,6 +45,7 @@ pub use hostile::{
 pub use load::LoadStats;
 pub use log::RequestRecord;
 pub use report::{Event as ReportEvent, REPORT_ACCOUNTS, events as report_events};
+pub use shapes::{CHANGE, CHANGES, RAGGED_CAP, ragged_size};
 pub use tls::SandboxTls;
 pub use tokens::Tokens;
 
@@ -202,6 +204,8 @@ pub(crate) struct Shared {
     records: AtomicU64,
     /// The generation of the changing data set (`/seal/changes`).
     generation: AtomicU64,
+    /// Pages served by `/seal/shapes/changing`, which changes after each of the first.
+    changing_pages: AtomicU64,
     /// The records rendered at start, with `prerender` (and no altered records).
     rendered: Option<data::Rendered>,
     /// Requests in flight, capacity and workers.
@@ -301,6 +305,7 @@ impl Sandbox {
             login_requests: AtomicU64::new(0),
             records: AtomicU64::new(records),
             generation: AtomicU64::new(1),
+            changing_pages: AtomicU64::new(0),
             rendered,
             load: load::Load::new(config_workers),
         });
@@ -312,6 +317,7 @@ impl Sandbox {
                 seal::routes()
                     .merge(paging::routes())
                     .merge(hostile::routes())
+                    .merge(shapes::routes())
                     .merge(changes::routes())
                     .merge(report::routes()),
             )
@@ -409,6 +415,11 @@ impl Sandbox {
     /// Moves the changing data set (`/seal/changes`) to generation `g`.
     pub fn set_generation(&self, g: u64) {
         self.shared.generation.store(g, Ordering::Relaxed);
+    }
+
+    /// Restarts `/seal/shapes/changing`: the collection as it was, changing again.
+    pub fn reset_changes(&self) {
+        self.shared.changing_pages.store(0, Ordering::Relaxed);
     }
 
     /// Every request served so far, in the order they finished.

@@ -237,6 +237,11 @@ impl SliceProgress {
         open.chain(fresh)
     }
 
+    /// What the API stated for slice `index` before (in a run that was interrupted).
+    pub fn stated_of(&self, index: u64) -> Option<u64> {
+        self.open.get(&index).and_then(|s| s.stated)
+    }
+
     /// Records committed by slice `index` so far (0 for one not begun).
     pub fn records_of(&self, index: u64) -> u64 {
         self.open.get(&index).map_or(0, |s| s.records)

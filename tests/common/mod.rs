@@ -165,12 +165,18 @@ pub mod check {
     /// Reads a Parquet file whose first record is `first`; checks every value and returns
     /// the number of records.
     pub fn parquet_from(path: &Path, first: u64) -> u64 {
+        parquet_rows(path, first..)
+    }
+
+    /// Reads a Parquet file and checks its rows are the records `ids` names, in that order,
+    /// every value; returns the number of rows.
+    pub fn parquet_rows(path: &Path, mut ids: impl Iterator<Item = u64>) -> u64 {
         let file = std::fs::File::open(path).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
             .build()
             .unwrap();
-        let mut i = first;
+        let mut rows = 0;
         for batch in reader {
             let batch = batch.unwrap();
             let names: Vec<_> = batch
@@ -181,11 +187,12 @@ pub mod check {
                 .collect();
             assert_eq!(names, COLUMNS, "columns in source order");
             for row in 0..batch.num_rows() {
+                let i = ids.next().expect("no more rows than records");
                 check_row(&batch, row, i);
-                i += 1;
+                rows += 1;
             }
         }
-        i - first
+        rows
     }
 
     fn check_row(batch: &RecordBatch, row: usize, i: u64) {

@@ -30,16 +30,20 @@ pub(in crate::run) struct List {
     pub(in crate::run) start: Position,
     /// A shard's end.
     pub(in crate::run) end: Option<u64>,
+    /// The count the API first stated for these pages, as a resumed run's checkpoint keeps
+    /// it: a change across the interruption is a change too.
+    pub(in crate::run) stated: Option<u64>,
 }
 
 impl List {
     /// The job's own list, from `start`.
-    pub(in crate::run) fn whole(start: Position, end: Option<u64>) -> List {
+    pub(in crate::run) fn whole(start: Position, end: Option<u64>, stated: Option<u64>) -> List {
         List {
             target: None,
             slice: None,
             start,
             end,
+            stated,
         }
     }
 }
@@ -59,6 +63,7 @@ impl Job {
             slice,
             start,
             end,
+            stated,
         } = list;
         let interrupted = || Error::Interrupted {
             job: self.name.clone(),
@@ -66,6 +71,8 @@ impl Job {
         let gate = self.concurrency.gate();
         let mut paginator = self.paginator.clone();
         paginator.set_end(end);
+        paginator.seed_stated(stated);
+        let mut change_warned = false;
         // The requests made and not yet handed on, in page order; the first is `front`.
         // A request that failed for good is held too: the list may end before it.
         let mut window: VecDeque<Slot> = VecDeque::new();
@@ -148,6 +155,20 @@ impl Job {
                     Next::Continue(n) => Next::Continue(self.fetcher.scrubbed(n)),
                     Next::Done => Next::Done,
                 };
+                if let Some((first, now)) = paginator.stated_change()
+                    && !change_warned
+                {
+                    if self.on_count_mismatch != crate::config::OnCountMismatch::Warn {
+                        return Err(Error::CountChanged {
+                            job: self.name.clone(),
+                            first,
+                            now,
+                            position: current.position.to_string(),
+                        });
+                    }
+                    tracing::warn!(job = %self.name, position = %current.position, first, now, "the count the API stated changed while the run read the pages (on_count_mismatch = warn)");
+                    change_warned = true;
+                }
                 let records = &page.body[page.records.clone()];
                 if let Some((at, body, range)) = &previous
                     && page.outcome.records > 0

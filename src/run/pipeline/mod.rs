@@ -193,8 +193,8 @@ impl Job {
         let fetched = match &checkpoint.slices {
             Some(progress) => self.slices_stage(progress, page_tx, stop).await,
             None => {
-                self.fetch_stage(fetch::List::whole(position, end), page_tx, stop)
-                    .await
+                let list = fetch::List::whole(position, end, checkpoint.stated_records);
+                self.fetch_stage(list, page_tx, stop).await
             }
         };
         let decoded = join(&self.name, decoder).await;

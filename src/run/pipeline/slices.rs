@@ -53,6 +53,7 @@ impl Job {
                     slice: Some(index),
                     start: position.unwrap_or_else(|| self.paginator.first().position),
                     end: None,
+                    stated: progress.stated_of(index),
                 };
                 tracing::debug!(job = %self.name, slice = %Slicing::describe(plan, index), "slice");
                 active.push(self.fetch_stage(list, pages.clone(), stop.clone()));

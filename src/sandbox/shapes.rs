@@ -1,0 +1,225 @@
+//! List endpoints shaped as well-known APIs document theirs, and collections that change
+//! while a client reads them (under `/seal/shapes`, on Seal Metrics' records and tokens).
+//!
+//! - `stripe/customers`: Stripe's lists (`{"object": "list", "data": [...], "has_more":
+//!   bool}`), keyset pages by `?starting_after=<id of the last record>&limit=` (at most 100
+//!   records, 10 by default), as Stripe's API reference documents them.
+//! - `google/users`: Google's `nextPageToken` lists (the Admin SDK's `users.list`: records
+//!   in `/users`, `?pageToken=&maxResults=`), where "partial or empty result pages are
+//!   possible even before the end": every third page is empty, every third short, each with
+//!   a token; the last page has no `nextPageToken` key at all.
+//! - `totals/{form}`: skip/limit pages whose `total` is written as `float` (`30.0`), `exp`
+//!   (`3e1`) or `string` (`"30"`), [`super::hostile::LIE`] more than there are with
+//!   `?lie=1`.
+//! - `ragged`: skip/limit pages whose size varies below a cap of [`RAGGED_CAP`] (20 to 50
+//!   records, from the offset), no total.
+//! - `changing/{change}`: the records newest first (highest id first), by `?skip=&limit=`
+//!   with a `total`, or by `?starting_after=<id>` (keyset); after each of the first
+//!   [`CHANGES`] pages served, [`CHANGE`] records are `insert`ed at the front (new ids
+//!   above the data set's) or the newest [`CHANGE`] `delete`d (already read). Restarted by
+//!   [`super::Sandbox::reset_changes`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{SealToken, Shape, Shared, SkipLimit, page_body, serve};
+
+const NAME: &str = "seal";
+/// The most records a `ragged` page holds.
+pub const RAGGED_CAP: u64 = 50;
+/// Pages of `changing` after which the collection changes.
+pub const CHANGES: u64 = 5;
+/// Records inserted or deleted after each of those pages.
+pub const CHANGE: u64 = 3;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/shapes/stripe/customers", get(stripe))
+        .route("/shapes/google/users", get(google))
+        .route("/shapes/totals/{form}", get(totals))
+        .route("/shapes/ragged", get(ragged))
+        .route("/shapes/changing/{change}", get(changing))
+}
+
+#[derive(Deserialize)]
+struct StripeQuery {
+    limit: Option<u64>,
+    starting_after: Option<u64>,
+}
+
+/// Stripe's list object, keyset pages after the id of the last record.
+async fn stripe(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<StripeQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    let start = q.starting_after.map_or(0, |id| id + 1);
+    let end = (start + limit).min(shared.records());
+    let extra = [
+        ("object", "list".into()),
+        ("url", "/v1/customers".into()),
+        ("has_more", (end < shared.records()).into()),
+    ];
+    let body = tail_first(page_body(&shared, Shape::Bare, start, limit, &[]), &extra);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GoogleQuery {
+    page_token: Option<String>,
+    max_results: Option<u64>,
+}
+
+/// Google's `nextPageToken` pages, with empty and short pages mid-stream.
+async fn google(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<GoogleQuery>,
+) -> Response {
+    // An opaque-looking token holding the next record and the page's number.
+    let (start, page) = q
+        .page_token
+        .as_deref()
+        .and_then(|t| t.strip_prefix("CkQ"))
+        .and_then(|t| t.split_once('Z'))
+        .and_then(|(s, p)| Some((u64::from_str_radix(s, 16).ok()?, p.parse().ok()?)))
+        .unwrap_or((0u64, 0u64));
+    let asked = q.max_results.unwrap_or(100).clamp(1, 500);
+    let size = match page % 3 {
+        1 => 0,
+        2 => asked / 2,
+        _ => asked,
+    };
+    let end = (start + size).min(shared.records());
+    let mut extra: Vec<(&str, serde_json::Value)> = vec![
+        ("kind", "admin#directory#users".into()),
+        ("etag", "\"sandbox/etag\"".into()),
+    ];
+    if end < shared.records() {
+        extra.push(("nextPageToken", format!("CkQ{end:x}Z{}", page + 1).into()));
+    }
+    let mut body = b"{\"users\":".to_vec();
+    shared.records_array(start, end - start, &mut body);
+    for (k, v) in &extra {
+        body.extend_from_slice(format!(",{}:{v}", serde_json::Value::from(*k)).as_bytes());
+    }
+    body.push(b'}');
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct TotalsQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    lie: Option<u8>,
+}
+
+/// Skip/limit pages whose total is a whole number in another JSON form.
+async fn totals(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Path(form): Path<String>,
+    Query(q): Query<TotalsQuery>,
+) -> Response {
+    let (skip, limit) = SkipLimit {
+        skip: q.skip,
+        limit: q.limit,
+    }
+    .get();
+    let total = shared.records()
+        + if q.lie == Some(1) {
+            super::hostile::LIE
+        } else {
+            0
+        };
+    let total = match form.as_str() {
+        "float" => format!("{total}.0"),
+        "exp" => format!("{}e1", total as f64 / 10.0),
+        _ => format!("\"{total}\""),
+    };
+    let mut body = b"{\"data\":".to_vec();
+    shared.records_array(skip, limit, &mut body);
+    body.extend_from_slice(format!(",\"total\":{total}}}").as_bytes());
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// Skip/limit pages of 20 to [`RAGGED_CAP`] records, whatever is asked.
+async fn ragged(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<SkipLimit>,
+) -> Response {
+    let (skip, limit) = q.get();
+    let size = ragged_size(skip).min(limit);
+    let body = page_body(&shared, Shape::Data, skip, size, &[]);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// The records a `ragged` page at `skip` holds.
+pub fn ragged_size(skip: u64) -> u64 {
+    20 + (skip * 7919) % (RAGGED_CAP - 19)
+}
+
+#[derive(Deserialize)]
+struct ChangingQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    starting_after: Option<u64>,
+}
+
+/// Newest first, the collection changing after each of the first pages served.
+async fn changing(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Path(change): Path<String>,
+    Query(q): Query<ChangingQuery>,
+) -> Response {
+    let served = shared.changing_pages.load(Ordering::Relaxed).min(CHANGES);
+    let base = shared.records();
+    // The ids in the list now, newest first: `top` down to `bottom`.
+    let (top, bottom) = match change.as_str() {
+        "insert" => (base + served * CHANGE, 0),
+        _ => (base.saturating_sub(served * CHANGE), 0),
+    };
+    let limit = q.limit.unwrap_or(100).min(shared.config.max_page_size);
+    let first = match q.starting_after {
+        // The next id below the key that is still in the list.
+        Some(key) => key.min(top),
+        None => top.saturating_sub(q.skip.unwrap_or(0)),
+    };
+    let ids: Vec<u64> = (bottom..first).rev().take(limit as usize).collect();
+    let mut body = b"{\"data\":[".to_vec();
+    for (n, id) in ids.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        super::data::write_record(*id, &mut body);
+    }
+    let more = ids.last().is_some_and(|&last| last > bottom);
+    body.extend_from_slice(
+        format!("],\"total\":{},\"has_more\":{more}}}", top - bottom).as_bytes(),
+    );
+    shared.changing_pages.fetch_add(1, Ordering::Relaxed);
+    serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// `{"a": .., "data": [...]}` from a bare array: the envelope's fields before the records,
+/// as Stripe sends them.
+fn tail_first(records: Vec<u8>, fields: &[(&str, serde_json::Value)]) -> Vec<u8> {
+    let mut body = b"{".to_vec();
+    for (k, v) in fields {
+        body.extend_from_slice(format!("{}:{v},", serde_json::Value::from(*k)).as_bytes());
+    }
+    body.extend_from_slice(b"\"data\":");
+    body.extend_from_slice(&records);
+    body.push(b'}');
+    body
+}
