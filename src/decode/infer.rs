@@ -82,7 +82,7 @@ impl Seen {
         let date_time = text.len() > 10
             && matches!(text.as_bytes()[10], b'T' | b't' | b' ')
             && chrono::NaiveDate::parse_from_str(&text[..10], "%Y-%m-%d").is_ok();
-        let zoned = date_time && chrono::DateTime::parse_from_rfc3339(text).is_ok();
+        let zoned = date_time && is_instant(text);
         let local = date_time
             && !super::exact::has_offset(text)
             && ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
@@ -112,6 +112,32 @@ impl Seen {
             TimeUnit::Microsecond
         }
     }
+}
+
+/// Whether `text` is a date and time with its UTC offset, in a form big APIs send and the
+/// timestamp decoder reads as the same instant: RFC 3339 (`Z`, `+02:00`), and the ISO 8601
+/// basic offsets `+0000` (Salesforce, Jira) and `+05`, after a `T` or a space, seconds
+/// required, any fraction. Anything else (no seconds, RFC 2822, epoch numbers) stays
+/// what it is: a guess could be wrong.
+fn is_instant(text: &str) -> bool {
+    if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
+        return true;
+    }
+    // `%#z` takes `+HH`, `+HHMM` and `+HH:MM`; a seconds field is required by `%S`.
+    let basic = |t: &str| {
+        ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"]
+            .iter()
+            .any(|f| chrono::DateTime::parse_from_str(t, f).is_ok())
+    };
+    let offset = &text[text.len().saturating_sub(5)..];
+    let sign = |b: u8| b == b'+' || b == b'-';
+    // The offset must be whole: `+HHMM` or `+HH` at the end, digits after the sign.
+    let shaped = match offset.as_bytes() {
+        [s, h1, h2, m1, m2] if sign(*s) => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
+        [.., s, h1, h2] if sign(*s) => h1.is_ascii_digit() && h2.is_ascii_digit(),
+        _ => false,
+    };
+    shaped && !text[11..].contains(char::is_whitespace) && basic(text)
 }
 
 impl Scalars {
@@ -318,6 +344,49 @@ mod tests {
         assert_eq!(text("z", 1), "2026-01-01T00:00:38.500Z");
         assert_eq!(text("ns", 0), "2026-01-01T00:00:37.123456789Z");
         assert_eq!(text("l", 1), "2026-01-01T00:00:38.250");
+    }
+
+    #[test]
+    fn the_offsets_big_apis_write_are_inferred_as_the_instants_they_name() {
+        // Each form, and the instant it names (2026-01-01T10:00:00Z plus a fraction).
+        let forms = [
+            // Salesforce and Jira: milliseconds and a basic offset.
+            ("2026-01-01T10:00:00.000+0000", "2026-01-01T10:00:00Z"),
+            ("2026-01-01T15:30:00.250+0530", "2026-01-01T10:00:00.250Z"),
+            ("2026-01-01T05:00:00-0500", "2026-01-01T10:00:00Z"),
+            // An hour-only offset.
+            ("2026-01-01T12:00:00+02", "2026-01-01T10:00:00Z"),
+            // A space for the `T`, with an extended offset (PostgreSQL's text form).
+            ("2026-01-01 11:00:00+01:00", "2026-01-01T10:00:00Z"),
+            ("2026-01-01 10:00:00.5+0000", "2026-01-01T10:00:00.500Z"),
+        ];
+        for (form, instant) in forms {
+            let records = format!(r#"[{{"t": "{form}"}}]"#);
+            let schema = infer_schema(records.as_bytes()).unwrap();
+            assert_eq!(
+                schema.field(0).data_type(),
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                "{form}"
+            );
+            let batches = super::super::PageDecoder::new(Arc::new(schema), 8, true)
+                .unwrap()
+                .decode_all(records.as_bytes())
+                .unwrap();
+            let text = arrow_cast::display::array_value_to_string(batches[0].column(0), 0);
+            assert_eq!(text.unwrap(), instant, "{form}");
+        }
+        // Ambiguous, or not a form the decoder reads: stays text.
+        for text in [
+            "2026-01-01T10:00+0000",
+            "Thu, 01 Jan 2026 10:00:00 +0000",
+            "2026-01-01T10:00:00+000",
+            "2026-01-01T10:00:00 +0000",
+            "2026-01-01T10:00:00+2",
+        ] {
+            let records = format!(r#"[{{"t": "{text}"}}]"#);
+            let schema = infer_schema(records.as_bytes()).unwrap();
+            assert_eq!(schema.field(0).data_type(), &DataType::Utf8, "{text}");
+        }
     }
 
     #[test]
