@@ -51,6 +51,9 @@ pub struct Checkpoint {
     /// The highest cursor-field value among the committed records.
     #[serde(default)]
     pub high_water: Option<serde_json::Value>,
+    /// Cursor-field values past the run's start and its tolerance, left out of the mark.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub future_marks: u64,
     /// Columns added by schema evolution, with the first part that has them.
     #[serde(default)]
     pub columns_added: Vec<(String, usize)>,
@@ -88,6 +91,9 @@ pub struct PartEnd {
     /// The highest cursor-field value in them.
     #[serde(default)]
     pub high_water: Option<serde_json::Value>,
+    /// Cursor-field values past the run's start in them, left out of the mark.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub future_marks: u64,
     /// Values written as null in them, per column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
@@ -107,6 +113,10 @@ pub struct ShardRange {
     /// The next shard's first offset or page; `None` for the last shard, which reads to the
     /// end.
     pub end: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a finished run leaves for the next one.
@@ -441,6 +451,7 @@ mod tests {
             schema_fingerprint: None,
             since: None,
             high_water: None,
+            future_marks: 0,
             columns_added: Vec::new(),
             nulled: Default::default(),
             dropped: Default::default(),

@@ -31,6 +31,16 @@ pub struct IncrementalConfig {
     /// The value sent on the very first run; without it the first run fetches everything.
     #[serde(default)]
     pub initial: Option<String>,
+    /// How far past the run's start a time may be and still count (the server's clock may
+    /// run ahead), in seconds. A later one (`2099-01-01`, a test record, a clock bug) is an
+    /// anomaly: warned about, counted, and left out of the mark, so that the next run still
+    /// asks from a real time.
+    #[serde(default = "default_future_tolerance")]
+    pub future_tolerance_secs: u64,
+}
+
+fn default_future_tolerance() -> u64 {
+    3600
 }
 
 impl IncrementalConfig {
@@ -99,6 +109,88 @@ impl IncrementalConfig {
             other => other.to_string(),
         }))
     }
+}
+
+/// A batch's mark: the highest value of the cursor field among the records that are not
+/// past the limit, and those that are (their row and value).
+#[derive(Debug, Default, PartialEq)]
+pub struct BatchMark {
+    pub max: Option<serde_json::Value>,
+    pub future: Vec<(usize, String)>,
+}
+
+/// The mark of `batch` (see [`column_max`]), leaving out times after `not_after` (a time, a
+/// date after its day, ISO-8601 text after it): those are anomalies, not progress.
+pub fn column_mark(
+    batch: &RecordBatch,
+    field: &str,
+    not_after: Option<chrono::DateTime<chrono::Utc>>,
+) -> BatchMark {
+    let all = || BatchMark {
+        max: column_max(batch, field),
+        future: Vec::new(),
+    };
+    let (Some(limit), Some(column)) = (not_after, batch.column_by_name(field)) else {
+        return all();
+    };
+    let future: Vec<bool> = match column.data_type() {
+        DataType::Timestamp(unit, _) => {
+            let limit = match unit {
+                TimeUnit::Second => limit.timestamp(),
+                TimeUnit::Millisecond => limit.timestamp_millis(),
+                TimeUnit::Microsecond => limit.timestamp_micros(),
+                TimeUnit::Nanosecond => limit.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            };
+            let Ok(c) = arrow_cast::cast(column, &DataType::Int64) else {
+                return all();
+            };
+            c.as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.is_some_and(|v| v > limit))
+                .collect()
+        }
+        DataType::Date32 | DataType::Date64 => {
+            let Ok(c) = arrow_cast::cast(column, &DataType::Date32) else {
+                return all();
+            };
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+            let limit = (limit.date_naive() - epoch).num_days();
+            c.as_primitive::<Date32Type>()
+                .iter()
+                .map(|d| d.is_some_and(|d| d as i64 > limit))
+                .collect()
+        }
+        DataType::Utf8 | DataType::LargeUtf8 => {
+            let Ok(c) = arrow_cast::cast(column, &DataType::Utf8) else {
+                return all();
+            };
+            c.as_string::<i32>()
+                .iter()
+                .map(|t| {
+                    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|t| t > limit)
+                })
+                .collect()
+        }
+        _ => return all(),
+    };
+    if !future.contains(&true) {
+        return all();
+    }
+    let keep = arrow_array::BooleanArray::from(future.iter().map(|f| !f).collect::<Vec<_>>());
+    let max = arrow_select::filter::filter_record_batch(batch, &keep)
+        .ok()
+        .and_then(|kept| column_max(&kept, field));
+    let future = future
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| **f)
+        .map(|(row, _)| {
+            let text = arrow_cast::display::array_value_to_string(column, row);
+            (row, text.unwrap_or_default())
+        })
+        .collect();
+    BatchMark { max, future }
 }
 
 /// The highest value of `field` in a batch, if the column exists and has values: integers
@@ -284,6 +376,7 @@ mod tests {
             param: "since".into(),
             lookback: 0,
             initial: Some("2026-01-01T00:00:00Z".into()),
+            future_tolerance_secs: 3600,
         };
         assert_eq!(
             c.value(&[]).unwrap().as_deref(),

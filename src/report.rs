@@ -66,7 +66,15 @@ pub struct RunReport {
     pub held_pages_peak: u64,
     #[serde(default)]
     pub held_on_disk_bytes: u64,
+    /// Records whose cursor value was past the run's start (and its tolerance): left out of
+    /// the high-water mark, each an anomaly to look into.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub future_marks: u64,
     pub snapshot: Option<Location>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The report's name beside the state it reports on (the job's, or one shard's).

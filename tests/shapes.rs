@@ -266,3 +266,73 @@ async fn pages_of_varying_size_cost_at_most_the_pages_needed_and_the_limit() {
         "{made} requests for {needed} pages (was 226-309 for about 50)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_value_from_the_future_is_warned_counted_and_kept_out_of_the_mark() {
+    use apisnap::sandbox::{FUTURE_AT, FUTURE_TIME};
+    let records = 300;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    ws.write(
+        "jobs/future.toml",
+        "provider = \"seal_metrics\"\n[endpoint]\npath = \"/shapes/future\"\n\
+         [pagination]\ntype = \"offset\"\npage_size = 100\ntotal_pointer = \"/total\"\n\
+         [output]\ndir = \"out/{job}/{run_id}\"\n\
+         [incremental]\ncursor_field = \"created_at\"\nparam = \"created_after\"\n",
+    );
+    let mark = || {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ws.path().join("state/future.json")).unwrap())
+                .unwrap();
+        state["history"][0]["high_water"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let report = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(ws.path().join("state/future.report.json")).unwrap())
+            .unwrap()
+    };
+    let out = ws.apisnap(&["run", "future"], &env).await;
+    assert_exit(&out, 0);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("past the run's start")
+            && stderr.contains(FUTURE_TIME.trim_end_matches('Z'))
+            && stderr.contains(&format!("record={}", FUTURE_AT + 1)),
+        "{stderr}"
+    );
+    // The mark is the newest real time, not 2099 (was: 2099, and every later run fetched
+    // nothing at exit 0).
+    let newest = apisnap::sandbox::data::record(records - 1).created_at;
+    assert_eq!(mark(), newest);
+    assert_eq!(report()["future_marks"], 1);
+    let snapshots = common::snapshot_dirs(&ws.path().join("out/future"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshots[0].join("_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            manifest["records"].as_u64(),
+            manifest["future_marks"].as_u64()
+        ),
+        (Some(records), Some(1))
+    );
+
+    // New records come; the next run asks from the real mark and gets them (and the record
+    // from 2099 again, which is after any mark: counted again).
+    sandbox.set_records(records + 50);
+    let out = ws.apisnap(&["run", "future"], &env).await;
+    assert_exit(&out, 0);
+    assert_eq!(report()["records"], 51);
+    assert_eq!(report()["future_marks"], 1);
+    assert_eq!(
+        mark(),
+        apisnap::sandbox::data::record(records + 49).created_at
+    );
+}

@@ -255,6 +255,7 @@ impl Job {
             schema: ColumnInfo::of(schema, added),
             invalid_values_nulled: nulled,
             dropped_fields: run.dropped.clone(),
+            future_marks: run.future_marks,
             slices: run.slices.as_ref().map(slice_counts).unwrap_or_default(),
         }
     }

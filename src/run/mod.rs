@@ -90,6 +90,8 @@ pub struct RunSummary {
     pub retries: u64,
     pub logins: u64,
     pub duration_secs: f64,
+    /// Cursor-field values past the run's start, left out of the high-water mark.
+    pub future_marks: u64,
 }
 
 /// A new run id: UUIDv7, so ids sort by start time.
@@ -214,6 +216,7 @@ impl Job {
             retries: self.fetcher.retries(),
             logins: self.fetcher.auth().logins(),
             duration_secs: started.elapsed().as_secs_f64(),
+            future_marks: done.future_marks,
         }
     }
 

@@ -214,6 +214,7 @@ impl Job {
                 cp.position = end.position;
                 cp.records = end.records;
                 cp.high_water = end.high_water;
+                cp.future_marks = end.future_marks;
                 cp.nulled = end.nulled;
                 cp.dropped = end.dropped;
             }
@@ -221,6 +222,7 @@ impl Job {
                 cp.position = Some(first);
                 cp.records = 0;
                 cp.high_water = state.history.iter().find_map(|r| r.high_water.clone());
+                cp.future_marks = 0;
                 cp.nulled.clear();
                 cp.dropped.clear();
             }
@@ -381,6 +383,7 @@ impl Job {
             since,
             // Carried over: a run that finds nothing new keeps the old mark.
             high_water: state.history.iter().find_map(|r| r.high_water.clone()),
+            future_marks: 0,
             columns_added: Vec::new(),
             nulled: Default::default(),
             dropped: Default::default(),

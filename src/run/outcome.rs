@@ -60,6 +60,7 @@ impl Job {
             concurrency: Some(self.concurrency_report()),
             held_pages_peak: self.counters.held_peak.load(Relaxed),
             held_on_disk_bytes: self.counters.spilled.load(Relaxed),
+            future_marks: 0,
             snapshot: None,
         };
         match result {
@@ -72,6 +73,7 @@ impl Job {
                 report.requests = s.requests;
                 report.retries = s.retries;
                 report.logins = s.logins;
+                report.future_marks = s.future_marks;
                 report.snapshot = Some(s.snapshot_dir.clone());
             }
             Err(e) => {
@@ -153,6 +155,7 @@ impl Job {
                 .max_by_key(|c| c.peak),
             held_pages_peak: reports.iter().map(|r| r.held_pages_peak).max().unwrap_or(0),
             held_on_disk_bytes: sum(|r| r.held_on_disk_bytes),
+            future_marks: sum(|r| r.future_marks),
             snapshot: Some(snapshot.clone()),
         };
         let last_success = Some(manifest.finished_at);

@@ -45,7 +45,7 @@ pub use hostile::{
 pub use load::LoadStats;
 pub use log::RequestRecord;
 pub use report::{Event as ReportEvent, REPORT_ACCOUNTS, events as report_events};
-pub use shapes::{CHANGE, CHANGES, RAGGED_CAP, ragged_size};
+pub use shapes::{CHANGE, CHANGES, FUTURE_AT, FUTURE_TIME, RAGGED_CAP, ragged_size};
 pub use tls::SandboxTls;
 pub use tokens::Tokens;
 

@@ -18,6 +18,9 @@
 //!   [`CHANGES`] pages served, [`CHANGE`] records are `insert`ed at the front (new ids
 //!   above the data set's) or the newest [`CHANGE`] `delete`d (already read). Restarted by
 //!   [`super::Sandbox::reset_changes`].
+//! - `future`: skip/limit pages of the records created after `?created_after=` (all
+//!   without it), record [`FUTURE_AT`] stamped `2099-01-01T00:00:00Z` (a test record, a
+//!   clock bug).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,6 +40,10 @@ pub const RAGGED_CAP: u64 = 50;
 pub const CHANGES: u64 = 5;
 /// Records inserted or deleted after each of those pages.
 pub const CHANGE: u64 = 3;
+/// The record of `future` stamped in 2099.
+pub const FUTURE_AT: u64 = 7;
+/// Its `created_at`.
+pub const FUTURE_TIME: &str = "2099-01-01T00:00:00Z";
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -45,6 +52,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/shapes/totals/{form}", get(totals))
         .route("/shapes/ragged", get(ragged))
         .route("/shapes/changing/{change}", get(changing))
+        .route("/shapes/future", get(future))
 }
 
 #[derive(Deserialize)]
@@ -222,4 +230,57 @@ fn tail_first(records: Vec<u8>, fields: &[(&str, serde_json::Value)]) -> Vec<u8>
     body.extend_from_slice(&records);
     body.push(b'}');
     body
+}
+
+#[derive(Deserialize)]
+struct FutureQuery {
+    skip: Option<u64>,
+    limit: Option<u64>,
+    created_after: Option<String>,
+}
+
+/// Record `i` as `future` serves it.
+fn future_record(i: u64) -> super::data::Record {
+    let mut record = super::data::record(i);
+    if i == FUTURE_AT {
+        record.created_at = FUTURE_TIME.into();
+    }
+    record
+}
+
+/// Skip/limit pages of the records created after `created_after`; one from 2099.
+async fn future(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<FutureQuery>,
+) -> Response {
+    let after = q
+        .created_after
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let matching: Vec<u64> = (0..shared.records())
+        .filter(|&i| {
+            let at = chrono::DateTime::parse_from_rfc3339(&future_record(i).created_at);
+            after.is_none_or(|after| at.is_ok_and(|at| at > after))
+        })
+        .collect();
+    let (skip, limit) = (
+        q.skip.unwrap_or(0) as usize,
+        q.limit.unwrap_or(100) as usize,
+    );
+    let page: Vec<_> = matching
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(|&i| future_record(i))
+        .collect();
+    let body = serde_json::json!({"data": page, "total": matching.len()});
+    serve(
+        &shared,
+        NAME,
+        &token,
+        body.to_string().into_bytes(),
+        Vec::new(),
+    )
+    .await
 }

@@ -374,6 +374,10 @@ pub fn widen(
     RecordBatch::try_new(schema.clone(), columns)
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// `_manifest.json`: what a complete snapshot holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Manifest {
@@ -397,6 +401,10 @@ pub struct Manifest {
     /// Values of fields the columns lack, dropped (`schema.drift = "ignore"`), per field.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub dropped_fields: std::collections::BTreeMap<String, u64>,
+    /// Records whose incremental cursor value was past the run's start: written, but left
+    /// out of the high-water mark.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub future_marks: u64,
     /// A sliced run's slices and their records: per partition, consecutive windows together.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<SliceCount>,

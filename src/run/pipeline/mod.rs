@@ -175,6 +175,10 @@ impl Job {
             let state_store = state_store.clone();
             let snapshot = snapshot.clone();
             let cursor = self.incremental.as_ref().map(|i| i.cursor_field.clone());
+            // A cursor value past now (and the server's clock's margin) is not progress.
+            let not_after = self.incremental.as_ref().map(|i| {
+                chrono::Utc::now() + chrono::Duration::seconds(i.future_tolerance_secs as i64)
+            });
             tokio::task::spawn_blocking(move || {
                 let inputs = write::WriteInputs {
                     job: &job,
@@ -182,6 +186,7 @@ impl Job {
                     state_store: &state_store,
                     snapshot: &snapshot,
                     cursor_field: cursor.as_deref(),
+                    not_after,
                     state,
                     partition_columns: partition_names,
                     hive: plan.filter(|_| hive),

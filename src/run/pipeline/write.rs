@@ -18,6 +18,9 @@ struct Pending {
     records: u64,
     /// The highest cursor-field value among them (incremental jobs).
     mark: Option<serde_json::Value>,
+    /// Cursor-field values among them past the run's start and its tolerance, left out of
+    /// the mark.
+    future: u64,
     /// Values written as null among them, per column.
     nulled: std::collections::BTreeMap<String, u64>,
     /// Values of fields the columns lack, dropped among them, per field.
@@ -52,7 +55,15 @@ struct Ledger<'a> {
     pending: std::collections::BTreeMap<String, Pending>,
 }
 
+/// Anomalous cursor values warned about one by one in a run; the rest are counted only.
+const FUTURE_WARNINGS: u64 = 10;
+
 impl Ledger<'_> {
+    /// A count over what the open parts hold.
+    fn uncommitted(&self, count: impl Fn(&Pending) -> u64) -> u64 {
+        self.pending.values().map(count).sum()
+    }
+
     /// What `dir`'s open part holds so far.
     fn pending(&mut self, dir: &str) -> &mut Pending {
         if !self.pending.contains_key(dir) {
@@ -77,6 +88,7 @@ impl Ledger<'_> {
             };
             p.records += d.records;
             p.mark = crate::incremental::higher(p.mark.take(), d.mark);
+            p.future += d.future;
             for (field, n) in d.nulled {
                 *p.nulled.entry(field).or_insert(0) += n;
             }
@@ -92,6 +104,7 @@ impl Ledger<'_> {
             .extend(closed.iter().map(|c| c.info.clone()));
         checkpoint.records += p.records;
         checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
+        checkpoint.future_marks += p.future;
         for (field, n) in p.nulled {
             *checkpoint.nulled.entry(field).or_insert(0) += n;
         }
@@ -112,6 +125,7 @@ impl Ledger<'_> {
                 position: checkpoint.position.clone(),
                 records: checkpoint.records,
                 high_water: checkpoint.high_water.clone(),
+                future_marks: checkpoint.future_marks,
                 nulled: checkpoint.nulled.clone(),
                 dropped: checkpoint.dropped.clone(),
             });
@@ -186,6 +200,8 @@ pub(super) struct WriteInputs<'a> {
     pub(super) state_store: &'a StateStore,
     pub(super) snapshot: &'a Store,
     pub(super) cursor_field: Option<&'a str>,
+    /// The latest time a cursor value may be (the run's start and the job's tolerance).
+    pub(super) not_after: Option<chrono::DateTime<chrono::Utc>>,
     pub(super) state: JobState,
     /// The partitions' columns, which the records' own come before.
     pub(super) partition_columns: Vec<String>,
@@ -211,6 +227,7 @@ pub(super) fn write_stage(
         state_store,
         snapshot: store,
         cursor_field,
+        not_after,
         state,
         partition_columns,
         hive,
@@ -328,7 +345,20 @@ pub(super) fn write_stage(
                 let pending = ledger.pending(&page_dir);
                 pending.records += batch.num_rows() as u64;
                 if let Some(field) = cursor_field {
-                    let max = crate::incremental::column_max(&batch, field);
+                    let crate::incremental::BatchMark { max, future } =
+                        crate::incremental::column_mark(&batch, field, not_after);
+                    let before = ledger.checkpoint.records + ledger.uncommitted(|p| p.records);
+                    let rows = batch.num_rows() as u64;
+                    for (row, value) in &future {
+                        let seen =
+                            ledger.checkpoint.future_marks + ledger.uncommitted(|p| p.future);
+                        if seen < FUTURE_WARNINGS {
+                            let record = before - rows + *row as u64 + 1;
+                            tracing::warn!(job, field, value = %value, record, "a record's cursor value is past the run's start and its tolerance (`incremental.future_tolerance_secs`): left out of the high-water mark");
+                        }
+                        ledger.pending(&page_dir).future += 1;
+                    }
+                    let pending = ledger.pending(&page_dir);
                     if let Some(slice) = slice {
                         let step = pending.slices.entry(slice).or_default();
                         step.mark = crate::incremental::higher(step.mark.take(), max.clone());
