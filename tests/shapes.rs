@@ -336,3 +336,101 @@ async fn a_cursor_value_from_the_future_is_warned_counted_and_kept_out_of_the_ma
         apisnap::sandbox::data::record(records + 49).created_at
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_stated_at_http_200_are_classed_by_the_providers_errors_table() {
+    let records = 250;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.push((
+        "APISNAP_PROVIDER_SEAL_METRICS__RETRY__BASE_DELAY_MS".into(),
+        "20".into(),
+    ));
+    let provider = ws.path().join("jobs/providers/seal_metrics.toml");
+    let shipped = std::fs::read_to_string(&provider).unwrap();
+    let slack_job = |name: &str, fail: &str| {
+        job(
+            &ws,
+            name,
+            &format!(
+                "path = \"/shapes/slack/conversations.list\"\nrecords_pointer = \"/channels\"\n\
+                 query = {{ {fail} }}"
+            ),
+            "type = \"cursor\"\ncursor_param = \"cursor\"\n\
+             cursor_pointer = \"/response_metadata/next_cursor\"\nlimit_param = \"limit\"\n\
+             page_size = 100",
+            "",
+        )
+    };
+    // Without `[errors]`: an error body at 200 has no records, so it reads as a malformed
+    // page (retried, exit 4) — the API's own word is not understood.
+    sandbox.reset_changes();
+    slack_job("unconfigured", "fail = \"invalid_auth\"");
+    let out = ws.apisnap(&["run", "unconfigured"], &env).await;
+    assert_exit(&out, 4);
+
+    std::fs::write(
+        &provider,
+        format!(
+            "{shipped}\n[errors]\nsuccess_pointer = \"/ok\"\ncode_pointer = \"/error\"\n\
+             credentials = [\"invalid_auth\", \"token_expired\"]\nretry = [\"ratelimited\"]\n"
+        ),
+    )
+    .unwrap();
+    // Refused credentials: one renewal, as after a 401, then exit 3 — not retried as a fault.
+    sandbox.reset_changes();
+    slack_job("refused", "fail = \"invalid_auth\"");
+    let logins = sandbox.stats("seal").logins;
+    let out = ws.apisnap(&["run", "refused"], &env).await;
+    assert_exit(&out, 3);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("was rejected with 200 OK stating `invalid_auth` even after a fresh login"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("retrying"),
+        "not retried as a fault: {stderr}"
+    );
+    assert_eq!(
+        sandbox.stats("seal").logins - logins,
+        2,
+        "a login and one renewal"
+    );
+    // Rate limited at 200: retried, then every record.
+    sandbox.reset_changes();
+    slack_job("limited", "fail = \"ratelimited\", fail_count = 2");
+    let out = ws.apisnap(&["run", "limited"], &env).await;
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stderr).contains("stating `ratelimited`"),
+        "{}",
+        text(&out.stderr)
+    );
+    check::parquet(
+        &only_file(&ws.path().join("out/limited"), "parquet"),
+        records,
+    );
+    // Any other stated error: exit 4 at once, not retried.
+    sandbox.reset_changes();
+    slack_job("missing", "fail = \"channel_not_found\"");
+    let before = sandbox.stats("seal").data_requests;
+    let out = ws.apisnap(&["run", "missing"], &env).await;
+    assert_exit(&out, 4);
+    assert!(
+        text(&out.stderr).contains("stating the error `channel_not_found` (not one to retry)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sandbox.stats("seal").data_requests - before, 1);
+    // The whole list when nothing fails, the cursor "" at the end.
+    slack_job("all", "");
+    let out = ws.apisnap(&["run", "all"], &env).await;
+    assert_exit(&out, 0);
+    check::parquet(&only_file(&ws.path().join("out/all"), "parquet"), records);
+}

@@ -261,8 +261,8 @@ pub enum AuthError {
         message: String,
     },
     #[error(
-        "provider `{provider}`: authentication failed: {request} was rejected with 401 \
-         {detail}; check the credentials ({sources})"
+        "provider `{provider}`: authentication failed: {request} was rejected {detail}; \
+         check the credentials ({sources})"
     )]
     Rejected {
         provider: String,

@@ -39,6 +39,10 @@ pub struct ProviderConfig {
     /// Requests per second (and burst) for all jobs of this provider in one process.
     #[serde(default)]
     pub rate_limit: Option<crate::ratelimit::RateLimitConfig>,
+    /// Errors the API states in its answers' bodies (HTTP 200 with `{"ok": false}`), and
+    /// which codes mean refused credentials or "later".
+    #[serde(default)]
+    pub errors: Option<crate::fetch::StatedErrorsConfig>,
     /// Other hosts that may receive credentials when the server's next-page URL or `Link`
     /// header points there: host names (with `base_url`'s scheme and port) or origins
     /// (`https://cdn.example.com:8443`). By default only `base_url`'s origin (scheme, host
@@ -135,6 +139,9 @@ impl ProviderConfig {
             }
         }
         self.retry.validate(&mut errors);
+        if let Some(stated) = &self.errors {
+            stated.validate(&mut errors);
+        }
         self.proxy.validate(&mut errors);
         self.tls.validate(&mut errors);
         if let Some(r) = &self.rate_limit {

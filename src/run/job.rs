@@ -188,6 +188,11 @@ impl JobDefinition {
             .rate_limit
             .as_ref()
             .and_then(|r| crate::ratelimit::shared(provider_name, r));
+        let stated = provider
+            .errors
+            .as_ref()
+            .map(crate::fetch::StatedErrorsConfig::build)
+            .unwrap_or_default();
         let fetcher = Fetcher::new(FetcherParts {
             job: self.name.clone(),
             http: http.clone(),
@@ -201,6 +206,7 @@ impl JobDefinition {
             pointers: paginator.pointers().clone(),
             allowed_hosts: provider.allowed_hosts.clone(),
             limiter: limiter.clone(),
+            stated: stated.clone(),
         });
         let slicing = self.job.sliced().then(|| {
             let source = match &self.job.partitions {
@@ -231,6 +237,7 @@ impl JobDefinition {
                         pointers: paginator.pointers().clone(),
                         allowed_hosts: provider.allowed_hosts.clone(),
                         limiter: limiter.clone(),
+                        stated: stated.clone(),
                     });
                     Some(crate::slice::PartitionSource::new(
                         lister,

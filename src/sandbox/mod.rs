@@ -206,6 +206,8 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     /// Pages served by `/seal/shapes/changing`, which changes after each of the first.
     changing_pages: AtomicU64,
+    /// Requests to `/seal/shapes/slack/…`, whose first ones may state errors.
+    stated_requests: AtomicU64,
     /// The records rendered at start, with `prerender` (and no altered records).
     rendered: Option<data::Rendered>,
     /// Requests in flight, capacity and workers.
@@ -306,6 +308,7 @@ impl Sandbox {
             records: AtomicU64::new(records),
             generation: AtomicU64::new(1),
             changing_pages: AtomicU64::new(0),
+            stated_requests: AtomicU64::new(0),
             rendered,
             load: load::Load::new(config_workers),
         });
@@ -417,9 +420,11 @@ impl Sandbox {
         self.shared.generation.store(g, Ordering::Relaxed);
     }
 
-    /// Restarts `/seal/shapes/changing`: the collection as it was, changing again.
+    /// Restarts `/seal/shapes/changing` (the collection as it was, changing again) and the
+    /// count of `/seal/shapes/slack` answers that state errors.
     pub fn reset_changes(&self) {
         self.shared.changing_pages.store(0, Ordering::Relaxed);
+        self.shared.stated_requests.store(0, Ordering::Relaxed);
     }
 
     /// Every request served so far, in the order they finished.

@@ -18,6 +18,10 @@
 //!   [`CHANGES`] pages served, [`CHANGE`] records are `insert`ed at the front (new ids
 //!   above the data set's) or the newest [`CHANGE`] `delete`d (already read). Restarted by
 //!   [`super::Sandbox::reset_changes`].
+//! - `slack/conversations.list`: Slack's Web API lists: `{"ok": true, "channels": [...],
+//!   "response_metadata": {"next_cursor": "…"}}`, the cursor `""` at the end. With
+//!   `?fail=CODE&fail_count=N`, the first N answers (since [`super::Sandbox::reset_changes`];
+//!   all without `fail_count`) are HTTP 200 with `{"ok": false, "error": CODE}`.
 //! - `future`: skip/limit pages of the records created after `?created_after=` (all
 //!   without it), record [`FUTURE_AT`] stamped `2099-01-01T00:00:00Z` (a test record, a
 //!   clock bug).
@@ -53,6 +57,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/shapes/ragged", get(ragged))
         .route("/shapes/changing/{change}", get(changing))
         .route("/shapes/future", get(future))
+        .route("/shapes/slack/conversations.list", get(slack))
 }
 
 #[derive(Deserialize)]
@@ -283,4 +288,53 @@ async fn future(
         Vec::new(),
     )
     .await
+}
+
+#[derive(Deserialize)]
+struct SlackQuery {
+    cursor: Option<String>,
+    limit: Option<u64>,
+    fail: Option<String>,
+    fail_count: Option<u64>,
+}
+
+/// Slack's cursor lists, errors stated at HTTP 200.
+async fn slack(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<SlackQuery>,
+) -> Response {
+    let n = shared.stated_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(code) = &q.fail
+        && q.fail_count.is_none_or(|count| n < count)
+    {
+        let body = serde_json::json!({"ok": false, "error": code});
+        return serve(
+            &shared,
+            NAME,
+            &token,
+            body.to_string().into_bytes(),
+            Vec::new(),
+        )
+        .await;
+    }
+    // Slack's cursors are base64 of an opaque position; here `dXNlcjo` and the next record.
+    let start = q
+        .cursor
+        .as_deref()
+        .and_then(|c| c.strip_prefix("dXNlcjo"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0u64);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let end = (start + limit).min(shared.records());
+    let next = match end < shared.records() {
+        true => format!("dXNlcjo{end}"),
+        false => String::new(),
+    };
+    let mut body = b"{\"ok\":true,\"channels\":".to_vec();
+    shared.records_array(start, end - start, &mut body);
+    body.extend_from_slice(
+        format!(",\"response_metadata\":{{\"next_cursor\":\"{next}\"}}}}").as_bytes(),
+    );
+    serve(&shared, NAME, &token, body, Vec::new()).await
 }

@@ -27,6 +27,10 @@ use crate::paginate::{PageOutcome, PageRequest, Pointers};
 use crate::ratelimit::Limiter;
 use crate::vocab::JsonPointer;
 
+mod stated;
+
+pub use stated::{Class, Stated, StatedErrors, StatedErrorsConfig};
+
 /// A request that failed. Never carries a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -91,6 +95,39 @@ pub enum FetchError {
         #[source]
         source: AuthError,
     },
+    /// An answer whose body states an error (the provider's `[errors]`).
+    #[error("job `{job}`: {request} returned {answer}")]
+    Stated {
+        job: String,
+        request: String,
+        answer: Box<StatedAnswer>,
+    },
+}
+
+/// An answer that stated an error: what it said and what that means.
+#[derive(Debug)]
+pub struct StatedAnswer {
+    pub status: StatusCode,
+    pub code: String,
+    pub class: Class,
+    /// The body's beginning, credentials redacted.
+    pub body: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl std::fmt::Display for StatedAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let meaning = match self.class {
+            Class::Credentials => "refused credentials",
+            Class::Retry => "retried, and still failing",
+            Class::Permanent => "not one to retry",
+        };
+        write!(
+            f,
+            "{} stating the error `{}` ({meaning}): {}",
+            self.status, self.code, self.body
+        )
+    }
 }
 
 impl FetchError {
@@ -103,6 +140,7 @@ impl FetchError {
                 Signal::Overloaded
             }
             FetchError::Transport { .. } => Signal::Overloaded,
+            FetchError::Stated { answer, .. } if answer.class == Class::Retry => Signal::Overloaded,
             _ => Signal::Neutral,
         }
     }
@@ -112,6 +150,7 @@ impl FetchError {
         match self {
             FetchError::Status { status, .. } => crate::http::is_transient_status(*status),
             FetchError::Transport { .. } | FetchError::BadBody { .. } => true,
+            FetchError::Stated { answer, .. } => answer.class == Class::Retry,
             FetchError::Auth { .. }
             | FetchError::Tls { .. }
             | FetchError::ForeignHost { .. }
@@ -128,6 +167,9 @@ impl FetchError {
             FetchError::Auth { source, .. } => source.to_string(),
             FetchError::ForeignHost { why, .. } => format!("foreign origin: {why}"),
             FetchError::TooLarge { limit, .. } => format!("larger than {limit} bytes"),
+            FetchError::Stated { answer, .. } => {
+                format!("{}, stating `{}`", answer.status, answer.code)
+            }
         }
     }
 }
@@ -175,6 +217,8 @@ pub struct Fetcher {
     /// What the paginator reads in each answer, by name and as the list the scan reads.
     pointers: Pointers,
     pointer_list: Vec<JsonPointer>,
+    /// Errors the API states in its bodies (their pointers end `pointer_list`).
+    stated: StatedErrors,
     /// Where credentials may go: the provider's origin and those it allows.
     origins: crate::http::Origins,
     limiter: Option<Arc<Limiter>>,
@@ -200,6 +244,8 @@ pub struct FetcherParts {
     pub pointers: Pointers,
     pub allowed_hosts: Vec<String>,
     pub limiter: Option<Arc<Limiter>>,
+    /// Errors the API states in its answers' bodies.
+    pub stated: StatedErrors,
 }
 
 impl Fetcher {
@@ -218,8 +264,14 @@ impl Fetcher {
             headers: parts.headers,
             auth: parts.auth,
             records_pointer: parts.records_pointer,
-            pointer_list: parts.pointers.list(),
+            pointer_list: parts
+                .pointers
+                .list()
+                .into_iter()
+                .chain(parts.stated.pointers())
+                .collect(),
             pointers: parts.pointers,
+            stated: parts.stated,
             origins,
             limiter: parts.limiter,
             run_query: Default::default(),
@@ -407,6 +459,9 @@ impl Fetcher {
                     retry_after: Some(after),
                     ..
                 } => wait.map(|_| (*after).min(max_delay)),
+                FetchError::Stated { answer, .. } if answer.retry_after.is_some() => {
+                    wait.map(|_| answer.retry_after.unwrap_or_default().min(max_delay))
+                }
                 _ => wait,
             })
             .notify(|err, wait| {
@@ -426,7 +481,8 @@ impl Fetcher {
             .await
     }
 
-    /// One attempt: authenticate, send, and on a 401 renew the token and send once more.
+    /// One attempt: authenticate, send, and on a 401 (or an answer that states refused
+    /// credentials) renew the token and send once more.
     async fn attempt(
         &self,
         url: &Url,
@@ -436,24 +492,42 @@ impl Fetcher {
         mut permit: Option<&mut Permit>,
     ) -> Result<Page, FetchError> {
         let mut creds = self.credentials().await?;
-        let mut response = self
-            .send(
-                url,
-                request,
-                (target, page),
-                body.clone(),
-                &creds,
-                permit.as_deref_mut(),
-            )
-            .await?;
         let mut renewed = 0;
-        while response.status() == StatusCode::UNAUTHORIZED {
+        loop {
+            let response = self
+                .send(
+                    url,
+                    request,
+                    (target, page),
+                    body.clone(),
+                    &creds,
+                    permit.as_deref_mut(),
+                )
+                .await?;
+            let status = response.status();
+            let detail = if status == StatusCode::UNAUTHORIZED {
+                "with 401".to_string()
+            } else {
+                match self.read_page(response, url, request).await {
+                    Err(FetchError::Stated { answer, .. })
+                        if answer.class == Class::Credentials =>
+                    {
+                        format!("with {status} stating `{}`", answer.code)
+                    }
+                    answered => {
+                        if status.is_success() || status.is_redirection() {
+                            self.auth.accepted();
+                        }
+                        return answered;
+                    }
+                }
+            };
             let rejected = |detail: &str| FetchError::Auth {
                 job: self.job.clone(),
                 source: AuthError::Rejected {
                     provider: self.auth.provider().to_string(),
                     request: self.http.described(request),
-                    detail: detail.to_string(),
+                    detail: detail.trim().to_string(),
                     sources: self.auth.sources(),
                 },
             };
@@ -462,7 +536,7 @@ impl Fetcher {
             // were in flight with it): renew again, as often as the login budget
             // (`auth.token.max_reauth` per window) allows.
             if renewed > 0 && !self.auth.ever_accepted() {
-                return Err(rejected("even after a fresh login"));
+                return Err(rejected(&format!("{detail} even after a fresh login")));
             }
             let renewable = self
                 .auth
@@ -473,25 +547,28 @@ impl Fetcher {
                     source,
                 })?;
             if !renewable {
-                return Err(rejected("(a static credential cannot be renewed)"));
+                return Err(rejected(&format!(
+                    "{detail} (a static credential cannot be renewed)"
+                )));
             }
-            tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying");
+            if status == StatusCode::UNAUTHORIZED {
+                tracing::warn!(job = %self.job, request = %request, "401: renewing the token and retrying");
+            } else {
+                tracing::warn!(job = %self.job, request = %request, refused = %detail, "the answer stated refused credentials: renewing the token and sending again");
+            }
             renewed += 1;
             creds = self.credentials().await?;
-            response = self
-                .send(
-                    url,
-                    request,
-                    (target, page),
-                    body.clone(),
-                    &creds,
-                    permit.as_deref_mut(),
-                )
-                .await?;
         }
-        if response.status().is_success() || response.status().is_redirection() {
-            self.auth.accepted();
-        }
+    }
+
+    /// Reads an answer into a page: its headers, its body (within `max_response_bytes`), the
+    /// records and the paginator's pointers found in one scan, and any error the body states.
+    async fn read_page(
+        &self,
+        response: reqwest::Response,
+        url: &Url,
+        request: &str,
+    ) -> Result<Page, FetchError> {
         let status = response.status();
         let header = |name: reqwest::header::HeaderName| {
             response
@@ -522,7 +599,24 @@ impl Fetcher {
                 reason: format!("reading the body failed: {reason}"),
             },
         })?;
+        let stated = |stated: Stated| FetchError::Stated {
+            job: self.job.clone(),
+            request: self.http.described(request),
+            answer: Box::new(StatedAnswer {
+                status,
+                code: stated.code,
+                class: stated.class,
+                body: self.auth.redact(&snippet(&body)),
+                retry_after,
+            }),
+        };
         if !status.is_success() {
+            // A code the provider classes says more than the status; otherwise the status.
+            if let Some(s) = self.stated.judge_body(status, &body)
+                && s.class != Class::Permanent
+            {
+                return Err(stated(s));
+            }
             return Err(FetchError::Status {
                 job: self.job.clone(),
                 request: self.http.described(request),
@@ -538,17 +632,30 @@ impl Fetcher {
             reason,
             body: self.auth.redact(&snippet(&body)),
         };
-        let decode::Scanned {
-            records: located,
-            values,
-            field,
-        } = decode::scan(
+        let scanned = decode::scan(
             &body,
             &self.records_pointer,
             &self.pointer_list,
             self.pointers.record_key.as_ref(),
-        )
-        .map_err(bad_body)?;
+        );
+        let decode::Scanned {
+            records: located,
+            mut values,
+            field,
+        } = match scanned {
+            Ok(scanned) => scanned,
+            // An error body has no records: what it states is the failure, if it states one.
+            Err(reason) => {
+                return Err(match self.stated.judge_body(status, &body) {
+                    Some(s) => stated(s),
+                    None => bad_body(reason),
+                });
+            }
+        };
+        let own = values.split_off(values.len() - self.stated.pointers().len());
+        if let Some(s) = self.stated.judge(status, &own) {
+            return Err(stated(s));
+        }
         let mut values = self.pointers.read(values);
         values.record_key = field;
         Ok(Page {
