@@ -139,6 +139,10 @@ impl Column {
     fn of(field: &Field) -> Column {
         let mut c = Column::simple(field.name(), "string");
         c.nullable = field.is_nullable();
+        if field.metadata().contains_key(JSON_TEXT) {
+            c.kind = "json".into();
+            return c;
+        }
         match field.data_type() {
             DataType::Int64 => c.kind = "int64".into(),
             DataType::Float64 => c.kind = "float64".into(),

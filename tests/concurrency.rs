@@ -181,10 +181,10 @@ async fn pages_behind_one_waiting_out_a_retry_after_go_on_and_are_held_in_order(
     let records = 150_000;
     let sandbox = common::start_sandbox(SandboxConfig {
         records,
-        // The third data request (skip=2000) is answered 429 with `Retry-After: 3`: long
+        // The third data request (skip=2000) is answered 429 with `Retry-After: 5`: long
         // enough for every other page to come meanwhile.
         faults: FaultConfig {
-            kinds: vec![Fault::RetryAfterSeconds(3)],
+            kinds: vec![Fault::RetryAfterSeconds(5)],
             at: vec![2],
             ..FaultConfig::default()
         },
@@ -211,7 +211,7 @@ async fn pages_behind_one_waiting_out_a_retry_after_go_on_and_are_held_in_order(
         + refused
         + 1;
     assert!(
-        log[again].started >= log[refused].finished + Duration::from_millis(2950),
+        log[again].started >= log[refused].finished + Duration::from_millis(4950),
         "asked again before its Retry-After"
     );
     // While it waited, the other pages were asked for and answered: all of them.

@@ -434,3 +434,182 @@ async fn errors_stated_at_http_200_are_classed_by_the_providers_errors_table() {
     assert_exit(&out, 0);
     check::parquet(&only_file(&ws.path().join("out/all"), "parquet"), records);
 }
+
+/// Every row of the Parquet files under `dir`, in order.
+fn rows(dir: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
+    let mut parts = common::parts(dir);
+    parts.sort();
+    parts.iter().flat_map(|p| common::read_parquet(p)).collect()
+}
+
+/// The value at a dotted path of struct columns in `row`, as text (`None`: null or absent).
+fn cell(batch: &arrow_array::RecordBatch, path: &str, row: usize) -> Option<String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let mut names = path.split('.');
+    let mut column = batch.column_by_name(names.next().unwrap())?.clone();
+    for name in names {
+        if column.is_null(row) {
+            return None;
+        }
+        column = column.as_struct().column_by_name(name)?.clone();
+    }
+    (!column.is_null(row))
+        .then(|| arrow_cast::display::array_value_to_string(&column, row).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_that_are_always_empty_and_fields_that_appear_later_inside_objects() {
+    use apisnap::sandbox::{AIRTABLE_BAD, airtable_record, zendesk_ticket};
+    let records = 260;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    // Zendesk: `via.source.from` and `to` are `{}` on every ticket (was: exit 1, "Parquet
+    // does not support writing empty structs", the column not named). A cursor comes with
+    // the last page too; `has_more: false` ends it.
+    job(
+        &ws,
+        "zendesk",
+        "path = \"/shapes/zendesk/tickets\"\nrecords_pointer = \"/tickets\"",
+        "type = \"cursor\"\ncursor_param = \"page[after]\"\ncursor_pointer = \"/meta/after_cursor\"\n\
+         limit_param = \"page[size]\"\npage_size = 100\nhas_more_pointer = \"/meta/has_more\"",
+        "",
+    );
+    let out = ws.apisnap(&["run", "zendesk"], &env).await;
+    assert_exit(&out, 0);
+    let mut i = 0;
+    for batch in rows(&ws.path().join("out/zendesk")) {
+        for row in 0..batch.num_rows() {
+            let want = zendesk_ticket(i);
+            assert_eq!(cell(&batch, "id", row), Some(want["id"].to_string()));
+            assert_eq!(
+                cell(&batch, "subject", row).as_deref(),
+                want["subject"].as_str()
+            );
+            assert_eq!(cell(&batch, "via.source.from", row).as_deref(), Some("{}"));
+            assert_eq!(cell(&batch, "via.source.to", row).as_deref(), Some("{}"));
+            assert_eq!(cell(&batch, "via.source.rel", row), None);
+            i += 1;
+        }
+    }
+    assert_eq!(i, records);
+    // `schema infer` writes a column file apisnap takes back, and a run with it matches.
+    let out = ws
+        .apisnap(
+            &[
+                "schema",
+                "infer",
+                "zendesk",
+                "--out",
+                "schemas/zendesk.columns.toml",
+            ],
+            &env,
+        )
+        .await;
+    assert_exit(&out, 0);
+    let columns = std::fs::read_to_string(ws.path().join("schemas/zendesk.columns.toml")).unwrap();
+    assert!(columns.contains("type = \"json\""), "{columns}");
+    job(
+        &ws,
+        "zendesk_declared",
+        "path = \"/shapes/zendesk/tickets\"\nrecords_pointer = \"/tickets\"",
+        "type = \"cursor\"\ncursor_param = \"page[after]\"\ncursor_pointer = \"/meta/after_cursor\"\n\
+         limit_param = \"page[size]\"\npage_size = 100\nhas_more_pointer = \"/meta/has_more\"",
+        "[schema]\nfile = \"schemas/zendesk.columns.toml\"",
+    );
+    let out = ws.apisnap(&["run", "zendesk_declared"], &env).await;
+    assert_exit(&out, 0);
+
+    // Airtable: fields left out when empty, so `fields.Tags` first comes on the second page
+    // and `fields.Address.zip` on the third.
+    let airtable = |name: &str, schema: &str| {
+        job(
+            &ws,
+            name,
+            "path = \"/shapes/airtable/records\"\nrecords_pointer = \"/records\"",
+            "type = \"cursor\"\ncursor_param = \"offset\"\ncursor_pointer = \"/offset\"\n\
+             limit_param = \"pageSize\"\npage_size = 100",
+            &format!("[schema]\n{schema}"),
+        )
+    };
+    // The default, `fail`, names the nested fields (was: a decode error whose own advice,
+    // `on_invalid = "null"`, failed too).
+    airtable("airtable_fail", "drift = \"fail\"");
+    let out = ws.apisnap(&["run", "airtable_fail"], &env).await;
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`fields.Tags`") && stderr.contains("schema.drift = \"evolve\""),
+        "{stderr}"
+    );
+    // Following its advice: `evolve` grows the object; the bad `Count` then fails, naming
+    // the value, and following that advice (`on_invalid = "null"`) writes it as null.
+    airtable("airtable_evolve", "drift = \"evolve\"");
+    let out = ws.apisnap(&["run", "airtable_evolve"], &env).await;
+    assert_exit(&out, 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("field `fields.Count`: the value \"many\"")
+            && stderr.contains("on_invalid = \"null\""),
+        "{stderr}"
+    );
+    airtable(
+        "airtable_evolve",
+        "drift = \"evolve\"\non_invalid = \"null\"",
+    );
+    let out = ws
+        .apisnap(&["run", "airtable_evolve", "--fresh"], &env)
+        .await;
+    assert_exit(&out, 0);
+    let mut i = 0;
+    for batch in rows(&ws.path().join("out/airtable_evolve")) {
+        for row in 0..batch.num_rows() {
+            let want = airtable_record(i);
+            let f = &want["fields"];
+            assert_eq!(cell(&batch, "id", row).as_deref(), want["id"].as_str());
+            assert_eq!(
+                cell(&batch, "fields.Name", row).as_deref(),
+                f["Name"].as_str()
+            );
+            let count = (i != AIRTABLE_BAD).then(|| f["Count"].to_string());
+            assert_eq!(cell(&batch, "fields.Count", row), count, "record {i}");
+            assert_eq!(
+                cell(&batch, "fields.Notes", row).as_deref(),
+                f["Notes"].as_str()
+            );
+            let tags = f["Tags"].as_array().map(|t| {
+                let t: Vec<&str> = t.iter().map(|v| v.as_str().unwrap()).collect();
+                format!("[{}]", t.join(", "))
+            });
+            assert_eq!(cell(&batch, "fields.Tags", row), tags, "record {i}");
+            assert_eq!(
+                cell(&batch, "fields.Address.zip", row).as_deref(),
+                f["Address"]["zip"].as_str(),
+                "record {i}"
+            );
+            i += 1;
+        }
+    }
+    assert_eq!(i, records);
+    // `ignore` drops them, and counts each by its path.
+    airtable(
+        "airtable_ignore",
+        "drift = \"ignore\"\non_invalid = \"null\"",
+    );
+    let out = ws.apisnap(&["run", "airtable_ignore"], &env).await;
+    assert_exit(&out, 0);
+    let snapshot = ws.path().join("out/airtable_ignore");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot.join("_manifest.json")).unwrap()).unwrap();
+    let tags = (150..records).filter(|i| i.is_multiple_of(2)).count();
+    assert_eq!(manifest["dropped_fields"]["fields.Tags"], tags);
+    assert_eq!(
+        manifest["dropped_fields"]["fields.Address.zip"],
+        records - 220
+    );
+}

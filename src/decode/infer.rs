@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, TimeUnit};
 use serde_json::value::RawValue;
+
+use crate::columns::JSON_TEXT;
 
 /// Infers the column schema from the records of the first page (a JSON array), keeping the
 /// order in which fields first appear. Fields that are null throughout become strings, so
@@ -199,9 +201,12 @@ impl Scalars {
 /// than float64, which would lose their last digits; text that is all ISO-8601 dates
 /// becomes dates, all date-times with an offset UTC timestamps, all without one timestamps
 /// without a zone (microseconds, nanoseconds if a fraction is finer); null throughout
-/// becomes text, so that later values still decode. Nested fields alike.
+/// becomes text, so that later values still decode; an object without fields on the page
+/// (`"from": {}`, always empty in some APIs) is kept as its JSON text, which no format
+/// refuses and which holds whatever fields it has later. Nested fields alike.
 fn refine(field: &Field, path: &mut Path, seen: &Scalars) -> Field {
     let data_type = match field.data_type() {
+        DataType::Struct(fields) if fields.is_empty() => return json_text(field.name()),
         DataType::Null => DataType::Utf8,
         DataType::Float64 => match seen.at(path) {
             Some(Seen {
@@ -244,32 +249,114 @@ fn refine(field: &Field, path: &mut Path, seen: &Scalars) -> Field {
     Field::new(field.name(), data_type, true)
 }
 
+/// A column that keeps each value as its JSON text.
+fn json_text(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, true).with_metadata(std::collections::HashMap::from([(
+        JSON_TEXT.to_string(),
+        "true".to_string(),
+    )]))
+}
+
+/// The columns `schema` grows into to hold `records` (`schema.drift = "evolve"`), at every
+/// depth: fields new on this page come after the existing ones of their object (the
+/// records', an object's, a list's items'), existing ones stay as they are; and the paths
+/// of the fields added (`via.source.rel`, `lines[].sku`). No path: nothing new, and a page
+/// that does not decode has a value its column cannot take.
+pub fn evolve(schema: &Schema, records: &[u8]) -> Result<(Schema, Vec<String>), String> {
+    let page = infer_schema(records)?;
+    let mut added = Vec::new();
+    let fields = merge_fields(schema.fields(), page.fields(), "", &mut added);
+    Ok((
+        Schema::new(fields).with_metadata(schema.metadata().clone()),
+        added,
+    ))
+}
+
+fn child(prefix: &str, name: &str) -> String {
+    match prefix {
+        "" => name.to_string(),
+        _ => format!("{prefix}.{name}"),
+    }
+}
+
+fn merge_fields(have: &Fields, page: &Fields, prefix: &str, added: &mut Vec<String>) -> Fields {
+    let mut out: Vec<FieldRef> = have
+        .iter()
+        .map(|f| match page.find(f.name()) {
+            Some((_, p)) => Arc::new(merge_field(f, p, &child(prefix, f.name()), added)),
+            None => f.clone(),
+        })
+        .collect();
+    for p in page.iter().filter(|p| have.find(p.name()).is_none()) {
+        added.push(child(prefix, p.name()));
+        out.push(p.clone());
+    }
+    out.into()
+}
+
+fn merge_field(have: &Field, page: &Field, at: &str, added: &mut Vec<String>) -> Field {
+    match (have.data_type(), page.data_type()) {
+        // JSON text holds any object.
+        _ if have.metadata().contains_key(JSON_TEXT) => have.clone(),
+        (DataType::Struct(h), DataType::Struct(p)) => have
+            .clone()
+            .with_data_type(DataType::Struct(merge_fields(h, p, at, added))),
+        (DataType::List(h), DataType::List(p)) => {
+            let item = merge_field(h, p, &format!("{at}[]"), added);
+            have.clone().with_data_type(DataType::List(Arc::new(item)))
+        }
+        _ => have.clone(),
+    }
+}
+
 /// Per field of the records that `schema` does not have, how many records carry it: what
 /// `schema.drift = "ignore"` drops, counted for the manifest.
 pub fn dropped_fields(schema: &Schema, records: &[u8]) -> Result<Vec<(String, u64)>, String> {
-    use std::collections::{BTreeMap, HashMap};
-    // Keys only: every value is skipped unread.
-    type Keys = HashMap<String, serde::de::IgnoredAny>;
-    let items: Vec<Keys> = serde_json::from_slice(records)
+    use std::collections::BTreeMap;
+    let items: Vec<&RawValue> = serde_json::from_slice(records)
         .map_err(|e| format!("the records array is not valid JSON: {e}"))?;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for key in items.iter().flat_map(|item| item.keys()) {
-        if schema.field_with_name(key).is_err() {
-            *counts.entry(key.clone()).or_insert(0) += 1;
-        }
+    for item in items {
+        count_dropped(schema.fields(), item, "", &mut counts);
     }
     Ok(counts.into_iter().collect())
 }
 
-/// Fields of the records array that `schema` does not have, in order of appearance.
-pub fn new_fields(schema: &Schema, records: &[u8]) -> Result<Vec<Field>, String> {
-    let page = infer_schema(records)?;
-    Ok(page
-        .fields()
-        .iter()
-        .filter(|f| schema.field_with_name(f.name()).is_err())
-        .map(|f| f.as_ref().clone())
-        .collect())
+/// Counts the keys of the object `raw` that `fields` lacks (by path), and those below the
+/// fields that are objects or lists of objects; values are read only where the columns
+/// have such structure, the rest is skipped unread.
+fn count_dropped(
+    fields: &Fields,
+    raw: &RawValue,
+    prefix: &str,
+    counts: &mut std::collections::BTreeMap<String, u64>,
+) {
+    let Ok(object) = serde_json::from_str::<HashMap<String, &RawValue>>(raw.get()) else {
+        return;
+    };
+    for (key, value) in object {
+        let Some((_, field)) = fields.find(&key) else {
+            *counts.entry(child(prefix, &key)).or_insert(0) += 1;
+            continue;
+        };
+        if field.metadata().contains_key(JSON_TEXT) {
+            continue;
+        }
+        match field.data_type() {
+            DataType::Struct(inner) => count_dropped(inner, value, &child(prefix, &key), counts),
+            DataType::List(item) => {
+                if let DataType::Struct(inner) = item.data_type()
+                    && let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(value.get())
+                {
+                    let at = format!("{}[]", child(prefix, &key));
+                    for item in items {
+                        count_dropped(inner, item, &at, counts);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +474,118 @@ mod tests {
             let schema = infer_schema(records.as_bytes()).unwrap();
             assert_eq!(schema.field(0).data_type(), &DataType::Utf8, "{text}");
         }
+    }
+
+    /// Records decoded with `schema` and written to Parquet in memory, read back as text.
+    fn round_trip(schema: &Schema, records: &[u8]) -> Vec<String> {
+        let batches = super::super::PageDecoder::new(Arc::new(schema.clone()), 8, true)
+            .unwrap()
+            .decode_all(records)
+            .unwrap();
+        let mut file = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut file, Arc::new(schema.clone()), None)
+                .unwrap();
+        for b in &batches {
+            writer.write(b).unwrap();
+        }
+        writer.close().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(file),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            for row in 0..batch.num_rows() {
+                let cells: Vec<String> = (0..batch.num_columns())
+                    .map(|c| {
+                        arrow_cast::display::array_value_to_string(batch.column(c), row).unwrap()
+                    })
+                    .collect();
+                rows.push(cells.join(" | "));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn objects_that_are_always_empty_are_kept_as_json_text_at_any_depth() {
+        // Zendesk's `via.source.from`, Okta's `credentials.password`.
+        let first = br#"[{"id": 1, "via": {"source": {"from": {}, "rel": null}}, "credentials": {"password": {}}, "tags": [{}]},
+                         {"id": 2, "via": {"source": {"from": {}, "rel": "x"}}, "credentials": {"password": {}}, "tags": []}]"#;
+        let schema = infer_schema(first).unwrap();
+        let json = |f: &Field| f.metadata().contains_key(JSON_TEXT);
+        let DataType::Struct(creds) = schema.field_with_name("credentials").unwrap().data_type()
+        else {
+            panic!("{schema:?}")
+        };
+        assert!(json(&creds[0]), "{creds:?}");
+        // Written to Parquet and read back, each object as its JSON text; on a later page
+        // the object has fields, and its text holds them.
+        let rows = round_trip(&schema, first);
+        assert_eq!(
+            rows[0],
+            "1 | {source: {from: {}, rel: }} | {password: {}} | [{}]"
+        );
+        let later = br#"[{"id": 3, "via": {"source": {"from": {"address": "a@b.c"}, "rel": "x"}}, "credentials": {"password": {}}, "tags": [{"k": 1}]}]"#;
+        assert_eq!(evolve(&schema, later).unwrap().1, Vec::<String>::new());
+        let rows = round_trip(&schema, later);
+        assert_eq!(
+            rows[0],
+            r#"3 | {source: {from: {"address":"a@b.c"}, rel: x}} | {password: {}} | [{"k":1}]"#
+        );
+        // `schema infer` writes a column file apisnap takes back.
+        let file = crate::columns::ColumnsFile::from_schema(&schema);
+        let text = crate::columns::to_toml(&file);
+        assert!(text.contains("type = \"json\""), "{text}");
+        let back: crate::columns::ColumnsFile = toml::from_str(&text).unwrap();
+        assert!(back.to_schema().is_ok(), "{text}");
+    }
+
+    #[test]
+    fn fields_new_inside_objects_and_lists_of_objects_evolve_and_are_counted_when_dropped() {
+        let first = br#"[{"id": 1, "fields": {"name": "a"}, "lines": [{"sku": "x"}]}]"#;
+        let later = br#"[{"id": 2, "fields": {"name": "b", "notes": "n", "extra": {"k": 1}}, "lines": [{"sku": "y", "qty": 3}], "top": true}]"#;
+        let schema = infer_schema(first).unwrap();
+        let (evolved, added) = evolve(&schema, later).unwrap();
+        assert_eq!(
+            added,
+            ["fields.notes", "fields.extra", "lines[].qty", "top"]
+        );
+        // Existing fields keep their place and type; the new ones follow.
+        let DataType::Struct(fields) = evolved.field(1).data_type() else {
+            panic!()
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["name", "notes", "extra"]);
+        assert_eq!(evolve(&schema, first).unwrap().1, Vec::<String>::new());
+        // The later page decodes with the evolved columns; an earlier part widens to them.
+        let rows = round_trip(&evolved, later);
+        assert!(
+            rows[0].contains("notes") || rows[0].contains('n'),
+            "{rows:?}"
+        );
+        let old = super::super::PageDecoder::new(Arc::new(schema.clone()), 8, true)
+            .unwrap()
+            .decode_all(first)
+            .unwrap();
+        let widened =
+            crate::sink::snapshot::widen(old[0].clone(), &Arc::new(evolved.clone())).unwrap();
+        assert_eq!(widened.schema().as_ref(), &evolved);
+        // Dropped under `ignore`: counted by path.
+        let dropped = dropped_fields(&schema, later).unwrap();
+        assert_eq!(
+            dropped,
+            [
+                ("fields.extra".to_string(), 1),
+                ("fields.notes".to_string(), 1),
+                ("lines[].qty".to_string(), 1),
+                ("top".to_string(), 1)
+            ]
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod infer;
 mod invalid;
 
 pub use exact::ExactDecoders;
-pub use infer::{dropped_fields, infer_schema, new_fields};
+pub use infer::{dropped_fields, evolve, infer_schema};
 pub use invalid::{Invalid, NullCounts, find_invalid, null_invalid};
 
 /// Where a page's records are.

@@ -7,7 +7,9 @@
 //!
 //! At generation `k`: records `(k-1)·n .. k·n` are inserted (`n` = the sandbox's `records`);
 //! every earlier record with `id % 7 == k % 7` is updated and, unless updated, every one with
-//! `id % 11 == k % 11` deleted. A deleted record changes no more.
+//! `id % 11 == k % 11` deleted. A deleted record changes no more. With `?resend=1` the
+//! answer also holds, after the changes, the first version of every record deleted in an
+//! earlier generation: a stale copy, older than its deletion (a late replica, a lookback).
 
 use std::sync::Arc;
 
@@ -110,6 +112,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
 #[derive(Deserialize)]
 struct ChangesQuery {
     updated_after: Option<String>,
+    resend: Option<u8>,
     skip: Option<u64>,
     limit: Option<u64>,
 }
@@ -131,7 +134,15 @@ async fn changes(
             }
         },
     };
-    let all = changed_after(after, shared.generation(), shared.records().max(1));
+    let (g, n) = (shared.generation(), shared.records().max(1));
+    let mut all = changed_after(after, g, n);
+    if q.resend == Some(1) {
+        // The first version of each record deleted before this generation, again.
+        all.extend((0..g * n).filter_map(|id| match latest(id, g, n) {
+            Some((k, true)) if k < g => Some((id, id / n + 1, false)),
+            _ => None,
+        }));
+    }
     let (skip, limit) = (
         q.skip.unwrap_or(0) as usize,
         q.limit.unwrap_or(100) as usize,

@@ -45,7 +45,10 @@ pub use hostile::{
 pub use load::LoadStats;
 pub use log::RequestRecord;
 pub use report::{Event as ReportEvent, REPORT_ACCOUNTS, events as report_events};
-pub use shapes::{CHANGE, CHANGES, FUTURE_AT, FUTURE_TIME, RAGGED_CAP, ragged_size};
+pub use shapes::{
+    AIRTABLE_BAD, CHANGE, CHANGES, FUTURE_AT, FUTURE_TIME, RAGGED_CAP, airtable_record,
+    ragged_size, zendesk_ticket,
+};
 pub use tls::SandboxTls;
 pub use tokens::Tokens;
 

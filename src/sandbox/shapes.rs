@@ -22,6 +22,14 @@
 //!   "response_metadata": {"next_cursor": "…"}}`, the cursor `""` at the end. With
 //!   `?fail=CODE&fail_count=N`, the first N answers (since [`super::Sandbox::reset_changes`];
 //!   all without `fail_count`) are HTTP 200 with `{"ok": false, "error": CODE}`.
+//! - `zendesk/tickets`: Zendesk's cursor pages (`?page[size]=&page[after]=`, `{"tickets":
+//!   [...], "meta": {"has_more": bool, "after_cursor": "…"}}`, a cursor on the last page
+//!   too); every ticket's `via.source.from` and `to` are `{}`, as Zendesk sends them
+//!   ([`zendesk_ticket`]).
+//! - `airtable/records`: Airtable's `?pageSize=&offset=` pages (`{"records": [...],
+//!   "offset": "…"}`, no `offset` on the last); empty fields are left out of `fields`, so
+//!   some appear first on a later page, one of them inside a nested object
+//!   ([`airtable_record`]); record [`AIRTABLE_BAD`]'s `Count` is `"many"`.
 //! - `future`: skip/limit pages of the records created after `?created_after=` (all
 //!   without it), record [`FUTURE_AT`] stamped `2099-01-01T00:00:00Z` (a test record, a
 //!   clock bug).
@@ -48,6 +56,8 @@ pub const CHANGE: u64 = 3;
 pub const FUTURE_AT: u64 = 7;
 /// Its `created_at`.
 pub const FUTURE_TIME: &str = "2099-01-01T00:00:00Z";
+/// The Airtable record whose `Count` is not a number.
+pub const AIRTABLE_BAD: u64 = 170;
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -58,6 +68,8 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/shapes/changing/{change}", get(changing))
         .route("/shapes/future", get(future))
         .route("/shapes/slack/conversations.list", get(slack))
+        .route("/shapes/zendesk/tickets", get(zendesk))
+        .route("/shapes/airtable/records", get(airtable))
 }
 
 #[derive(Deserialize)]
@@ -337,4 +349,124 @@ async fn slack(
         format!(",\"response_metadata\":{{\"next_cursor\":\"{next}\"}}}}").as_bytes(),
     );
     serve(&shared, NAME, &token, body, Vec::new()).await
+}
+
+/// Zendesk ticket `i`: `via.source.from` and `to` always `{}`.
+pub fn zendesk_ticket(i: u64) -> serde_json::Value {
+    let at = chrono::DateTime::from_timestamp(1_767_225_600 + i as i64 * 60, 0).expect("in range");
+    let status = ["new", "open", "pending", "solved"][i as usize % 4];
+    serde_json::json!({
+        "id": i + 1,
+        "subject": format!("Ticket #{i}: Zoë can't log in ✨"),
+        "status": status,
+        "via": {"channel": "web", "source": {"from": {}, "to": {}, "rel": null}},
+        "created_at": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ZendeskQuery {
+    #[serde(rename = "page[size]")]
+    size: Option<u64>,
+    #[serde(rename = "page[after]")]
+    after: Option<String>,
+}
+
+/// Zendesk's cursor pages of tickets.
+async fn zendesk(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<ZendeskQuery>,
+) -> Response {
+    let start = q
+        .after
+        .as_deref()
+        .and_then(|c| c.strip_prefix("eyJv"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0u64);
+    let size = q.size.unwrap_or(100).clamp(1, 100);
+    let end = (start + size).min(shared.records());
+    let tickets: Vec<_> = (start..end).map(zendesk_ticket).collect();
+    let body = serde_json::json!({
+        "tickets": tickets,
+        "meta": {"has_more": end < shared.records(), "after_cursor": format!("eyJv{end}"),
+                 "before_cursor": format!("eyJv{start}")},
+        "links": {"prev": null, "next": null},
+    });
+    serve(
+        &shared,
+        NAME,
+        &token,
+        body.to_string().into_bytes(),
+        Vec::new(),
+    )
+    .await
+}
+
+/// Airtable record `i`: fields that are empty are left out, as Airtable does; `Tags` first
+/// from record 150 on, `Address.zip` from 220 on.
+pub fn airtable_record(i: u64) -> serde_json::Value {
+    let mut fields = serde_json::Map::new();
+    fields.insert("Name".into(), format!("Item {i} — ñandú").into());
+    fields.insert(
+        "Count".into(),
+        match i {
+            AIRTABLE_BAD => "many".into(),
+            _ => (i * 3).into(),
+        },
+    );
+    if i % 5 == 3 {
+        fields.insert("Notes".into(), format!("note {i}").into());
+    }
+    if i >= 150 && i.is_multiple_of(2) {
+        fields.insert("Tags".into(), serde_json::json!(["a", format!("t{i}")]));
+    }
+    let mut address = serde_json::Map::new();
+    let city = ["Málaga", "Zürich"][i as usize % 2];
+    address.insert("city".into(), city.into());
+    if i >= 220 {
+        address.insert("zip".into(), format!("{:05}", i * 7).into());
+    }
+    fields.insert("Address".into(), address.into());
+    serde_json::json!({
+        "id": format!("rec{i:014}"),
+        "createdTime": "2026-01-01T00:00:00.000Z",
+        "fields": fields,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AirtableQuery {
+    page_size: Option<u64>,
+    offset: Option<String>,
+}
+
+/// Airtable's pages of records.
+async fn airtable(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Query(q): Query<AirtableQuery>,
+) -> Response {
+    let start = q
+        .offset
+        .as_deref()
+        .and_then(|c| c.strip_prefix("itrZ/rec"))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0u64);
+    let size = q.page_size.unwrap_or(100).clamp(1, 100);
+    let end = (start + size).min(shared.records());
+    let records: Vec<_> = (start..end).map(airtable_record).collect();
+    let mut body = serde_json::json!({ "records": records });
+    if end < shared.records() {
+        body["offset"] = format!("itrZ/rec{end}").into();
+    }
+    serve(
+        &shared,
+        NAME,
+        &token,
+        body.to_string().into_bytes(),
+        Vec::new(),
+    )
+    .await
 }

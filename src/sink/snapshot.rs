@@ -367,11 +367,54 @@ pub fn widen(
         .fields()
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => c.clone(),
-            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+            Some(c) => widen_array(c, f.data_type()),
+            None => Ok(arrow_array::new_null_array(f.data_type(), batch.num_rows())),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// A column of an earlier part as the final schema has it: objects whose fields grew
+/// (schema evolution inside a struct, or a list of them) get null children for the fields
+/// added after the part, by name.
+fn widen_array(
+    array: &arrow_array::ArrayRef,
+    to: &arrow_schema::DataType,
+) -> Result<arrow_array::ArrayRef, arrow_schema::ArrowError> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    if array.data_type() == to {
+        return Ok(array.clone());
+    }
+    match (array.data_type(), to) {
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let s = array.as_struct();
+            let children = fields
+                .iter()
+                .map(|f| match s.column_by_name(f.name()) {
+                    Some(c) => widen_array(c, f.data_type()),
+                    None => Ok(arrow_array::new_null_array(f.data_type(), s.len())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(std::sync::Arc::new(arrow_array::StructArray::try_new(
+                fields.clone(),
+                children,
+                s.nulls().cloned(),
+            )?))
+        }
+        (DataType::List(_), DataType::List(item)) => {
+            let l = array.as_list::<i32>();
+            let values = widen_array(l.values(), item.data_type())?;
+            Ok(std::sync::Arc::new(arrow_array::ListArray::try_new(
+                item.clone(),
+                l.offsets().clone(),
+                values,
+                l.nulls().cloned(),
+            )?))
+        }
+        _ => arrow_cast::cast(array, to),
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

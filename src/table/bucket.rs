@@ -299,26 +299,100 @@ pub(super) struct Rule<'a> {
     pub(super) key: &'a [String],
     pub(super) order_by: Option<&'a str>,
     pub(super) tombstone: Option<&'a TombstoneConfig>,
+    /// Now, and how long a deletion is remembered (microseconds since the epoch).
+    pub(super) now: i64,
+    pub(super) remember: i64,
 }
 
-/// Merges a bucket: `old` (the previous table's rows, one per key) then `new` (the run's,
-/// in snapshot order); per key the row with the highest `order_by` wins, ties going to the
-/// later row; a winner that is a tombstone removes the key. The result is sorted by key.
+/// The column of a remembered tombstone that says when its key was deleted.
+pub(super) const DELETED_AT: &str = "_apisnap_deleted_at";
+
+/// What one bucket holds after a merge: its rows, and the tombstones it remembers (each
+/// with [`DELETED_AT`]), so that no version older than a deletion brings its key back.
+pub(super) struct Bucket {
+    pub(super) rows: Option<RecordBatch>,
+    pub(super) tombstones: Option<RecordBatch>,
+}
+
+/// The schema of a bucket's remembered tombstones: the table's, and when each was deleted.
+pub(super) fn tombstone_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<arrow_schema::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(
+        DELETED_AT,
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )));
+    Arc::new(Schema::new(fields))
+}
+
+/// Writes `batch` as an Arrow IPC file: a bucket's tombstones, kept beside its Parquet file
+/// (not `*.parquet`, which readers take as the table's rows).
+pub(super) fn write_ipc(path: &std::path::Path, batch: &RecordBatch) -> Result<(), TableError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TableError::Data(format!("{}: {e}", dir.display())))?;
+    }
+    let file = std::fs::File::create(path)
+        .map_err(|e| TableError::Data(format!("{}: {e}", path.display())))?;
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(
+        std::io::BufWriter::new(file),
+        batch.schema().as_ref(),
+    )
+    .map_err(arrow)?;
+    writer.write(batch).map_err(arrow)?;
+    writer.finish().map_err(arrow)?;
+    Ok(())
+}
+
+/// Reads an Arrow IPC file written by [`write_ipc`].
+pub(super) fn read_ipc(path: &std::path::Path) -> Result<Vec<RecordBatch>, TableError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| TableError::Data(format!("{}: {e}", path.display())))?;
+    let reader = arrow_ipc::reader::FileReader::try_new(file, None).map_err(arrow)?;
+    reader.map(|b| b.map_err(arrow)).collect()
+}
+
+/// Merges a bucket: `old` (the previous table's rows, one per key), `remembered` (its
+/// tombstones, with when each key was deleted), then `new` (the run's, in snapshot order);
+/// per key the row with the highest `order_by` wins, ties going to the later row; a winner
+/// that is a tombstone removes the key, and is remembered (until `rule.remember` has
+/// passed), so that a version older than the deletion sent again later (a lookback window,
+/// a late replica) loses to it. The rows are sorted by key.
 pub(super) fn merge(
     old: Vec<RecordBatch>,
+    remembered: Vec<RecordBatch>,
     new: Vec<RecordBatch>,
     schema: &SchemaRef,
     rule: &Rule<'_>,
-) -> Result<(Option<RecordBatch>, Merged), TableError> {
-    let mut batches = Vec::with_capacity(old.len() + new.len());
-    for b in old.iter().chain(new.iter()) {
+) -> Result<(Bucket, Merged), TableError> {
+    // When each row's key was deleted: only remembered tombstones have a time.
+    let mut deleted_at: Vec<Option<i64>> = Vec::new();
+    let mut batches = Vec::with_capacity(old.len() + remembered.len() + new.len());
+    for b in &old {
+        deleted_at.extend(std::iter::repeat_n(None, b.num_rows()));
+        batches.push(widen(b, schema)?);
+    }
+    for b in &remembered {
+        let at = b
+            .column_by_name(DELETED_AT)
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampMicrosecondType>())
+            .ok_or_else(|| TableError::Data("a tombstone file without its times".into()))?;
+        deleted_at.extend(at.iter());
+        batches.push(widen(b, schema)?);
+    }
+    for b in &new {
+        deleted_at.extend(std::iter::repeat_n(None, b.num_rows()));
         batches.push(widen(b, schema)?);
     }
     let all = arrow_select::concat::concat_batches(schema, &batches).map_err(arrow)?;
     // One copy of the bucket at a time.
-    drop((batches, old, new));
+    drop((batches, old, remembered, new));
+    let empty = || Bucket {
+        rows: None,
+        tombstones: None,
+    };
     if all.num_rows() == 0 {
-        return Ok((None, Merged::default()));
+        return Ok((empty(), Merged::default()));
     }
     // Sorted by the key columns themselves (newest first within a key), then one row per
     // run of equal keys. Rows reach a bucket only with a whole key.
@@ -372,22 +446,64 @@ pub(super) fn merge(
         }
     }
     drop((order, same, keys));
+    let won_at: Vec<Option<i64>> = winners.iter().map(|&i| deleted_at[i as usize]).collect();
     let winners = take(&all, &UInt32Array::from(winners))?;
     drop(all);
-    let (kept, deleted) = match rule.tombstone {
-        Some(t) => {
-            let dead = tombstones(&winners, t)?;
-            let alive = arrow::not(&dead);
-            let deleted = dead.true_count() as u64;
-            (
-                arrow_select::filter::filter_record_batch(&winners, &alive).map_err(arrow)?,
-                deleted,
-            )
-        }
-        None => (winners, 0),
+    let Some(t) = rule.tombstone else {
+        let rows = (winners.num_rows() > 0).then_some(winners);
+        return Ok((
+            Bucket {
+                rows,
+                tombstones: None,
+            },
+            Merged::default(),
+        ));
     };
-    let merged = Merged { deleted };
-    Ok(((kept.num_rows() > 0).then_some(kept), merged))
+    let dead = tombstones(&winners, t)?;
+    let alive = arrow::not(&dead);
+    let filter = |mask: &BooleanArray| {
+        arrow_select::filter::filter_record_batch(&winners, mask).map_err(arrow)
+    };
+    let rows = filter(&alive)?;
+    // The deleted keys, each with when: remembered ones keep their time, new ones now;
+    // those deleted longer ago than remembered are forgotten.
+    let mut deleted = 0;
+    let mut times = Vec::new();
+    let keep: BooleanArray = dead
+        .iter()
+        .zip(&won_at)
+        .map(|(dead, at)| {
+            if dead != Some(true) {
+                return Some(false);
+            }
+            let at = at.unwrap_or_else(|| {
+                deleted += 1;
+                rule.now
+            });
+            let kept = rule.now - at <= rule.remember;
+            if kept {
+                times.push(at);
+            }
+            Some(kept)
+        })
+        .collect();
+    let dead_rows = filter(&keep)?;
+    let tombstones = if dead_rows.num_rows() > 0 {
+        let mut columns = dead_rows.columns().to_vec();
+        columns.push(Arc::new(
+            arrow_array::TimestampMicrosecondArray::from(times).with_timezone("UTC"),
+        ));
+        Some(RecordBatch::try_new(tombstone_schema(schema), columns).map_err(arrow)?)
+    } else {
+        None
+    };
+    Ok((
+        Bucket {
+            rows: (rows.num_rows() > 0).then_some(rows),
+            tombstones,
+        },
+        Merged { deleted },
+    ))
 }
 
 mod arrow {

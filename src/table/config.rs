@@ -34,6 +34,15 @@ pub struct TableConfig {
     /// The most rows a bucket holds before the table is split into twice as many.
     #[serde(default = "default_bucket_rows")]
     pub bucket_rows: u64,
+    /// Days a deleted key is remembered (its tombstone kept beside the table, not in it), so
+    /// that an older version of it sent again within them (a lookback window, a late
+    /// replica, a backfill) does not bring it back. Longer than any re-send you expect.
+    #[serde(default = "default_remember_deletions_days")]
+    pub remember_deletions_days: u32,
+}
+
+fn default_remember_deletions_days() -> u32 {
+    30
 }
 
 /// Which records mark a key deleted.

@@ -70,6 +70,11 @@ pub struct VersionManifest {
     pub without_key: u64,
     /// Keys the last run's tombstones removed.
     pub tombstoned: u64,
+    /// Per bucket, the deleted keys it remembers (their tombstones, with when each was
+    /// deleted; Arrow IPC beside the Parquet files), so that an older version of a deleted
+    /// record sent again does not bring it back.
+    #[serde(default)]
+    pub tombstones: Vec<BucketFile>,
     pub schema: Schema,
 }
 
@@ -183,52 +188,78 @@ impl Table {
             key,
             order_by: self.config.order_by.as_deref(),
             tombstone: self.config.tombstone.as_ref(),
+            now: Utc::now().timestamp_micros(),
+            remember: self.config.remember_deletions_days as i64 * 86_400 * 1_000_000,
         };
         let version_staging = version.staging()?;
         let mut files = Vec::new();
+        let mut remembered = Vec::new();
         let (mut rows, mut tombstoned) = (0u64, 0u64);
         for b in 0..buckets {
-            let old_file = previous.as_ref().and_then(|(store, m)| {
-                let from = b % m.buckets;
-                m.files
-                    .iter()
-                    .find(|f| f.bucket == from)
-                    .map(|f| (store, f.clone(), m.buckets))
-            });
+            let of = |list: fn(&VersionManifest) -> &Vec<BucketFile>| {
+                previous.as_ref().and_then(|(store, m)| {
+                    let from = b % m.buckets;
+                    list(m)
+                        .iter()
+                        .find(|f| f.bucket == from)
+                        .map(|f| (store, f.clone(), m.buckets))
+                })
+            };
+            let old_file = of(|m| &m.files);
+            let old_tombstones = of(|m| &m.tombstones);
             if same_shape && !spill.has(b) && !absence {
-                if let Some((store, file, _)) = old_file {
-                    store.copy_to(&file.file, &version).await?;
-                    rows += file.rows;
-                    files.push(file);
+                for (old, kept) in [(old_file, &mut files), (old_tombstones, &mut remembered)] {
+                    if let Some((store, file, _)) = old {
+                        store.copy_to(&file.file, &version).await?;
+                        kept.push(file);
+                    }
                 }
+                rows += files.last().filter(|f| f.bucket == b).map_or(0, |f| f.rows);
                 continue;
             }
-            let old = match (&old_file, absence) {
-                (Some((store, file, old_buckets)), false) => {
-                    let path = store.local_copy(&file.file, &version_staging).await?;
-                    let batches = read_parquet(&path)?;
-                    if store.location().local_path().is_none() {
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    if *old_buckets == buckets {
-                        batches
-                    } else {
-                        // Split: only the rows that hash to this bucket now.
-                        let mut mine = Vec::new();
-                        for batch in batches {
-                            let (split, _) = bucket::split(&batch, key, buckets)?;
-                            mine.extend(
-                                split.into_iter().filter(|(to, _)| *to == b).map(|(_, r)| r),
-                            );
-                        }
-                        mine
+            // The previous rows and remembered tombstones of this bucket (under `absence`
+            // the run's snapshot is the whole truth: neither).
+            let mut old = Vec::new();
+            let mut dead = Vec::new();
+            for (from, into, ipc) in [
+                (&old_file, &mut old, false),
+                (&old_tombstones, &mut dead, true),
+            ] {
+                let Some((store, file, old_buckets)) = from.as_ref().filter(|_| !absence) else {
+                    continue;
+                };
+                let path = store.local_copy(&file.file, &version_staging).await?;
+                let batches = match ipc {
+                    true => bucket::read_ipc(&path)?,
+                    false => read_parquet(&path)?,
+                };
+                if store.location().local_path().is_none() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                if *old_buckets == buckets {
+                    into.extend(batches);
+                } else {
+                    // Split: only the rows that hash to this bucket now.
+                    for batch in batches {
+                        let (split, _) = bucket::split(&batch, key, buckets)?;
+                        into.extend(split.into_iter().filter(|(to, _)| *to == b).map(|(_, r)| r));
                     }
                 }
-                _ => Vec::new(),
-            };
-            let (merged, stats) = bucket::merge(old, spill.read(b)?, &schema, &rule)?;
+            }
+            let (merged, stats) = bucket::merge(old, dead, spill.read(b)?, &schema, &rule)?;
             tombstoned += stats.deleted;
-            let Some(merged) = merged else {
+            if let Some(dead) = merged.tombstones {
+                let file = format!("tombstones-{b:05}.arrow");
+                let path = version_staging.path(&file);
+                bucket::write_ipc(&path, &dead)?;
+                version.upload(&file, &path).await?.finish().await?;
+                remembered.push(BucketFile {
+                    bucket: b,
+                    file,
+                    rows: dead.num_rows() as u64,
+                });
+            }
+            let Some(merged) = merged.rows else {
                 continue;
             };
             let file = format!("bucket-{b:05}.parquet");
@@ -276,6 +307,7 @@ impl Table {
             runs,
             without_key: spill.without_key,
             tombstoned,
+            tombstones: remembered,
             schema: schema.as_ref().clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("serializes");

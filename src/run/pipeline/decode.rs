@@ -138,58 +138,55 @@ pub(super) fn decode_stage(
             .decoded
             .filter(|(with, _)| Arc::ptr_eq(with, schema))
             .map(|(_, batches)| batches);
-        let decoded = match ahead.map_or_else(|| decoder.decode_all(slice), Ok) {
-            Ok(b) => b,
-            Err(e) => {
-                let added = if strict {
-                    crate::decode::new_fields(schema, slice).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                if added.is_empty() {
-                    // Not a new field: a value the column's type cannot take.
-                    if on_invalid == crate::config::OnInvalid::Null {
-                        let (repaired, counts) =
-                            crate::decode::null_invalid(schema, slice, strict).map_err(fail)?;
-                        tracing::warn!(job, position = %page.position, values = ?counts, "values that cannot be read written as null (schema.on_invalid = null)");
-                        nulled = counts;
-                        // A failed decode leaves the decoder mid-batch: start a clean one.
-                        *decoder = make(schema.clone())?;
-                        decoder
-                            .decode_all(&repaired)
-                            .map_err(|e| fail(e.to_string()))?
-                    } else {
-                        let why = crate::decode::find_invalid(schema, slice, strict)
-                            .map(|i| i.to_string())
-                            .unwrap_or_else(|| e.to_string());
-                        return Err(fail(format!(
-                            "{why}. Fix the column file or set `schema.on_invalid = \"null\"` \
-                             to write null instead (counted in the manifest)"
-                        )));
-                    }
-                } else {
-                    let names: Vec<String> =
-                        added.iter().map(|f| format!("`{}`", f.name())).collect();
-                    if drift == Drift::Fail {
-                        return Err(fail(format!(
-                            "the records have field(s) {} that the snapshot's columns do not \
+        let mut attempt = ahead.map_or_else(|| decoder.decode_all(slice), Ok);
+        // New fields first (at any depth): the policy says whether they fail the run or
+        // grow the columns; then a page that still does not decode has a value its column
+        // cannot take, for `on_invalid`.
+        if attempt.is_err() && strict {
+            let (evolved, added) = crate::decode::evolve(schema, slice).map_err(fail)?;
+            if !added.is_empty() {
+                let names: Vec<String> = added.iter().map(|f| format!("`{f}`")).collect();
+                if drift == Drift::Fail {
+                    return Err(fail(format!(
+                        "the records have field(s) {} that the snapshot's columns do not \
                          (they are fixed by the column file, or else by the first page). Set \
-                         `schema.drift = \"evolve\"` to add new fields as columns, or \
-                         `\"ignore\"` to drop them",
-                            names.join(", ")
-                        )));
-                    }
-                    tracing::warn!(job, position = %page.position, fields = %names.join(", "), "new fields: adding columns (schema.drift = evolve)");
-                    let mut fields: Vec<arrow_schema::FieldRef> =
-                        schema.fields().iter().cloned().collect();
-                    fields.extend(added.into_iter().map(Arc::new));
-                    let evolved = Arc::new(arrow_schema::Schema::new(fields));
-                    let Some(evolved_decoder) = open(&evolved)? else {
-                        return Ok(());
-                    };
-                    *decoder = evolved_decoder;
-                    *schema = evolved;
-                    decoder.decode_all(slice).map_err(|e| fail(e.to_string()))?
+                         `schema.drift = \"evolve\"` to add new fields (as columns, or inside \
+                         their objects), or `\"ignore\"` to drop them",
+                        names.join(", ")
+                    )));
+                }
+                tracing::warn!(job, position = %page.position, fields = %names.join(", "), "new fields: adding columns (schema.drift = evolve)");
+                let evolved = Arc::new(evolved);
+                let Some(evolved_decoder) = open(&evolved)? else {
+                    return Ok(());
+                };
+                *decoder = evolved_decoder;
+                *schema = evolved;
+                attempt = decoder.decode_all(slice);
+            }
+        }
+        let decoded = match attempt {
+            Ok(b) => b,
+            // Not a new field: a value the column's type cannot take.
+            Err(e) => {
+                if on_invalid == crate::config::OnInvalid::Null {
+                    let (repaired, counts) =
+                        crate::decode::null_invalid(schema, slice, strict).map_err(fail)?;
+                    tracing::warn!(job, position = %page.position, values = ?counts, "values that cannot be read written as null (schema.on_invalid = null)");
+                    nulled = counts;
+                    // A failed decode leaves the decoder mid-batch: start a clean one.
+                    *decoder = make(schema.clone())?;
+                    decoder
+                        .decode_all(&repaired)
+                        .map_err(|e| fail(e.to_string()))?
+                } else {
+                    let why = crate::decode::find_invalid(schema, slice, strict)
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| e.to_string());
+                    return Err(fail(format!(
+                        "{why}. Fix the column file or set `schema.on_invalid = \"null\"` \
+                         to write null instead (counted in the manifest)"
+                    )));
                 }
             }
         };
