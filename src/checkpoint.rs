@@ -54,6 +54,9 @@ pub struct Checkpoint {
     /// Cursor-field values past the run's start and its tolerance, left out of the mark.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub future_marks: u64,
+    /// Records whose key came before in the run (`on_duplicate = "keep_newest"`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
     /// Columns added by schema evolution, with the first part that has them.
     #[serde(default)]
     pub columns_added: Vec<(String, usize)>,
@@ -94,6 +97,9 @@ pub struct PartEnd {
     /// Cursor-field values past the run's start in them, left out of the mark.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub future_marks: u64,
+    /// Records in them whose key came before in the run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
     /// Values written as null in them, per column.
     #[serde(default)]
     pub nulled: std::collections::BTreeMap<String, u64>,
@@ -452,6 +458,7 @@ mod tests {
             since: None,
             high_water: None,
             future_marks: 0,
+            duplicates: 0,
             columns_added: Vec::new(),
             nulled: Default::default(),
             dropped: Default::default(),

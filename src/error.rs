@@ -88,6 +88,15 @@ pub enum Error {
         now: u64,
         position: String,
     },
+    /// A record whose key came before in the same run (`on_duplicate = "fail"`).
+    #[error(
+        "job `{job}`: the record with {key} came twice in this run: the collection changed \
+         while the run read it, or the API repeats records. The parts are committed and the \
+         snapshot is not marked complete; run it again with --fresh, page by a key that does \
+         not move (`type = \"keyset\"` or a cursor), or set `on_duplicate = \"keep_newest\"` \
+         to keep the copy fetched last"
+    )]
+    Duplicate { job: String, key: String },
     /// Slices of a sliced run whose records do not add up to what the API stated for them.
     #[error(
         "job `{job}`: {count} slice(s) got other than the records the API stated: {slices}. \
@@ -151,6 +160,7 @@ impl Error {
             | Error::Paginate { .. }
             | Error::Count { .. }
             | Error::CountChanged { .. }
+            | Error::Duplicate { .. }
             | Error::SliceCount { .. } => exit::UPSTREAM,
             Error::State {
                 source:

@@ -613,3 +613,64 @@ async fn objects_that_are_always_empty_and_fields_that_appear_later_inside_objec
         records - 220
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_twice_in_a_run_fails_it_or_is_kept_once_by_its_key() {
+    let records = 100;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    // Offset pages, newest first, 3 records inserted at the front after each of the first
+    // five pages: each insert pushes 3 records already read onto the next page.
+    let changing = |name: &str, extra: &str| {
+        job(
+            &ws,
+            name,
+            "path = \"/shapes/changing/insert\"\nkey = [\"id\"]",
+            "type = \"offset\"\npage_size = 10\ntotal_pointer = \"/total\"",
+            &format!("concurrency = 1\non_count_mismatch = \"warn\"\n{extra}"),
+        )
+    };
+    sandbox.reset_changes();
+    changing("twice", "");
+    let out = ws.apisnap(&["run", "twice"], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the record with id = 92 came twice"),
+        "{stderr}"
+    );
+    assert!(!ws.path().join("out/twice/_SUCCESS").exists());
+
+    sandbox.reset_changes();
+    changing("once", "on_duplicate = \"keep_newest\"");
+    let out = ws.apisnap(&["run", "once"], &env).await;
+    assert_exit(&out, 0);
+    let snapshot = ws.path().join("out/once");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(snapshot.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["duplicates"], CHANGE * CHANGES);
+    assert_eq!(manifest["records"], records);
+    // Every record there was at the start, once, every value as generated.
+    let file = only_file(&snapshot, "parquet");
+    let mut ids: Vec<u64> = common::read_parquet(&file)
+        .iter()
+        .flat_map(|b| {
+            use arrow_array::cast::AsArray;
+            b.column_by_name("id")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .values()
+                .iter()
+                .map(|v| *v as u64)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(check::parquet_rows(&file, ids.clone().into_iter()), records);
+    ids.sort();
+    assert_eq!(ids, (0..records).collect::<Vec<_>>());
+}

@@ -426,7 +426,7 @@ async fn a_deleted_key_stays_deleted_when_an_older_version_is_sent_again() {
                 .iter()
                 .map(|f| {
                     let name = f["file"].as_str().unwrap();
-                    assert!(name.ends_with(".arrow"), "{name}");
+                    assert!(name.starts_with('_') && name.ends_with(".arrow"), "{name}");
                     assert!(job_dir.join("current").join(name).exists(), "{name}");
                     f["rows"].as_u64().unwrap()
                 })

@@ -69,6 +69,25 @@ pub struct JobConfig {
     /// pointer, a `Content-Range` total).
     #[serde(default)]
     pub on_count_mismatch: OnCountMismatch,
+    /// What to do with a record whose key (`endpoint.key`, else the table's `primary_key`)
+    /// came before in the same run: a list read by position while the collection changed,
+    /// or an API that repeats itself.
+    #[serde(default)]
+    pub on_duplicate: OnDuplicate,
+}
+
+/// The policy for a record whose key came before in the same run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDuplicate {
+    /// Fail the run (exit 4), naming the key: the parts committed so far stay, and the
+    /// snapshot is not marked complete.
+    #[default]
+    Fail,
+    /// Complete the snapshot with each key once, its copy fetched last: the parts are
+    /// rewritten into one file at the end (as `compact = true` does); the manifest counts
+    /// the copies left out (`duplicates`).
+    KeepNewest,
 }
 
 /// The policy for a run whose records do not add up to the count the API stated.
@@ -151,6 +170,10 @@ pub struct EndpointConfig {
     /// the body is the array.
     #[serde(default = "default_records_pointer")]
     pub records_pointer: JsonPointer,
+    /// The field or fields that identify a record (`["id"]`): a record whose key came before
+    /// in the same run is a duplicate (`on_duplicate`). Default: the table's `primary_key`.
+    #[serde(default)]
+    pub key: Vec<String>,
 }
 
 fn default_state_dir() -> crate::storage::Location {
@@ -255,6 +278,33 @@ impl JobConfig {
                 ));
             }
         }
+        if e.key.iter().any(|k| k.is_empty()) {
+            errors.push(ConfigError::field(
+                "endpoint.key",
+                "expected field names, e.g. `[\"id\"]`",
+            ));
+        }
+        if !self.record_key().is_empty() && self.output.format != crate::sink::Format::Parquet {
+            errors.push(ConfigError::field(
+                "endpoint.key",
+                "duplicates are found in Parquet snapshots: set `output.format = \"parquet\"`, \
+                 or remove the key",
+            ));
+        }
+        if self.on_duplicate == OnDuplicate::KeepNewest {
+            if self.record_key().is_empty() {
+                errors.push(ConfigError::field(
+                    "on_duplicate",
+                    "`keep_newest` needs the records' key: set `endpoint.key`, e.g.                      `key = [\"id\"]`",
+                ));
+            }
+            if self.output.layout == crate::sink::Layout::Hive {
+                errors.push(ConfigError::field(
+                    "on_duplicate",
+                    "`keep_newest` rewrites the snapshot into one file, which a hive layout                      cannot be: use `fail`",
+                ));
+            }
+        }
         if let Some(i) = &self.incremental {
             i.validate(&mut errors);
         }
@@ -297,6 +347,16 @@ impl JobConfig {
 }
 
 impl JobConfig {
+    /// The fields that identify a record: the endpoint's `key`, else the table's
+    /// `primary_key`; empty when neither is set.
+    pub fn record_key(&self) -> Vec<String> {
+        match (&self.endpoint.key, &self.table) {
+            (key, _) if !key.is_empty() => key.clone(),
+            (_, Some(table)) => table.primary_key.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether the job is cut into slices.
     pub fn sliced(&self) -> bool {
         self.partitions.is_some() || self.windows.is_some()

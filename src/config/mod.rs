@@ -14,7 +14,8 @@ mod provider;
 mod validate;
 
 pub use job::{
-    Drift, EndpointConfig, HttpMethod, JobConfig, OnCountMismatch, OnInvalid, SchemaConfig,
+    Drift, EndpointConfig, HttpMethod, JobConfig, OnCountMismatch, OnDuplicate, OnInvalid,
+    SchemaConfig,
 };
 pub use load::{JobDefinition, find_job, job_files, load_job, load_provider};
 pub use provider::ProviderConfig;

@@ -24,6 +24,46 @@ impl Job {
         let state_error = |e| self.state_error(e);
         let sink_error = |e| self.sink_error(e);
         let mut done = state.in_progress.clone().expect("the run's checkpoint");
+        let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+        // Done already when the one part left is the merged file (a completion resumed).
+        let merged_already = matches!(done.parts.as_slice(),
+            [one] if one.file == crate::sink::snapshot::compacted_name(&self.output));
+        if done.duplicates > 0
+            && self.on_duplicate == crate::config::OnDuplicate::KeepNewest
+            && !merged_already
+        {
+            // Each key once, before anything is counted: the merged file is published and
+            // named by the checkpoint, then the parts go, as in a compaction.
+            let staging = snapshot.staging().map_err(|e| sink_error(e.into()))?;
+            let merged = crate::sink::duplicates::keep_newest(
+                snapshot,
+                &staging,
+                &self.output,
+                schema.clone(),
+                &done.parts,
+                &self.key,
+            )
+            .await
+            .map_err(sink_error)?;
+            snapshot
+                .upload(&merged.info.file, &merged.path)
+                .await
+                .map_err(|e| sink_error(e.into()))?
+                .finish()
+                .await
+                .map_err(|e| sink_error(e.into()))?;
+            tracing::info!(job = %self.name, duplicates = done.duplicates, records = merged.info.records, "each key kept once (on_duplicate = keep_newest)");
+            done.records = merged.info.records;
+            let old = std::mem::replace(&mut done.parts, vec![merged.info]);
+            let last = done.part_ends.pop().map(|mut end| {
+                end.records = done.records;
+                end
+            });
+            done.part_ends = last.into_iter().collect();
+            state.in_progress = Some(done.clone());
+            state_store.save(&state).await.map_err(state_error)?;
+            remove_parts(snapshot, &old).await.map_err(sink_error)?;
+        }
         self.account(done.stated_records, done.records)?;
         if let Some(progress) = &done.slices {
             // Every slice done, and their records the run's: anything else is a bug that
@@ -43,7 +83,6 @@ impl Job {
             }
             self.account_slices(progress)?;
         }
-        let schema = schema.unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
         let csv_columns_differ =
             self.output.format == crate::sink::Format::Csv && !done.columns_added.is_empty();
         if self.output.compact && csv_columns_differ {
@@ -256,6 +295,7 @@ impl Job {
             invalid_values_nulled: nulled,
             dropped_fields: run.dropped.clone(),
             future_marks: run.future_marks,
+            duplicates: run.duplicates,
             slices: run.slices.as_ref().map(slice_counts).unwrap_or_default(),
         }
     }

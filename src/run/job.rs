@@ -40,6 +40,10 @@ pub struct Job {
     pub(super) drift: crate::config::Drift,
     pub(super) on_invalid: crate::config::OnInvalid,
     pub(super) on_count_mismatch: crate::config::OnCountMismatch,
+    /// The fields that identify a record (empty: no key), and what a key seen twice in a
+    /// run does.
+    pub(super) key: Vec<String>,
+    pub(super) on_duplicate: crate::config::OnDuplicate,
     /// The declared columns, if the job has a column file.
     pub(super) declared: Option<SchemaRef>,
     pub(super) counters: Arc<Counters>,
@@ -311,6 +315,8 @@ impl JobDefinition {
             drift: self.job.schema.drift,
             on_invalid: self.job.schema.on_invalid,
             on_count_mismatch: self.job.on_count_mismatch,
+            key: self.job.record_key(),
+            on_duplicate: self.job.on_duplicate,
             declared,
             counters: Arc::default(),
             slicing,

@@ -215,6 +215,7 @@ impl Job {
                 cp.records = end.records;
                 cp.high_water = end.high_water;
                 cp.future_marks = end.future_marks;
+                cp.duplicates = end.duplicates;
                 cp.nulled = end.nulled;
                 cp.dropped = end.dropped;
             }
@@ -223,6 +224,7 @@ impl Job {
                 cp.records = 0;
                 cp.high_water = state.history.iter().find_map(|r| r.high_water.clone());
                 cp.future_marks = 0;
+                cp.duplicates = 0;
                 cp.nulled.clear();
                 cp.dropped.clear();
             }
@@ -384,6 +386,7 @@ impl Job {
             // Carried over: a run that finds nothing new keeps the old mark.
             high_water: state.history.iter().find_map(|r| r.high_water.clone()),
             future_marks: 0,
+            duplicates: 0,
             columns_added: Vec::new(),
             nulled: Default::default(),
             dropped: Default::default(),

@@ -5,6 +5,7 @@
 //! name, and a crash leaves at worst a `.tmp` file behind.
 
 pub(crate) mod csv;
+pub mod duplicates;
 mod hashing;
 mod parquet;
 pub mod snapshot;

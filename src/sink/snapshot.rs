@@ -448,6 +448,9 @@ pub struct Manifest {
     /// out of the high-water mark.
     #[serde(skip_serializing_if = "is_zero")]
     pub future_marks: u64,
+    /// Records whose key came before in the run, left out (`on_duplicate = "keep_newest"`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
     /// A sliced run's slices and their records: per partition, consecutive windows together.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<SliceCount>,

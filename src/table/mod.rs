@@ -249,7 +249,7 @@ impl Table {
             let (merged, stats) = bucket::merge(old, dead, spill.read(b)?, &schema, &rule)?;
             tombstoned += stats.deleted;
             if let Some(dead) = merged.tombstones {
-                let file = format!("tombstones-{b:05}.arrow");
+                let file = format!("_tombstones-{b:05}.arrow");
                 let path = version_staging.path(&file);
                 bucket::write_ipc(&path, &dead)?;
                 version.upload(&file, &path).await?.finish().await?;

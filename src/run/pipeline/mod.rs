@@ -175,6 +175,7 @@ impl Job {
             let state_store = state_store.clone();
             let snapshot = snapshot.clone();
             let cursor = self.incremental.as_ref().map(|i| i.cursor_field.clone());
+            let (key, on_duplicate) = (self.key.clone(), self.on_duplicate);
             // A cursor value past now (and the server's clock's margin) is not progress.
             let not_after = self.incremental.as_ref().map(|i| {
                 chrono::Utc::now() + chrono::Duration::seconds(i.future_tolerance_secs as i64)
@@ -187,6 +188,8 @@ impl Job {
                     snapshot: &snapshot,
                     cursor_field: cursor.as_deref(),
                     not_after,
+                    key: &key,
+                    on_duplicate,
                     state,
                     partition_columns: partition_names,
                     hive: plan.filter(|_| hive),

@@ -21,6 +21,8 @@ struct Pending {
     /// Cursor-field values among them past the run's start and its tolerance, left out of
     /// the mark.
     future: u64,
+    /// Records among them whose key came before in the run.
+    duplicates: u64,
     /// Values written as null among them, per column.
     nulled: std::collections::BTreeMap<String, u64>,
     /// Values of fields the columns lack, dropped among them, per field.
@@ -89,6 +91,7 @@ impl Ledger<'_> {
             p.records += d.records;
             p.mark = crate::incremental::higher(p.mark.take(), d.mark);
             p.future += d.future;
+            p.duplicates += d.duplicates;
             for (field, n) in d.nulled {
                 *p.nulled.entry(field).or_insert(0) += n;
             }
@@ -105,6 +108,7 @@ impl Ledger<'_> {
         checkpoint.records += p.records;
         checkpoint.high_water = crate::incremental::higher(checkpoint.high_water.take(), p.mark);
         checkpoint.future_marks += p.future;
+        checkpoint.duplicates += p.duplicates;
         for (field, n) in p.nulled {
             *checkpoint.nulled.entry(field).or_insert(0) += n;
         }
@@ -126,6 +130,7 @@ impl Ledger<'_> {
                 records: checkpoint.records,
                 high_water: checkpoint.high_water.clone(),
                 future_marks: checkpoint.future_marks,
+                duplicates: checkpoint.duplicates,
                 nulled: checkpoint.nulled.clone(),
                 dropped: checkpoint.dropped.clone(),
             });
@@ -150,6 +155,31 @@ impl Ledger<'_> {
         );
         Ok(())
     }
+}
+
+/// The keys of the records a resumed run's committed parts hold, so that a record fetched
+/// again after the interruption is still seen as one that came before.
+fn seen_keys(
+    key: &[String],
+    store: &Store,
+    ledger: &Ledger<'_>,
+) -> Result<crate::sink::duplicates::KeySet, crate::sink::SinkError> {
+    let mut keys = crate::sink::duplicates::KeySet::new(key.to_vec());
+    let parts = &ledger.checkpoint.parts;
+    if parts.is_empty() {
+        return Ok(keys);
+    }
+    let staging = store.staging()?;
+    ledger.runtime.block_on(async {
+        for part in parts {
+            let path = store.local_copy(&part.file, &staging).await?;
+            keys.load_part(&path)?;
+            if store.location().local_path().is_none() {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(keys)
+    })
 }
 
 fn state_error(job: &str, source: crate::checkpoint::StateError) -> Error {
@@ -202,6 +232,9 @@ pub(super) struct WriteInputs<'a> {
     pub(super) cursor_field: Option<&'a str>,
     /// The latest time a cursor value may be (the run's start and the job's tolerance).
     pub(super) not_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// The fields that identify a record (empty: none), and what a key seen twice does.
+    pub(super) key: &'a [String],
+    pub(super) on_duplicate: crate::config::OnDuplicate,
     pub(super) state: JobState,
     /// The partitions' columns, which the records' own come before.
     pub(super) partition_columns: Vec<String>,
@@ -228,6 +261,8 @@ pub(super) fn write_stage(
         snapshot: store,
         cursor_field,
         not_after,
+        key,
+        on_duplicate,
         state,
         partition_columns,
         hive,
@@ -254,6 +289,10 @@ pub(super) fn write_stage(
         checkpoint,
         pending: Default::default(),
     };
+    let mut keys = (!key.is_empty())
+        .then(|| seen_keys(key, store, &ledger))
+        .transpose()
+        .map_err(sink_error)?;
     // A directory's writer, made on its first batch with the run's columns.
     let writer_for = |dir: &str,
                       writers: &mut std::collections::BTreeMap<String, SnapshotWriter>,
@@ -344,6 +383,26 @@ pub(super) fn write_stage(
                 writer_for(&page_dir, &mut writers, &ledger, schema)?;
                 let pending = ledger.pending(&page_dir);
                 pending.records += batch.num_rows() as u64;
+                if let Some(keys) = keys.as_mut() {
+                    let again = keys.add(&batch).map_err(|message| Error::Internal {
+                        job: job.to_string(),
+                        message: format!("the records' keys cannot be read: {message}"),
+                    })?;
+                    if let Some(first) = again.first() {
+                        if on_duplicate == crate::config::OnDuplicate::Fail {
+                            return Err(Error::Duplicate {
+                                job: job.to_string(),
+                                key: first.key.clone(),
+                            });
+                        }
+                        let seen =
+                            ledger.checkpoint.duplicates + ledger.uncommitted(|p| p.duplicates);
+                        if seen == 0 {
+                            tracing::warn!(job, key = %first.key, "a record came twice in this run: each key's copy fetched last is kept (on_duplicate = keep_newest)");
+                        }
+                        ledger.pending(&page_dir).duplicates += again.len() as u64;
+                    }
+                }
                 if let Some(field) = cursor_field {
                     let crate::incremental::BatchMark { max, future } =
                         crate::incremental::column_mark(&batch, field, not_after);
