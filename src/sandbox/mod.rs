@@ -5,6 +5,7 @@
 //! (`/seal`, ...) and keeps its own counters (logins, data requests, 401s), which tests read
 //! with [`Sandbox::stats`] or `GET /_sandbox/stats`.
 
+pub mod apis;
 mod armor;
 mod changes;
 pub mod data;
@@ -333,6 +334,8 @@ impl Sandbox {
             .nest("/kalibrate", kalibrate::routes())
             // Azure AD, on "another host": tests and the demo reach it as `localhost`.
             .nest("/aad", kalibrate::token_routes())
+            // Well-known APIs' list endpoints, each under its own prefix (`/github`, …).
+            .merge(apis::routes())
             .route("/_sandbox/stats", axum::routing::get(stats_handler))
             .with_state(shared.clone());
         let app = if compress {

@@ -11,9 +11,9 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use sha2::{Digest, Sha256};
 
+use super::PartInfo;
 use super::SinkError;
 use super::snapshot::{ClosedPart, widen};
-use super::PartInfo;
 use crate::storage::{Staging, Store};
 
 /// Each row's key as text (its columns' displayed values joined by U+001F) and its digest;

@@ -86,13 +86,13 @@ pub fn record(i: u64) -> serde_json::Value {
         "parents": ["0AJf3kQ9xYzUk9PVA"],
         "createdTime": rfc3339(super::created(i)),
         "modifiedTime": rfc3339(super::updated(i)),
-        "starred": i % 9 == 0,
+        "starred": i.is_multiple_of(9),
         "trashed": false,
         "owners": [{
             "kind": "drive#user",
             "displayName": super::name(i + 2),
             "emailAddress": format!("owner{}@example.com", i % 12),
-            "me": i % 12 == 0,
+            "me": i.is_multiple_of(12),
         }],
     });
     // Google docs and folders have no size: the key is left out.
@@ -118,7 +118,7 @@ fn read_page_token(token: &str) -> Option<(u64, u64, u64)> {
     let mut parts = text
         .strip_prefix("drive:")?
         .split(':')
-        .map(|n| n.parse().ok());
+        .map(|n| n.parse::<u64>().ok());
     Some((parts.next()??, parts.next()??, parts.next()??))
 }
 

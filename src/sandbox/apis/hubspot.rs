@@ -58,8 +58,8 @@ pub fn record(i: u64) -> serde_json::Value {
     let id = (51 + i * 50).to_string();
     let created = super::created(i) + chrono::Duration::milliseconds(((i * 7) % 1000) as i64);
     let email = (!super::blank(i, 30)).then(|| format!("contact{i}@example.com"));
-    let lastname =
-        (!super::blank(i, 31)).then(|| super::pick(&["García", "Müller", "王", "O'Neil"], i, 3));
+    let surname = super::pick(&["García", "Müller", "王", "O'Neil"], i, 32);
+    let lastname = (!super::blank(i, 31)).then_some(surname);
     // A date property: epoch milliseconds, as a string.
     let closedate = (i % 4 == 1).then(|| (super::updated(i).timestamp() * 1000).to_string());
     serde_json::json!({

@@ -71,7 +71,7 @@ pub fn record(i: u64) -> serde_json::Value {
         .collect();
     let total = tags.len();
     let external = (!lead && !super::blank(i, 121)).then(|| i.to_string());
-    let seen = (i % 4 != 0).then(|| super::updated(i).timestamp());
+    let seen = (!i.is_multiple_of(4)).then(|| super::updated(i).timestamp());
     let (country, city) = super::pick(
         &[
             ("Spain", "Málaga"),
@@ -89,7 +89,7 @@ pub fn record(i: u64) -> serde_json::Value {
         "role": if lead { "lead" } else { "user" },
         "email": format!("contact{i}@example.com"),
         "name": super::name(i),
-        "phone": (i % 10 == 0).then(|| format!("+44 7700 9{:05}", i % 100_000)),
+        "phone": (i.is_multiple_of(10)).then(|| format!("+44 7700 9{:05}", i % 100_000)),
         "created_at": created,
         "updated_at": super::updated(i).timestamp(),
         "signed_up_at": (!lead).then_some(created),

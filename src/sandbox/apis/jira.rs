@@ -77,7 +77,7 @@ pub fn record(i: u64) -> serde_json::Value {
         i,
         110,
     );
-    let assignee = (!super::blank(i, 111) && i % 4 != 0).then(|| {
+    let assignee = (!super::blank(i, 111) && !i.is_multiple_of(4)).then(|| {
         serde_json::json!({
             "accountId": format!("5b10ac8d82e05b22cc7d{:04x}", i % 97),
             "displayName": super::name(i % 97),

@@ -84,7 +84,7 @@ pub fn record(i: u64) -> serde_json::Value {
     let id = uuid_of(i, 100);
     let title = format!("{} — sprint {i}", super::name(i));
     let user = serde_json::json!({"object": "user", "id": uuid_of(i % 5, 102)});
-    let icon = (i % 3 == 0).then(|| serde_json::json!({"type": "emoji", "emoji": "🚀"}));
+    let icon = (i.is_multiple_of(3)).then(|| serde_json::json!({"type": "emoji", "emoji": "🚀"}));
     let select = (!super::blank(i, 104)).then(|| {
         let (name, color) = super::pick(
             &[
@@ -97,7 +97,7 @@ pub fn record(i: u64) -> serde_json::Value {
         );
         serde_json::json!({"id": format!("opt{}", i % 3), "name": name, "color": color})
     });
-    let due = (i % 2 == 0).then(|| {
+    let due = (i.is_multiple_of(2)).then(|| {
         let day = (super::created(i) + chrono::Duration::days(7))
             .format("%Y-%m-%d")
             .to_string();

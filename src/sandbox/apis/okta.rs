@@ -83,7 +83,7 @@ pub fn record(i: u64) -> serde_json::Value {
     let activated = matches!(status, "ACTIVE" | "SUSPENDED").then(|| ms_z(super::created(i)));
     let last_login = (status == "ACTIVE" && !super::blank(i, 83)).then(|| ms_z(super::updated(i)));
     let login = format!("user{i}@example.com");
-    let mobile = (i % 4 == 0).then(|| format!("+34 6{:08}", i % 100_000_000));
+    let mobile = (i.is_multiple_of(4)).then(|| format!("+34 6{:08}", i % 100_000_000));
     serde_json::json!({
         "id": id,
         "status": status,

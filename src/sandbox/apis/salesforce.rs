@@ -65,11 +65,15 @@ pub fn record(i: u64) -> serde_json::Value {
             "street": format!("{} Rua Augusta\nSala {}", i % 900 + 1, i % 40),
         })
     });
-    let revenue = (i % 9 != 4).then(|| (i * 15_485_863 % 90_000_000) as f64 + 0.5);
+    let revenue = (i % 9 != 4).then(|| (i.wrapping_mul(15_485_863) % 90_000_000) as f64 + 0.5);
     let employees = (!super::blank(i, 42)).then_some(10 + i % 5000);
-    let activity = (i % 3 == 0).then(|| super::updated(i).format("%Y-%m-%d").to_string());
+    let activity = (i.is_multiple_of(3)).then(|| super::updated(i).format("%Y-%m-%d").to_string());
     let url = format!("/services/data/v62.0/sobjects/Account/{id}");
-    let industry = super::pick(&[Some("Technology"), Some("Retail"), Some("Banking"), None], i, 43);
+    let industry = super::pick(
+        &[Some("Technology"), Some("Retail"), Some("Banking"), None],
+        i,
+        43,
+    );
     serde_json::json!({
         "attributes": {"type": "Account", "url": url},
         "Id": id,

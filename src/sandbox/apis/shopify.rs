@@ -68,8 +68,12 @@ pub fn record(i: u64) -> serde_json::Value {
     let email = (!super::blank(i, 22)).then(|| format!("buyer{i}@example.com"));
     let last_name = (!super::blank(i, 23)).then(|| super::name(i + 3));
     let cancelled_at = i.is_multiple_of(17).then(|| shop(super::updated(i)));
-    let financial = super::pick(&["paid", "pending", "refunded", "partially_refunded"], i, 24);
-    let fulfillment = (i % 3 == 0).then_some("fulfilled");
+    let financial = super::pick(
+        &["paid", "pending", "refunded", "partially_refunded"],
+        i,
+        24,
+    );
+    let fulfillment = (i.is_multiple_of(3)).then_some("fulfilled");
     serde_json::json!({
         "id": id,
         "admin_graphql_api_id": format!("gid://shopify/Order/{id}"),

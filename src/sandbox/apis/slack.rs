@@ -71,7 +71,7 @@ pub fn record(i: u64) -> serde_json::Value {
     });
     // Bots have no e-mail.
     let email = (!bot).then(|| format!("member{i}@example.com"));
-    let away = i % 6 == 0;
+    let away = i.is_multiple_of(6);
     serde_json::json!({
         "id": id(i),
         "team_id": "T012AB3C4",

@@ -64,7 +64,7 @@ pub(super) fn index(id: &str) -> Option<u64> {
 /// Customer `i`.
 pub fn record(i: u64) -> serde_json::Value {
     let null = serde_json::Value::Null;
-    let address = match i % 3 == 0 || super::blank(i, 3) {
+    let address = match i.is_multiple_of(3) || super::blank(i, 3) {
         true => null.clone(),
         false => serde_json::json!({
             "city": super::pick(&["Málaga", "Zürich", "Kraków", "東京"], i, 4),
@@ -83,7 +83,7 @@ pub fn record(i: u64) -> serde_json::Value {
         true => null.clone(),
         false => format!("customer{i}@example.com").into(),
     };
-    let description = (i % 6 == 0).then(|| format!("Cliente {}", super::name(i)));
+    let description = (i.is_multiple_of(6)).then(|| format!("Cliente {}", super::name(i)));
     serde_json::json!({
         "id": super::opaque_id(PREFIX, i, SALT),
         "object": "customer",
