@@ -43,6 +43,14 @@ async fn keyset_and_token_only_lists_are_read_to_their_real_end() {
             "type = \"keyset\"\nkey_param = \"starting_after\"\nkey_pointer = \"/id\"\n\
              limit_param = \"limit\"\npage_size = 100",
         ),
+        // The key in the path, `start` for the first page.
+        (
+            "in_path",
+            "path = \"/shapes/feed/after/{page.key}\"",
+            "type = \"keyset\"\nkey_param = \"after\"\nkey_pointer = \"/id\"\nparams_in = \"path\"\n\
+             first_key = \"start\"\nlimit_param = \"limit\"\npage_size = 60\n\
+             has_more_pointer = \"/has_more\"",
+        ),
         // Google: empty and short pages mid-stream, each with a `nextPageToken`; only its
         // absence ends the list (was: exit 0 at the first empty page).
         (
@@ -673,4 +681,45 @@ async fn a_record_twice_in_a_run_fails_it_or_is_kept_once_by_its_key() {
     assert_eq!(check::parquet_rows(&file, ids.clone().into_iter()), records);
     ids.sort();
     assert_eq!(ids, (0..records).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_settings_that_cannot_be_followed_are_refused_with_the_field_named() {
+    let ws = Workspace::with_shipped_jobs();
+    let cases = [
+        // A key in the path needs the placeholder, and the key the first request sends.
+        (
+            "path = \"/events\"",
+            "type = \"keyset\"\nkey_param = \"after\"\nkey_pointer = \"/id\"\nparams_in = \"path\"",
+            &["endpoint.path", "{page.key}", "pagination.first_key"][..],
+        ),
+        // A keyset needs a field of the record, not the whole record.
+        (
+            "path = \"/events\"",
+            "type = \"keyset\"\nkey_param = \"after\"\nkey_pointer = \"\"",
+            &["pagination.key_pointer"][..],
+        ),
+        // `path` is for keys only.
+        (
+            "path = \"/events\"",
+            "type = \"offset\"\nparams_in = \"path\"",
+            &["pagination.params_in"][..],
+        ),
+        // `end` takes two values.
+        (
+            "path = \"/events\"",
+            "type = \"cursor\"\nend = \"short_page\"",
+            &["pagination.end", "next_absent", "empty_page"][..],
+        ),
+    ];
+    for (endpoint, pagination, words) in cases {
+        job(&ws, "bad", endpoint, pagination, "");
+        let out = ws.apisnap(&["validate", "jobs/bad.toml"], &[]).await;
+        assert_exit(&out, 2);
+        let stderr = text(&out.stderr);
+        for word in words {
+            assert!(stderr.contains(word), "{word}: {stderr}");
+        }
+        assert!(stderr.contains("jobs/bad.toml"), "{stderr}");
+    }
 }

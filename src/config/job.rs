@@ -383,6 +383,27 @@ impl JobConfig {
                 .iter()
                 .flat_map(crate::slice::template::json_placeholders),
         );
+        // The keyset's own placeholder, filled by the pagination on every request.
+        if self.pagination.key_in_path() {
+            if !e.path.contains("{page.key}") {
+                errors.push(ConfigError::field(
+                    "endpoint.path",
+                    format!(
+                        "`{}`: with `pagination.params_in = \"path\"` the path says where the \
+                         key goes: `{{page.key}}`, e.g. `/events/after/{{page.key}}`",
+                        e.path
+                    ),
+                ));
+            }
+            if self.sliced() {
+                errors.push(ConfigError::field(
+                    "pagination.params_in",
+                    "a key in the path is not combined with partitions or windows yet: send it \
+                     in the query",
+                ));
+            }
+            found.retain(|p| p != "page.key");
+        }
         crate::slice::config::check_placeholders(
             &found,
             self.partitions.as_ref(),

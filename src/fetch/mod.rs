@@ -217,6 +217,15 @@ impl Fetcher {
             return url.clone();
         }
         let mut url = target.url.clone();
+        if let Some(key) = &page.path_key {
+            // The placeholder as the URL holds it (braces percent-encoded), the key as a
+            // path segment (`/` and the rest encoded).
+            let segment: String = url::form_urlencoded::byte_serialize(key.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20");
+            let path = url.path().replace("%7Bpage.key%7D", &segment);
+            url.set_path(&path);
+        }
         {
             let mut pairs = url.query_pairs_mut();
             let run_query = self.run_query.read().expect("not poisoned");

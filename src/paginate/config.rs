@@ -54,6 +54,8 @@ pub enum ParamsIn {
     Query,
     /// Top-level fields of the JSON body (POST endpoints).
     Body,
+    /// The endpoint path's `{page.key}` placeholder (`keyset` only: `/events/after/{page.key}`).
+    Path,
 }
 
 /// Skip/limit. Stops on an empty page, a reached total or a false has-more flag — never on a
@@ -197,9 +199,14 @@ pub struct KeysetConfig {
     /// Records asked for per request (with `limit_param`).
     #[serde(default = "default_page_size")]
     pub page_size: u64,
-    /// Query string or JSON body.
+    /// Query string, JSON body, or the endpoint path's `{page.key}` placeholder (the page
+    /// size, if any, then goes in the query).
     #[serde(default)]
     pub params_in: ParamsIn,
+    /// The key sent with the first request (`0`, `latest`); without it the first request has
+    /// none. A key in the path needs one.
+    #[serde(default)]
+    pub first_key: Option<String>,
     /// Where a boolean "more pages follow" flag is (Stripe's `/has_more`).
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
@@ -300,6 +307,20 @@ fn check_param(name: &str, field: &str, errors: &mut ConfigErrors) {
 
 impl PaginationConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
+        let in_path = |p: ParamsIn| p == ParamsIn::Path;
+        match self {
+            PaginationConfig::Offset(OffsetConfig { params_in, .. })
+            | PaginationConfig::Page(PageConfig { params_in, .. })
+            | PaginationConfig::Cursor(CursorConfig { params_in, .. })
+                if in_path(*params_in) =>
+            {
+                errors.push(ConfigError::field(
+                    "pagination.params_in",
+                    "`path` is for `keyset` keys; expected `query` or `body`",
+                ));
+            }
+            _ => {}
+        }
         match self {
             PaginationConfig::Offset(c) => {
                 check_size(c.page_size, errors);
@@ -339,6 +360,12 @@ impl PaginationConfig {
                     errors.push(ConfigError::field(
                         "pagination.key_pointer",
                         "expected the key's place in a record, e.g. `/id`",
+                    ));
+                }
+                if c.params_in == ParamsIn::Path && c.first_key.is_none() {
+                    errors.push(ConfigError::field(
+                        "pagination.first_key",
+                        "a key in the path needs the one the first request sends, e.g. `0`",
                     ));
                 }
                 if c.limit_param.as_deref() == Some(c.key_param.as_str()) {
@@ -413,6 +440,11 @@ impl PaginationConfig {
             PaginationConfig::RangeHeader(c) => format!("range_header unit={}", c.unit),
             PaginationConfig::None(_) => "none".into(),
         }
+    }
+
+    /// Whether the strategy's key goes into the endpoint path's `{page.key}`.
+    pub fn key_in_path(&self) -> bool {
+        matches!(self, PaginationConfig::Keyset(c) if c.params_in == ParamsIn::Path)
     }
 
     /// Whether the strategy's parameters go into the JSON body.

@@ -148,6 +148,7 @@ impl Strategy for Cursor {
 #[derive(Clone, Debug)]
 pub(super) struct Keyset {
     key_param: String,
+    first_key: Option<String>,
     key_pointer: JsonPointer,
     key_record: KeyRecord,
     limit: Option<(String, u64)>,
@@ -159,6 +160,7 @@ impl Keyset {
     pub(super) fn new(c: &KeysetConfig) -> Self {
         Keyset {
             key_param: c.key_param.clone(),
+            first_key: c.first_key.clone(),
             key_pointer: c.key_pointer.clone(),
             key_record: c.key_record,
             limit: c.limit_param.clone().map(|p| (p, c.page_size)),
@@ -180,11 +182,20 @@ impl Strategy for Keyset {
             return None;
         };
         let mut req = PageRequest::at(position.clone());
+        let key = match key {
+            Some(key) => Some((**key).clone()),
+            None => self.first_key.clone().map(Into::into),
+        };
         if let Some(key) = key {
-            req = req.param(self.params_in, &self.key_param, (**key).clone());
+            req = req.param(self.params_in, &self.key_param, key);
         }
         if let Some((param, size)) = &self.limit {
-            req = req.param(self.params_in, param, (*size).into());
+            // A page size has no place in a path: the query has it.
+            let params_in = match self.params_in {
+                ParamsIn::Path => ParamsIn::Query,
+                other => other,
+            };
+            req = req.param(params_in, param, (*size).into());
         }
         Some(req)
     }

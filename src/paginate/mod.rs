@@ -89,6 +89,8 @@ pub struct PageRequest {
     pub body: Vec<(String, serde_json::Value)>,
     /// Headers to add (`Range`).
     pub headers: Vec<(String, String)>,
+    /// The value of the endpoint path's `{page.key}` placeholder (`params_in = "path"`).
+    pub path_key: Option<String>,
     /// A URL given by the server: replaces the endpoint's URL and query.
     pub url: Option<Url>,
 }
@@ -100,6 +102,7 @@ impl PageRequest {
             query: Vec::new(),
             body: Vec::new(),
             headers: Vec::new(),
+            path_key: None,
             url: None,
         }
     }
@@ -117,6 +120,12 @@ impl PageRequest {
                 self.query.push((name.to_string(), text));
             }
             ParamsIn::Body => self.body.push((name.to_string(), value)),
+            ParamsIn::Path => {
+                self.path_key = Some(match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+            }
         }
         self
     }

@@ -170,6 +170,7 @@ fn keyset(record: KeyRecord, has_more: Option<&str>) -> Paginator {
         limit_param: Some("limit".into()),
         page_size: 100,
         params_in: ParamsIn::Query,
+        first_key: None,
         has_more_pointer: has_more.map(ptr),
     })
     .build()
@@ -222,6 +223,7 @@ fn keyset_pages_send_the_last_records_key_until_the_flag_or_an_empty_page_ends()
         limit_param: None,
         page_size: 100,
         params_in: ParamsIn::Body,
+        first_key: None,
         has_more_pointer: None,
     })
     .build();
@@ -378,4 +380,24 @@ fn pages_of_varying_size_stop_speculation_by_records() {
         at = follows(&mut p, &at, &page(n, Values::default()));
     }
     assert!(p.speculate(&at).is_some());
+}
+
+#[test]
+fn a_key_in_the_path_starts_from_the_first_key_and_the_page_size_stays_in_the_query() {
+    let mut p = PaginationConfig::Keyset(KeysetConfig {
+        key_param: "after".into(),
+        key_pointer: ptr("/id"),
+        key_record: KeyRecord::Last,
+        limit_param: Some("limit".into()),
+        page_size: 50,
+        params_in: ParamsIn::Path,
+        first_key: Some("start".into()),
+        has_more_pointer: Some(ptr("/has_more")),
+    })
+    .build();
+    let first = p.first();
+    assert_eq!(first.path_key.as_deref(), Some("start"));
+    assert_eq!(first.query, [("limit".to_string(), "50".to_string())]);
+    let second = follows(&mut p, &first, &page(50, keyed(49.into(), Some(true))));
+    assert_eq!(second.path_key.as_deref(), Some("49"));
 }

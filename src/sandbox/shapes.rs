@@ -30,6 +30,8 @@
 //!   "offset": "…"}`, no `offset` on the last); empty fields are left out of `fields`, so
 //!   some appear first on a later page, one of them inside a nested object
 //!   ([`airtable_record`]); record [`AIRTABLE_BAD`]'s `Count` is `"many"`.
+//! - `feed/after/{key}`: keyset pages with the key in the path (`start` for the first),
+//!   `?limit=`, `{"data": [...], "has_more": bool}`.
 //! - `future`: skip/limit pages of the records created after `?created_after=` (all
 //!   without it), record [`FUTURE_AT`] stamped `2099-01-01T00:00:00Z` (a test record, a
 //!   clock bug).
@@ -70,6 +72,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/shapes/slack/conversations.list", get(slack))
         .route("/shapes/zendesk/tickets", get(zendesk))
         .route("/shapes/airtable/records", get(airtable))
+        .route("/shapes/feed/after/{key}", get(feed))
 }
 
 #[derive(Deserialize)]
@@ -469,4 +472,31 @@ async fn airtable(
         Vec::new(),
     )
     .await
+}
+
+/// Keyset pages with the key in the path: the records after id `key` (`start`: from the
+/// first).
+async fn feed(
+    State(shared): State<Arc<Shared>>,
+    SealToken(token): SealToken,
+    Path(key): Path<String>,
+    Query(q): Query<SkipLimit>,
+) -> Response {
+    let start = match key.as_str() {
+        "start" => 0,
+        id => match id.parse::<u64>() {
+            Ok(id) => id + 1,
+            Err(_) => {
+                return super::json_error(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": format!("`{id}` is not a key")}),
+                );
+            }
+        },
+    };
+    let limit = q.limit.unwrap_or(100).min(shared.config.max_page_size);
+    let end = (start + limit).min(shared.records());
+    let more = [("has_more", (end < shared.records()).into())];
+    let body = tail_first(page_body(&shared, Shape::Bare, start, limit, &[]), &more);
+    serve(&shared, NAME, &token, body, Vec::new()).await
 }
