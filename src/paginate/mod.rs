@@ -248,7 +248,9 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// The paginator's verdict on a page.
+/// The paginator's verdict on a page. Not boxed: one is made per page and moved at once
+/// into the request it names.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
     Continue(PageRequest),
