@@ -723,3 +723,46 @@ async fn pagination_settings_that_cannot_be_followed_are_refused_with_the_field_
         assert!(stderr.contains("jobs/bad.toml"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyset_run_killed_again_and_again_resumes_after_its_last_committed_key() {
+    let records = 20_000;
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records,
+        latency: std::time::Duration::from_millis(4),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let env = provider_env(&sandbox, &ws, "seal_metrics");
+    ws.write(
+        "jobs/customers.toml",
+        "provider = \"seal_metrics\"\n[endpoint]\npath = \"/shapes/stripe/customers\"\n\
+         key = [\"id\"]\n[pagination]\ntype = \"keyset\"\nkey_param = \"starting_after\"\n\
+         key_pointer = \"/id\"\nlimit_param = \"limit\"\npage_size = 100\n\
+         has_more_pointer = \"/has_more\"\n[output]\ndir = \"out/{job}\"\npart_records = 700\n",
+    );
+    let mut rng = fastrand::Rng::with_seed(20261206);
+    let mut kills = 0;
+    while kills < 6 {
+        let mut child = common::spawn(&ws, &env, &["run", "customers"]);
+        tokio::time::sleep(std::time::Duration::from_millis(rng.u64(150..600))).await;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.start_kill().unwrap(); // SIGKILL
+        child.wait().await.unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 3, "the runs should last long enough to be killed");
+    let out = ws.apisnap(&["run", "customers"], &env).await;
+    assert_exit(&out, 0);
+    // Every record once, in order, every value: the checkpoint's key took each resumed run
+    // on after the last committed record (and the committed keys were read back: a record
+    // fetched twice would have failed the run).
+    common::check_parquet_snapshot(&ws.path().join("out/customers"), records);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path().join("state/customers.json")).unwrap())
+            .unwrap();
+    assert!(state["in_progress"].is_null(), "{state}");
+}
