@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::cursor::{Cursor, Keyset, NextIn, NextUrl};
 use super::numbered::{Offset, Pages};
 use super::range::Ranges;
-use super::{Paginator, Pointers, Single, Strategy};
+use super::{HasMore, Paginator, Pointers, Single, Strategy};
 use crate::decode::RecordField;
 use crate::vocab::{ConfigError, ConfigErrors, JsonPointer};
 
@@ -84,6 +84,11 @@ pub struct OffsetConfig {
     /// Where a boolean "more pages follow" flag is, if the API has one.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// Where a boolean "this is the last page" flag is (Zendesk's `/end_of_stream`,
+    /// Salesforce's `/done`, Jira's `/isLast`): `true` ends the list, `false` says more
+    /// pages follow, as a has-more flag's opposite.
+    #[serde(default)]
+    pub last_page_pointer: Option<JsonPointer>,
     /// For `apisnap run --shard`, when the API does not say its total: at most this many
     /// records (the last shard reads on to the real end whatever this says).
     #[serde(default)]
@@ -119,6 +124,11 @@ pub struct PageConfig {
     /// Where a boolean "more pages follow" flag is.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// Where a boolean "this is the last page" flag is (Zendesk's `/end_of_stream`,
+    /// Salesforce's `/done`, Jira's `/isLast`): `true` ends the list, `false` says more
+    /// pages follow, as a has-more flag's opposite.
+    #[serde(default)]
+    pub last_page_pointer: Option<JsonPointer>,
     /// For `apisnap run --shard`, when the API does not say its total: at most this many
     /// records (the last shard reads on to the real end whatever this says).
     #[serde(default)]
@@ -163,6 +173,11 @@ pub struct CursorConfig {
     /// Where a boolean "more pages follow" flag is.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// Where a boolean "this is the last page" flag is (Zendesk's `/end_of_stream`,
+    /// Salesforce's `/done`, Jira's `/isLast`): `true` ends the list, `false` says more
+    /// pages follow, as a has-more flag's opposite.
+    #[serde(default)]
+    pub last_page_pointer: Option<JsonPointer>,
     /// What ends the list: `next_absent` (only an answer without a cursor) or `empty_page`.
     #[serde(default)]
     pub end: ListEnd,
@@ -210,6 +225,11 @@ pub struct KeysetConfig {
     /// Where a boolean "more pages follow" flag is (Stripe's `/has_more`).
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// Where a boolean "this is the last page" flag is (Zendesk's `/end_of_stream`,
+    /// Salesforce's `/done`, Jira's `/isLast`): `true` ends the list, `false` says more
+    /// pages follow, as a has-more flag's opposite.
+    #[serde(default)]
+    pub last_page_pointer: Option<JsonPointer>,
 }
 
 /// The next page's URL in the body. Stops when it is absent, null or empty, or a has-more
@@ -225,6 +245,11 @@ pub struct NextUrlConfig {
     /// run.
     #[serde(default)]
     pub has_more_pointer: Option<JsonPointer>,
+    /// Where a boolean "this is the last page" flag is (Zendesk's `/end_of_stream`,
+    /// Salesforce's `/done`, Jira's `/isLast`): `true` ends the list, `false` says more
+    /// pages follow, as a has-more flag's opposite.
+    #[serde(default)]
+    pub last_page_pointer: Option<JsonPointer>,
     /// What ends the list: `next_absent` (only an answer without a next URL) or
     /// `empty_page`.
     #[serde(default)]
@@ -405,11 +430,11 @@ impl PaginationConfig {
             PaginationConfig::Keyset(c) => Box::new(Keyset::new(c)),
             PaginationConfig::NextUrl(c) => Box::new(NextUrl::new(
                 NextIn::Body(c.next_pointer.clone()),
-                c.has_more_pointer.clone(),
+                HasMore::new(&c.has_more_pointer, &c.last_page_pointer),
                 c.end,
             )),
             PaginationConfig::LinkHeader(c) => {
-                Box::new(NextUrl::new(NextIn::LinkHeader, None, c.end))
+                Box::new(NextUrl::new(NextIn::LinkHeader, HasMore::default(), c.end))
             }
             PaginationConfig::RangeHeader(c) => Box::new(Ranges::new(c)),
             PaginationConfig::None(_) => Box::new(Single),
@@ -477,18 +502,22 @@ impl PaginationConfig {
             PaginationConfig::Offset(c) => {
                 p.total = c.total_pointer.clone();
                 p.has_more = c.has_more_pointer.clone();
+                p.last_page = c.last_page_pointer.clone();
             }
             PaginationConfig::Page(c) => {
                 p.total = c.total_pointer.clone();
                 p.total_pages = c.total_pages_pointer.clone();
                 p.has_more = c.has_more_pointer.clone();
+                p.last_page = c.last_page_pointer.clone();
             }
             PaginationConfig::Cursor(c) => {
                 p.next = Some(c.cursor_pointer.clone());
                 p.has_more = c.has_more_pointer.clone();
+                p.last_page = c.last_page_pointer.clone();
             }
             PaginationConfig::Keyset(c) => {
                 p.has_more = c.has_more_pointer.clone();
+                p.last_page = c.last_page_pointer.clone();
                 p.record_key = Some(match c.key_record {
                     KeyRecord::Last => RecordField::Last(c.key_pointer.clone()),
                     KeyRecord::First => RecordField::First(c.key_pointer.clone()),
@@ -497,6 +526,7 @@ impl PaginationConfig {
             PaginationConfig::NextUrl(c) => {
                 p.next = Some(c.next_pointer.clone());
                 p.has_more = c.has_more_pointer.clone();
+                p.last_page = c.last_page_pointer.clone();
             }
             PaginationConfig::LinkHeader(_)
             | PaginationConfig::RangeHeader(_)

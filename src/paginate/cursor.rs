@@ -24,9 +24,9 @@ struct Follow {
 }
 
 impl Follow {
-    fn new(has_more: Option<JsonPointer>, end: ListEnd) -> Self {
+    fn new(has_more: HasMore, end: ListEnd) -> Self {
         Follow {
-            has_more: HasMore(has_more),
+            has_more,
             end,
             seen: HashSet::new(),
             empty: EmptyPages::default(),
@@ -99,7 +99,10 @@ impl Cursor {
             cursor_pointer: c.cursor_pointer.clone(),
             limit: c.limit_param.clone().map(|p| (p, c.page_size)),
             params_in: c.params_in,
-            follow: Follow::new(c.has_more_pointer.clone(), c.end),
+            follow: Follow::new(
+                HasMore::new(&c.has_more_pointer, &c.last_page_pointer),
+                c.end,
+            ),
         }
     }
 }
@@ -167,7 +170,10 @@ impl Keyset {
             params_in: c.params_in,
             // Without a flag, only an empty page ends a keyset list: a short one may be a
             // server's cap. One request more, never a record less.
-            follow: Follow::new(c.has_more_pointer.clone(), ListEnd::EmptyPage),
+            follow: Follow::new(
+                HasMore::new(&c.has_more_pointer, &c.last_page_pointer),
+                ListEnd::EmptyPage,
+            ),
         }
     }
 }
@@ -249,7 +255,7 @@ pub(super) struct NextUrl {
 }
 
 impl NextUrl {
-    pub(super) fn new(source: NextIn, has_more: Option<JsonPointer>, end: ListEnd) -> Self {
+    pub(super) fn new(source: NextIn, has_more: HasMore, end: ListEnd) -> Self {
         NextUrl {
             source,
             follow: Follow::new(has_more, end),

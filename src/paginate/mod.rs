@@ -140,6 +140,8 @@ pub struct Pointers {
     pub total_pages: Option<JsonPointer>,
     /// A "more pages follow" flag.
     pub has_more: Option<JsonPointer>,
+    /// A "this is the last page" flag.
+    pub last_page: Option<JsonPointer>,
     /// The next cursor, or the next page's URL.
     pub next: Option<JsonPointer>,
     /// A field of the first or last record: a keyset's next key.
@@ -150,11 +152,17 @@ impl Pointers {
     /// The pointers to read, for [`crate::decode::scan`]; [`Pointers::read`] takes its
     /// answer back in the same order.
     pub fn list(&self) -> Vec<JsonPointer> {
-        [&self.total, &self.total_pages, &self.has_more, &self.next]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
+        [
+            &self.total,
+            &self.total_pages,
+            &self.has_more,
+            &self.last_page,
+            &self.next,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     /// The values found at [`Pointers::list`], by name.
@@ -165,6 +173,7 @@ impl Pointers {
             total: take(&self.total),
             total_pages: take(&self.total_pages),
             has_more: take(&self.has_more),
+            last_page: take(&self.last_page),
             next: take(&self.next),
             record_key: None,
         }
@@ -177,6 +186,7 @@ pub struct Values {
     pub total: Option<serde_json::Value>,
     pub total_pages: Option<serde_json::Value>,
     pub has_more: Option<serde_json::Value>,
+    pub last_page: Option<serde_json::Value>,
     pub next: Option<serde_json::Value>,
     /// The value at [`Pointers::record_key`] in its record.
     pub record_key: Option<serde_json::Value>,
@@ -314,8 +324,11 @@ pub struct Paginator {
     server_size: Option<u64>,
     /// Set once a page of another size was not the last: the server's page sizes vary, so a
     /// strategy that advances by records speculates no more (every speculation would be
-    /// wrong, and cost a request).
+    /// wrong, and cost a request) — until [`STEADY_PAGES`] pages in a row of the server's
+    /// size show that the odd one was an exception.
     ragged: bool,
+    /// Pages in a row of the server's size.
+    steady: u32,
     /// The first count the API stated for these pages (kept in the checkpoint across a
     /// resume), and the last one that differed from it: a collection that changed while
     /// it was read.
@@ -332,6 +345,7 @@ impl Clone for Paginator {
             step: self.step,
             server_size: self.server_size,
             ragged: self.ragged,
+            steady: self.steady,
             first_stated: self.first_stated,
             changed: self.changed,
             fingerprint: self.fingerprint.clone(),
@@ -352,6 +366,7 @@ impl Paginator {
             step: page_size,
             server_size: None,
             ragged: false,
+            steady: 0,
             first_stated: None,
             changed: None,
             fingerprint,
@@ -470,13 +485,19 @@ impl Paginator {
         }
         Ok(match next {
             Some(position) => {
-                self.ragged |= varied;
+                self.steady = if varied { 0 } else { self.steady + 1 };
+                self.ragged = varied || (self.ragged && self.steady < STEADY_PAGES);
                 Next::Continue(self.request(&position))
             }
             None => Next::Done,
         })
     }
 }
+
+/// Pages in a row of the server's own size after which a list that had one of another size
+/// speculates again: one short page mid-stream (a filter, a deleted record) does not make
+/// the rest of a long list go one request at a time.
+const STEADY_PAGES: u32 = 4;
 
 /// One request, no pages.
 #[derive(Clone, Debug)]
@@ -559,27 +580,56 @@ fn as_flag(value: Option<&serde_json::Value>) -> Result<Option<bool>, PaginateEr
     }
 }
 
-/// Where a has-more flag is in the answers, if the API has one.
+/// Where the answers say whether more pages follow, if they do: a has-more flag, or a
+/// last-page flag (its opposite).
 #[derive(Clone, Debug, Default)]
-struct HasMore(Option<JsonPointer>);
+pub(crate) struct HasMore {
+    more: Option<JsonPointer>,
+    last: Option<JsonPointer>,
+}
 
 impl HasMore {
-    /// What the page's flag says (`None`: no flag, or the answer does not say).
-    fn read(&self, page: &PageOutcome) -> Result<Option<bool>, PaginateError> {
-        match &self.0 {
-            Some(pointer) => as_flag(page.values.has_more.as_ref())
-                .map_err(|e| PaginateError(format!("at `{pointer}`: {}", e.0))),
-            None => Ok(None),
+    pub(crate) fn new(more: &Option<JsonPointer>, last: &Option<JsonPointer>) -> HasMore {
+        HasMore {
+            more: more.clone(),
+            last: last.clone(),
         }
     }
 
-    /// The failure of a list whose has-more flag says more pages follow where `why` no next
-    /// request can be formed: ending there would lose records at exit 0.
+    /// What the page's flags say (`None`: no flag, or the answer does not say); flags that
+    /// disagree are an error, not a guess.
+    fn read(&self, page: &PageOutcome) -> Result<Option<bool>, PaginateError> {
+        let flag = |pointer: &Option<JsonPointer>, value: Option<&serde_json::Value>| match pointer
+        {
+            Some(at) => as_flag(value).map_err(|e| PaginateError(format!("at `{at}`: {}", e.0))),
+            None => Ok(None),
+        };
+        let more = flag(&self.more, page.values.has_more.as_ref())?;
+        let last = flag(&self.last, page.values.last_page.as_ref())?;
+        match (more, last) {
+            (Some(more), Some(last)) if more == last => Err(PaginateError(format!(
+                "the has-more flag at `{}` says {more} and the last-page flag at `{}` says \
+                 {last}: the answer contradicts itself",
+                self.more.as_ref().expect("read"),
+                self.last.as_ref().expect("read")
+            ))),
+            (Some(more), _) => Ok(Some(more)),
+            (None, last) => Ok(last.map(|last| !last)),
+        }
+    }
+
+    /// The failure of a list whose flags say more pages follow where `why` no next request
+    /// can be formed: ending there would lose records at exit 0.
     fn contradicted(&self, why: String) -> PaginateError {
-        let at = self.0.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let flag = match (&self.more, &self.last) {
+            (Some(at), _) => format!("the has-more flag at `{at}` says more pages follow"),
+            (None, Some(at)) => {
+                format!("the last-page flag at `{at}` says this is not the last page")
+            }
+            (None, None) => "the answer says more pages follow".to_string(),
+        };
         PaginateError(format!(
-            "the has-more flag at `{at}` says more pages follow, but {why}; stopping instead of \
-             ending the list with records missing"
+            "{flag}, but {why}; stopping instead of ending the list with records missing"
         ))
     }
 }

@@ -14,6 +14,7 @@ fn offset_config(page_size: u64) -> PaginationConfig {
         params_in: ParamsIn::Query,
         total_pointer: None,
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
 }
@@ -115,6 +116,7 @@ fn stop_conditions() {
         params_in: ParamsIn::Query,
         total_pointer: None,
         has_more_pointer: Some("/more".parse().unwrap()),
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -143,6 +145,7 @@ fn stop_conditions() {
         total_pointer: None,
         total_pages_pointer: Some("/pages".parse().unwrap()),
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -177,6 +180,7 @@ fn records_past_the_total_are_an_error() {
         params_in: ParamsIn::Query,
         total_pointer: Some("/total".parse().unwrap()),
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -206,6 +210,7 @@ fn a_repeated_cursor_is_an_error() {
         page_size: 10,
         params_in: ParamsIn::Query,
         has_more_pointer: None,
+        last_page_pointer: None,
         end: ListEnd::NextAbsent,
     })
     .build();
@@ -255,6 +260,7 @@ fn a_position_of_another_strategy_is_refused() {
             total_pointer: None,
             total_pages_pointer: None,
             has_more_pointer: None,
+            last_page_pointer: None,
             total_upper_bound: None,
         })
         .build()
@@ -317,6 +323,7 @@ fn page_counts_follow_the_servers_page_size() {
         total_pointer: Some("/total".parse().unwrap()),
         total_pages_pointer: None,
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();

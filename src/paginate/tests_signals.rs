@@ -31,6 +31,7 @@ fn cursor(end: ListEnd, has_more: Option<&str>) -> Paginator {
         page_size: 100,
         params_in: ParamsIn::Query,
         has_more_pointer: has_more.map(ptr),
+        last_page_pointer: None,
         end,
     })
     .build()
@@ -108,6 +109,7 @@ fn a_has_more_flag_that_says_true_with_no_next_request_fails_every_strategy() {
     let mut p = PaginationConfig::NextUrl(NextUrlConfig {
         next_pointer: ptr("/next"),
         has_more_pointer: Some(ptr("/more")),
+        last_page_pointer: None,
         end: ListEnd::NextAbsent,
     })
     .build();
@@ -123,6 +125,7 @@ fn a_has_more_flag_that_says_true_with_no_next_request_fails_every_strategy() {
         params_in: ParamsIn::Query,
         total_pointer: Some(ptr("/total")),
         has_more_pointer: Some(ptr("/more")),
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -147,6 +150,7 @@ fn a_has_more_flag_that_says_true_with_no_next_request_fails_every_strategy() {
         total_pointer: None,
         total_pages_pointer: Some(ptr("/pages")),
         has_more_pointer: Some(ptr("/more")),
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -172,6 +176,7 @@ fn keyset(record: KeyRecord, has_more: Option<&str>) -> Paginator {
         params_in: ParamsIn::Query,
         first_key: None,
         has_more_pointer: has_more.map(ptr),
+        last_page_pointer: None,
     })
     .build()
 }
@@ -225,6 +230,7 @@ fn keyset_pages_send_the_last_records_key_until_the_flag_or_an_empty_page_ends()
         params_in: ParamsIn::Body,
         first_key: None,
         has_more_pointer: None,
+        last_page_pointer: None,
     })
     .build();
     let first = p.first();
@@ -290,6 +296,7 @@ fn totals_in_every_json_form_of_a_whole_number_are_read_and_others_refused() {
         params_in: ParamsIn::Query,
         total_pointer: Some(ptr("/total")),
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -313,6 +320,7 @@ fn a_count_that_changes_while_the_pages_are_read_is_seen() {
         params_in: ParamsIn::Query,
         total_pointer: Some(ptr("/total")),
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -339,6 +347,7 @@ fn a_count_that_changes_while_the_pages_are_read_is_seen() {
         params_in: ParamsIn::Query,
         total_pointer: Some(ptr("/total")),
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -362,6 +371,11 @@ fn pages_of_varying_size_stop_speculation_by_records() {
     at = follows(&mut p, &at, &page(31, Values::default()));
     at = follows(&mut p, &at, &page(50, Values::default()));
     assert_eq!(p.speculate(&at), None);
+    // Pages of the server's size again: after four in a row the odd one was an exception.
+    for n in 2..=4 {
+        at = follows(&mut p, &at, &page(50, Values::default()));
+        assert_eq!(p.speculate(&at).is_some(), n == 4, "after {n} steady pages");
+    }
     // Page numbers do not depend on the records a page held: they go on speculating.
     let mut p = PaginationConfig::Page(PageConfig {
         page_param: "page".into(),
@@ -372,6 +386,7 @@ fn pages_of_varying_size_stop_speculation_by_records() {
         total_pointer: None,
         total_pages_pointer: None,
         has_more_pointer: None,
+        last_page_pointer: None,
         total_upper_bound: None,
     })
     .build();
@@ -393,6 +408,7 @@ fn a_key_in_the_path_starts_from_the_first_key_and_the_page_size_stays_in_the_qu
         params_in: ParamsIn::Path,
         first_key: Some("start".into()),
         has_more_pointer: Some(ptr("/has_more")),
+        last_page_pointer: None,
     })
     .build();
     let first = p.first();
@@ -400,4 +416,61 @@ fn a_key_in_the_path_starts_from_the_first_key_and_the_page_size_stays_in_the_qu
     assert_eq!(first.query, [("limit".to_string(), "50".to_string())]);
     let second = follows(&mut p, &first, &page(50, keyed(49.into(), Some(true))));
     assert_eq!(second.path_key.as_deref(), Some("49"));
+}
+
+#[test]
+fn a_last_page_flag_is_a_has_more_flag_the_other_way_round() {
+    // Zendesk's export: the last page says `end_of_stream: true` and still names a next page.
+    let mut p = PaginationConfig::NextUrl(NextUrlConfig {
+        next_pointer: ptr("/after_url"),
+        has_more_pointer: None,
+        last_page_pointer: Some(ptr("/end_of_stream")),
+        end: ListEnd::NextAbsent,
+    })
+    .build();
+    let first = p.first();
+    let page_of = |last: bool| {
+        page(
+            10,
+            Values {
+                next: Some("https://x.example/next".into()),
+                last_page: Some(last.into()),
+                ..Values::default()
+            },
+        )
+    };
+    let second = follows(&mut p, &first, &page_of(false));
+    assert_eq!(p.next(&second, &page_of(true)).unwrap(), Next::Done);
+    // `false` with nothing to follow: more was promised.
+    let values = Values {
+        last_page: Some(false.into()),
+        ..Values::default()
+    };
+    let e = p.next(&second, &page(10, values)).unwrap_err().0;
+    assert!(
+        e.contains("the last-page flag at `/end_of_stream` says this is not the last page"),
+        "{e}"
+    );
+    // Both flags, disagreeing with each other.
+    let mut p = PaginationConfig::Offset(OffsetConfig {
+        offset_param: "skip".into(),
+        limit_param: "limit".into(),
+        page_size: 10,
+        start_offset: 0,
+        params_in: ParamsIn::Query,
+        total_pointer: None,
+        has_more_pointer: Some(ptr("/more")),
+        last_page_pointer: Some(ptr("/done")),
+        total_upper_bound: None,
+    })
+    .build();
+    let first = p.first();
+    let values = Values {
+        has_more: Some(true.into()),
+        last_page: Some(true.into()),
+        ..Values::default()
+    };
+    let e = p.next(&first, &page(10, values)).unwrap_err().0;
+    assert!(e.contains("contradicts itself"), "{e}");
+    assert_eq!(p.pointers().list().len(), 2);
 }
