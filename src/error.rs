@@ -139,7 +139,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// A job or provider file (or the command line) is wrong.
     pub const CONFIG: u8 = 2;
-    /// The API rejected the credentials.
+    /// The API (or its login endpoint) answered that the credentials were refused.
     pub const AUTH: u8 = 3;
     /// The API kept failing after all retries, or answered with a non-retryable error.
     pub const UPSTREAM: u8 = 4;
@@ -155,6 +155,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => exit::CONFIG,
+            // Only a server that answered about the credentials is exit 3.
+            Error::Fetch(FetchError::Auth {
+                source: crate::auth::AuthError::LoginUnreachable { .. },
+                ..
+            }) => exit::UPSTREAM,
             Error::Fetch(FetchError::Auth { .. }) => exit::AUTH,
             Error::Fetch(_)
             | Error::Paginate { .. }

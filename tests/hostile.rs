@@ -652,3 +652,58 @@ async fn every_static_credential_kind_completes_a_run() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_endpoint_that_is_down_is_an_outage_not_refused_credentials() {
+    use apisnap::sandbox::{Fault, FaultConfig};
+    // Every login answers 503 (then, in a second sandbox, the login answer is too slow for
+    // the provider's timeout): after the retries the run exits 4, as for any API outage —
+    // the shipped CronJobs never retry exit 3 (was: exit 3, "authentication failed").
+    for kind in ["503", "slow"] {
+        let sandbox = common::start_sandbox(SandboxConfig {
+            records: 100,
+            login_faults: FaultConfig {
+                rate: 1.0,
+                seed: 1,
+                kinds: vec![Fault::parse(kind).unwrap()],
+                ..Default::default()
+            },
+            ..SandboxConfig::default()
+        })
+        .await;
+        let ws = Workspace::with_shipped_jobs();
+        let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+        for (k, v) in [
+            ("RETRY__BASE_DELAY_MS", "10"),
+            ("RETRY__MAX_DELAY_MS", "50"),
+            ("RETRY__MAX_RETRIES", "2"),
+            ("TIMEOUT_SECS", "1"),
+        ] {
+            env.push((format!("APISNAP_PROVIDER_SEAL_METRICS__{k}"), v.into()));
+        }
+        let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
+        assert_exit(&out, 4);
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("the login endpoint") && stderr.contains("could not be reached"),
+            "{kind}: {stderr}"
+        );
+    }
+    // A login the server refuses stays exit 3.
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 100,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let mut env = provider_env(&sandbox, &ws, "seal_metrics");
+    env.retain(|(k, _)| k != "SEAL_METRICS_PASSWORD");
+    env.push(("SEAL_METRICS_PASSWORD".into(), "not-the-password".into()));
+    let out = ws.apisnap(&["run", "seal_metrics_events"], &env).await;
+    assert_exit(&out, 3);
+    assert!(
+        text(&out.stderr).contains("login at"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::exchange::{Exchange, pointer};
+use super::exchange::{Exchange, LoginFailure, pointer};
 use super::token::{Token, TokenConfig};
 use super::{credentials_body, resolve_map};
 use crate::env::Env;
@@ -162,7 +162,7 @@ impl CodeExchange {
         self.reissue_url.is_some()
     }
 
-    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, LoginFailure> {
         let errors = [&self.config.error_pointer];
         let answer = Exchange::send(
             http,
@@ -203,7 +203,7 @@ impl CodeExchange {
         &self,
         http: &crate::http::Http,
         current: &Token,
-    ) -> Result<Token, String> {
+    ) -> Result<Token, LoginFailure> {
         let url = self.reissue_url.as_ref().ok_or("no reissue path")?;
         let answer = Exchange::send(
             http,
@@ -224,7 +224,7 @@ impl CodeExchange {
         url: &Url,
         account: &AccountConfig,
         token: &Token,
-    ) -> Result<String, String> {
+    ) -> Result<String, LoginFailure> {
         let auth = super::authorization(&self.config.token.scheme, &token.value);
         let answer =
             Exchange::send(http, http.client.get(url.clone()).header(auth.0, auth.1)).await?;
@@ -254,12 +254,13 @@ impl CodeExchange {
                 } else {
                     ids.join(", ")
                 }
-            )),
+            )
+            .into()),
             None => ids.into_iter().next().ok_or_else(|| {
-                format!(
+                LoginFailure::from(format!(
                     "{url} lists no accounts at {} with an `{}` field",
                     account.list_pointer, account.id_field
-                )
+                ))
             }),
         }
     }

@@ -6,6 +6,41 @@ use super::string_at;
 use crate::http::{BodyError, FullJitter, Http};
 use crate::vocab::JsonPointer;
 
+/// Why a login did not give a token: the server could not be reached (after the retries:
+/// refused connections, timeouts, 5xx, 429), or it answered, and the answer was a refusal
+/// or could not be used. Only the second says anything about the credentials.
+#[derive(Debug)]
+pub(crate) struct LoginFailure {
+    pub message: String,
+    pub unreachable: bool,
+}
+
+impl LoginFailure {
+    /// The same failure with its message rewritten (a step named, a secret redacted).
+    pub fn map(self, f: impl FnOnce(String) -> String) -> LoginFailure {
+        LoginFailure {
+            message: f(self.message),
+            unreachable: self.unreachable,
+        }
+    }
+}
+
+/// A message about the answer: the server was reached.
+impl From<String> for LoginFailure {
+    fn from(message: String) -> Self {
+        LoginFailure {
+            message,
+            unreachable: false,
+        }
+    }
+}
+
+impl From<&str> for LoginFailure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
 /// A login request that did not get an answer worth reading.
 struct Failure {
     message: String,
@@ -26,7 +61,10 @@ impl Exchange {
     /// `max_response_bytes`), retried like a data request on a transient failure — a reset
     /// connection, a timeout, 408, 425, 429 (after its `Retry-After`), 5xx — and never on an
     /// answer about the credentials.
-    pub async fn send(http: &Http, request: reqwest::RequestBuilder) -> Result<Exchange, String> {
+    pub async fn send(
+        http: &Http,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Exchange, LoginFailure> {
         use backon::Retryable;
         let target = request
             .try_clone()
@@ -56,7 +94,13 @@ impl Exchange {
                 tracing::warn!(request = %target, error = %f.message, wait_ms = wait.as_millis() as u64, "retrying the login request");
             })
             .await
-            .map_err(|f| f.message)
+            .map_err(|f| LoginFailure {
+                message: f.message,
+                // No answer about the credentials came: a transient failure that outlasted
+                // the retries, or one that no retry changes (a TLS refusal, an answer past
+                // `max_response_bytes`) — the server, not the credentials.
+                unreachable: true,
+            })
     }
 
     async fn once(http: &Http, request: reqwest::RequestBuilder) -> Result<Exchange, Failure> {

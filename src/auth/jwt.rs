@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::exchange::{Exchange, pointer};
+use super::exchange::{Exchange, LoginFailure, pointer};
 use super::resolve_map;
 use super::token::{Token, TokenConfig};
 use crate::env::Env;
@@ -166,18 +166,18 @@ impl JwtAssertion {
         .map_err(|e| format!("cannot sign the request token: {e}"))
     }
 
-    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, LoginFailure> {
         let jwt = self.assertion()?;
         let body = serde_json::json!({ self.config.assertion_field.clone(): jwt });
-        let result = async {
+        let result: Result<Token, LoginFailure> = async {
             let answer =
                 Exchange::send(http, http.client.post(self.url.clone()).json(&body)).await?;
             let body = answer.success_json(&[&self.config.error_pointer])?;
-            self.config.token.parse(&body)
+            Ok(self.config.token.parse(&body)?)
         }
         .await;
         // The signed token is a credential too: a server that echoes it must not leak it.
-        result.map_err(|m| m.replace(&jwt, "[redacted]"))
+        result.map_err(|f| f.map(|m| m.replace(&jwt, "[redacted]")))
     }
 }
 

@@ -260,6 +260,18 @@ pub enum AuthError {
         url: String,
         message: String,
     },
+    /// The login or token endpoint did not answer about the credentials: unreachable,
+    /// timing out or failing (5xx, 429) after every retry. Not the credentials' fault: the
+    /// run fails as for any unreachable API (exit 4), and a scheduler may retry it.
+    #[error(
+        "provider `{provider}`: the login endpoint {url} could not be reached after the \
+         retries: {message}. The credentials were not judged; the next run tries again"
+    )]
+    LoginUnreachable {
+        provider: String,
+        url: String,
+        message: String,
+    },
     #[error(
         "provider `{provider}`: authentication failed: {request} was rejected {detail}; \
          check the credentials ({sources})"

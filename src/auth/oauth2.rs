@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::exchange::{Exchange, pointer};
+use super::exchange::{Exchange, LoginFailure, pointer};
 use super::token::{Token, TokenConfig};
 use crate::env::Env;
 use crate::secret::{Secret, SecretRef};
@@ -78,7 +78,7 @@ impl OAuth2 {
         vec![&self.client_secret, &self.client_id]
     }
 
-    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, LoginFailure> {
         let mut form = vec![
             ("client_id", self.client_id.expose()),
             ("client_secret", self.client_secret.expose()),
@@ -90,6 +90,6 @@ impl OAuth2 {
         let answer = Exchange::send(http, http.client.post(self.url.clone()).form(&form)).await?;
         // RFC 6749 §5.2: `error` and `error_description`.
         let body = answer.success_json(&[&pointer("/error"), &pointer("/error_description")])?;
-        self.config.token.parse(&body)
+        Ok(self.config.token.parse(&body)?)
     }
 }

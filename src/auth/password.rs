@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::exchange::{Exchange, pointer};
+use super::exchange::{Exchange, LoginFailure, pointer};
 use super::token::{Token, TokenConfig};
 use super::{credentials_body, resolve_map};
 use crate::env::Env;
@@ -87,7 +87,7 @@ impl PasswordLogin {
         self.fields.values().collect()
     }
 
-    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
+    pub async fn login(&self, http: &crate::http::Http) -> Result<Token, LoginFailure> {
         let answer = Exchange::send(
             http,
             http.client
@@ -101,8 +101,8 @@ impl PasswordLogin {
         if let Some(ptr) = &self.config.success_pointer
             && ptr.get(&body) != Some(&serde_json::Value::Bool(true))
         {
-            return Err(format!("the server answered {ptr} = false: {message}"));
+            return Err(format!("the server answered {ptr} = false: {message}").into());
         }
-        self.config.token.parse(&body)
+        Ok(self.config.token.parse(&body)?)
     }
 }

@@ -10,6 +10,7 @@ use url::Url;
 
 use super::cache::TokenCache;
 use super::code_exchange::CodeExchange;
+use super::exchange::LoginFailure;
 use super::jwt::JwtAssertion;
 use super::oauth2::OAuth2;
 use super::password::PasswordLogin;
@@ -30,7 +31,7 @@ pub(crate) enum Login {
 }
 
 impl Login {
-    async fn login(&self, http: &crate::http::Http) -> Result<Token, String> {
+    async fn login(&self, http: &crate::http::Http) -> Result<Token, LoginFailure> {
         match self {
             Login::Password(l) => l.login(http).await,
             Login::CodeExchange(l) => l.login(http).await,
@@ -44,7 +45,7 @@ impl Login {
         &self,
         http: &crate::http::Http,
         token: &Token,
-    ) -> Option<Result<Token, String>> {
+    ) -> Option<Result<Token, LoginFailure>> {
         match self {
             Login::CodeExchange(l) if l.can_reissue() => Some(l.reissue(http, token).await),
             _ => None,
@@ -116,7 +117,7 @@ struct State {
     /// A login that failed (after its retries): the requests waiting behind it fail with
     /// the same answer instead of each sending the credentials again — a server that
     /// rejected them once would count every try against the account.
-    failed: Option<(String, String)>,
+    failed: Option<(String, LoginFailure)>,
 }
 
 impl std::fmt::Debug for TokenSession {
@@ -216,28 +217,34 @@ impl TokenSession {
                     return Ok(token);
                 }
                 Err(e) => {
-                    tracing::warn!(provider = %self.provider, error = %self.redact(&e), "reissue failed; logging in again");
+                    tracing::warn!(provider = %self.provider, error = %self.redact(&e.message), "reissue failed; logging in again");
                 }
             }
         }
-        let failure = |url: String, message: String| AuthError::Login {
-            provider: self.provider.clone(),
-            url,
-            message,
+        let failure = |url: &str, f: &LoginFailure| match f.unreachable {
+            true => AuthError::LoginUnreachable {
+                provider: self.provider.clone(),
+                url: url.to_string(),
+                message: f.message.clone(),
+            },
+            false => AuthError::Login {
+                provider: self.provider.clone(),
+                url: url.to_string(),
+                message: f.message.clone(),
+            },
         };
-        if let Some((url, message)) = &state.failed {
-            return Err(failure(url.clone(), message.clone()));
+        if let Some((url, f)) = &state.failed {
+            return Err(failure(url, f));
         }
         self.count_login()?;
         let token = match self.login.login(http).await {
             Ok(token) => token,
-            Err(message) => {
-                let (url, message) = (
-                    http.described(self.login.url().as_str()),
-                    self.redact(&message),
-                );
-                state.failed = Some((url.clone(), message.clone()));
-                return Err(failure(url, message));
+            Err(f) => {
+                let url = http.described(self.login.url().as_str());
+                let f = f.map(|m| self.redact(&m));
+                let error = failure(&url, &f);
+                state.failed = Some((url, f));
+                return Err(error);
             }
         };
         self.logins.fetch_add(1, Ordering::Relaxed);
