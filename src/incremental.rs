@@ -43,6 +43,9 @@ fn default_future_tolerance() -> u64 {
     3600
 }
 
+/// The most a server's clock may be trusted to run ahead: a year.
+const MAX_FUTURE_TOLERANCE: u64 = 366 * 86_400;
+
 impl IncrementalConfig {
     pub fn validate(&self, errors: &mut ConfigErrors) {
         if self.cursor_field.is_empty() {
@@ -55,6 +58,15 @@ impl IncrementalConfig {
             errors.push(ConfigError::field(
                 "incremental.param",
                 "expected a query parameter name, e.g. `updated_since`",
+            ));
+        }
+        if self.future_tolerance_secs > MAX_FUTURE_TOLERANCE {
+            errors.push(ConfigError::field(
+                "incremental.future_tolerance_secs",
+                format!(
+                    "{} is out of range: expected 0 to {MAX_FUTURE_TOLERANCE} (a year)",
+                    self.future_tolerance_secs
+                ),
             ));
         }
     }
@@ -167,8 +179,14 @@ pub fn column_mark(
             c.as_string::<i32>()
                 .iter()
                 .map(|t| {
-                    t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        .is_some_and(|t| t > limit)
+                    t.and_then(|t| {
+                        chrono::DateTime::parse_from_rfc3339(t)
+                            .or_else(|_| {
+                                chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%#z")
+                            })
+                            .ok()
+                    })
+                    .is_some_and(|t| t > limit)
                 })
                 .collect()
         }

@@ -681,6 +681,22 @@ async fn a_record_twice_in_a_run_fails_it_or_is_kept_once_by_its_key() {
     assert_eq!(check::parquet_rows(&file, ids.clone().into_iter()), records);
     ids.sort();
     assert_eq!(ids, (0..records).collect::<Vec<_>>());
+
+    // A key that names no field would never find a duplicate: said, with the field.
+    job(
+        &ws,
+        "misspelled",
+        "path = \"/shapes/changing/insert\"\nkey = [\"ID\"]",
+        "type = \"offset\"\npage_size = 10",
+        "",
+    );
+    let out = ws.apisnap(&["run", "misspelled"], &env).await;
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("endpoint.key") && stderr.contains("`ID`") && stderr.contains("id, name"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,6 +738,20 @@ async fn pagination_settings_that_cannot_be_followed_are_refused_with_the_field_
         }
         assert!(stderr.contains("jobs/bad.toml"), "{stderr}");
     }
+    // Keeping the newest copy rewrites the snapshot whole: not per slice yet.
+    ws.write(
+        "jobs/bad.toml",
+        "provider = \"seal_metrics\"\non_duplicate = \"keep_newest\"\n\
+         [endpoint]\npath = \"/events\"\nquery = { from = \"{window.start}\" }\nkey = [\"id\"]\n\
+         [pagination]\ntype = \"offset\"\n[windows]\nstart = \"-2d\"\nend = \"now\"\nstep = \"1d\"\n",
+    );
+    let out = ws.apisnap(&["validate", "jobs/bad.toml"], &[]).await;
+    assert_exit(&out, 2);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("on_duplicate") && stderr.contains("partitions or windows"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,7 +171,7 @@ pub struct EndpointConfig {
     #[serde(default = "default_records_pointer")]
     pub records_pointer: JsonPointer,
     /// The field or fields that identify a record (`["id"]`): a record whose key came before
-    /// in the same run is a duplicate (`on_duplicate`). Default: the table's `primary_key`.
+    /// in the same run is a duplicate (`on_duplicate`). None by default.
     #[serde(default)]
     pub key: Vec<String>,
 }
@@ -295,13 +295,22 @@ impl JobConfig {
             if self.record_key().is_empty() {
                 errors.push(ConfigError::field(
                     "on_duplicate",
-                    "`keep_newest` needs the records' key: set `endpoint.key`, e.g.                      `key = [\"id\"]`",
+                    "`keep_newest` needs the records' key: set `endpoint.key`, e.g. \
+                     `key = [\"id\"]`",
                 ));
             }
             if self.output.layout == crate::sink::Layout::Hive {
                 errors.push(ConfigError::field(
                     "on_duplicate",
-                    "`keep_newest` rewrites the snapshot into one file, which a hive layout                      cannot be: use `fail`",
+                    "`keep_newest` rewrites the snapshot into one file, which a hive layout \
+                     cannot be: use `fail`",
+                ));
+            }
+            if self.sliced() {
+                errors.push(ConfigError::field(
+                    "on_duplicate",
+                    "`keep_newest` is not combined with partitions or windows yet (each slice \
+                     counts its own records): use `fail`",
                 ));
             }
         }
@@ -347,14 +356,11 @@ impl JobConfig {
 }
 
 impl JobConfig {
-    /// The fields that identify a record: the endpoint's `key`, else the table's
-    /// `primary_key`; empty when neither is set.
+    /// The fields that identify a record for finding duplicates within a run: the
+    /// endpoint's `key`, empty when not set. (A table's `primary_key` alone does not turn
+    /// it on: the table keeps the newest version of each key whatever a run holds.)
     pub fn record_key(&self) -> Vec<String> {
-        match (&self.endpoint.key, &self.table) {
-            (key, _) if !key.is_empty() => key.clone(),
-            (_, Some(table)) => table.primary_key.clone(),
-            _ => Vec::new(),
-        }
+        self.endpoint.key.clone()
     }
 
     /// Whether the job is cut into slices.

@@ -131,15 +131,16 @@ fn is_instant(text: &str) -> bool {
             .iter()
             .any(|f| chrono::DateTime::parse_from_str(t, f).is_ok())
     };
-    let offset = &text[text.len().saturating_sub(5)..];
+    // Bytes, not characters: the text may hold any UTF-8 after the date.
+    let offset = &text.as_bytes()[text.len().saturating_sub(5)..];
     let sign = |b: u8| b == b'+' || b == b'-';
     // The offset must be whole: `+HHMM` or `+HH` at the end, digits after the sign.
-    let shaped = match offset.as_bytes() {
+    let shaped = match offset {
         [s, h1, h2, m1, m2] if sign(*s) => [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()),
         [.., s, h1, h2] if sign(*s) => h1.is_ascii_digit() && h2.is_ascii_digit(),
         _ => false,
     };
-    shaped && !text[11..].contains(char::is_whitespace) && basic(text)
+    shaped && !text.as_bytes()[11..].iter().any(u8::is_ascii_whitespace) && basic(text)
 }
 
 impl Scalars {
@@ -464,6 +465,9 @@ mod tests {
         }
         // Ambiguous, or not a form the decoder reads: stays text.
         for text in [
+            "2024-05-01 会议记录",
+            "2026-01-01 ok 😀😀",
+            "2026-01-01T10:00:00+0😀",
             "2026-01-01T10:00+0000",
             "Thu, 01 Jan 2026 10:00:00 +0000",
             "2026-01-01T10:00:00+000",

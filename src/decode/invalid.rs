@@ -123,6 +123,8 @@ fn repaired(
     if field_error(field, raw).is_none() {
         return Ok(None);
     }
+    // Counts made inside are undone if the value ends up null as a whole.
+    let counted = counts.clone();
     let rebuilt = match field.data_type() {
         arrow_schema::DataType::Struct(children) => match record(raw) {
             Ok(object) => {
@@ -177,6 +179,7 @@ fn repaired(
             field_error(field, raw).unwrap_or_default()
         ));
     }
+    *counts = counted;
     match counts.iter_mut().find(|(f, _)| f == path) {
         Some((_, n)) => *n += 1,
         None => counts.push((path.to_string(), 1)),

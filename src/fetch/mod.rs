@@ -223,6 +223,11 @@ impl Fetcher {
             let segment: String = url::form_urlencoded::byte_serialize(key.as_bytes())
                 .collect::<String>()
                 .replace('+', "%20");
+            // `.` and `..` would be resolved away as path segments.
+            let segment = match segment.as_str() {
+                "." | ".." => segment.replace('.', "%2E"),
+                _ => segment,
+            };
             let path = url.path().replace("%7Bpage.key%7D", &segment);
             url.set_path(&path);
         }

@@ -28,6 +28,15 @@ impl Job {
             )
             .into());
         }
+        if options.shard.is_some() && self.on_duplicate == crate::config::OnDuplicate::KeepNewest {
+            // Each shard sees its own keys only, and none rewrites the whole snapshot.
+            return Err(ConfigError::field(
+                "on_duplicate",
+                "`keep_newest` keeps each key once across the whole snapshot, which the \
+                 shards of a sharded run do not see together: run it whole, or use `fail`",
+            )
+            .into());
+        }
         if options.shard.is_some() && self.incremental.is_some() {
             // Each shard would keep its own high-water mark, and none would be the job's.
             return Err(ConfigError::field(

@@ -401,6 +401,8 @@ impl Job {
         }
         let whole = Checkpoint {
             dropped: per_field(shards, |c| &c.dropped),
+            future_marks: shards.iter().map(|c| c.future_marks).sum(),
+            duplicates: shards.iter().map(|c| c.duplicates).sum(),
             started_at: shards.iter().map(|c| c.started_at).min().expect("shards"),
             records,
             stated_records: stated,

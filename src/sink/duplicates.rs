@@ -24,7 +24,18 @@ fn keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<(u128, String)
     let mut columns = Vec::with_capacity(key.len());
     for name in key {
         let Some(column) = batch.column_by_name(name) else {
-            return Ok(vec![None; batch.num_rows()]);
+            // A key that names no column would find no duplicate ever: a mistake to say.
+            let columns: Vec<&str> = batch
+                .schema_ref()
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            return Err(format!(
+                "the key field `{name}` (endpoint.key) is not a column of the records; they \
+                 have {}",
+                columns.join(", ")
+            ));
         };
         let format = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
             .map_err(|e| e.to_string())?;

@@ -480,7 +480,8 @@ pub(super) fn merge(
                 deleted += 1;
                 rule.now
             });
-            let kept = rule.now - at <= rule.remember;
+            // `remember_deletions_days = 0`: not remembered at all, as before tombstones were.
+            let kept = rule.remember > 0 && rule.now - at <= rule.remember;
             if kept {
                 times.push(at);
             }

@@ -143,7 +143,10 @@ pub(super) fn decode_stage(
         // grow the columns; then a page that still does not decode has a value its column
         // cannot take, for `on_invalid`.
         if attempt.is_err() && strict {
-            let (evolved, added) = crate::decode::evolve(schema, slice).map_err(fail)?;
+            // A page whose own inference fails (a field an object in one record and `[]` in
+            // another) has no new fields to add: its values are for `on_invalid`.
+            let (evolved, added) = crate::decode::evolve(schema, slice)
+                .unwrap_or_else(|_| (schema.as_ref().clone(), Vec::new()));
             if !added.is_empty() {
                 let names: Vec<String> = added.iter().map(|f| format!("`{f}`")).collect();
                 if drift == Drift::Fail {

@@ -384,9 +384,8 @@ pub(super) fn write_stage(
                 let pending = ledger.pending(&page_dir);
                 pending.records += batch.num_rows() as u64;
                 if let Some(keys) = keys.as_mut() {
-                    let again = keys.add(&batch).map_err(|message| Error::Internal {
-                        job: job.to_string(),
-                        message: format!("the records' keys cannot be read: {message}"),
+                    let again = keys.add(&batch).map_err(|message| {
+                        Error::from(crate::config::ConfigError::field("endpoint.key", message))
                     })?;
                     if let Some(first) = again.first() {
                         if on_duplicate == crate::config::OnDuplicate::Fail {
