@@ -58,9 +58,10 @@ impl ProgressDisplay {
                             bar.set_style(
                                 indicatif::ProgressStyle::with_template(
                                     "{spinner} {prefix} {elapsed_precise} [{bar:30}] {pos}/{len} \
-                                     slices ETA {eta} {msg}",
+                                     slices {eta_known}{msg}",
                                 )
                                 .expect("a valid template")
+                                .with_key("eta_known", eta_known)
                                 .progress_chars("=> "),
                             );
                             barred = true;
@@ -73,9 +74,10 @@ impl ProgressDisplay {
                             bar.set_style(
                                 indicatif::ProgressStyle::with_template(
                                     "{spinner} {prefix} {elapsed_precise} [{bar:30}] {percent}% \
-                                     ETA {eta} {msg}",
+                                     {eta_known}{msg}",
                                 )
                                 .expect("a valid template")
+                                .with_key("eta_known", eta_known)
                                 .progress_chars("=> "),
                             );
                             barred = true;
@@ -110,6 +112,14 @@ impl ProgressDisplay {
                 *slot = None;
             }
         }
+    }
+}
+
+/// `ETA 42s `, once there is a rate to estimate from; nothing before (at 0 % the estimate
+/// would say "0s").
+fn eta_known(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    if state.pos() > 0 {
+        let _ = write!(w, "ETA {:#} ", indicatif::HumanDuration(state.eta()));
     }
 }
 

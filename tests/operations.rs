@@ -342,6 +342,8 @@ async fn a_terminal_gets_a_progress_bar() {
     let screen = common::on_terminal(&ws, &env, "run seal_metrics_events").await;
     assert!(screen.contains("% ETA"), "{screen}");
     assert!(screen.contains("[====="), "a bar: {screen}");
+    // No estimate before there is a rate to make it from (it said "0% ETA 0s").
+    assert!(!screen.contains(" 0% ETA"), "{screen}");
 }
 
 /// The benchmark floors send a run's requests and keep nothing: no snapshot, no state.

@@ -299,6 +299,8 @@ async fn a_terminal_shows_the_slices_done_of_all() {
     let screen = common::on_terminal(&ws, &env, &format!("run {JOB}")).await;
     assert!(screen.contains("/15 slices ETA"), "{screen}");
     assert!(screen.contains("[=="), "a bar: {screen}");
+    // Before the first slice is done there is no rate: no estimate (it said "ETA 0s").
+    assert!(!screen.contains("0/15 slices ETA"), "{screen}");
 }
 
 /// `(account_id, id, name)` of every row of a snapshot of the Armor job.
