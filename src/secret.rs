@@ -40,6 +40,91 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The forms a secret value takes in text a server sends back or a URL holds: as it is,
+/// percent-encoded (`+` as `%2B` or, in a form, a space as `+`; hex in either case),
+/// JSON-escaped (with `/` as `\/` too, as PHP writes it) and base64 (standard and URL-safe,
+/// with and without padding). Each is replaced by `[redacted]`.
+fn renderings(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = vec![value.to_string()];
+    let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    out.push(form.replace('+', "%20"));
+    out.push(form.to_lowercase_hex());
+    out.push(form);
+    let json = serde_json::to_string(value).expect("strings serialize");
+    let json = json[1..json.len() - 1].to_string();
+    out.push(json.replace('/', "\\/"));
+    out.push(json);
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        out.push(engine.encode(value));
+    }
+    // Longest first, so that a longer form is not half-replaced by a shorter one.
+    out.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    out.dedup();
+    out
+}
+
+/// Percent-escapes with lowercase hex digits (`%2b`), as some servers write them.
+trait LowercaseHex {
+    fn to_lowercase_hex(&self) -> String;
+}
+
+impl LowercaseHex for String {
+    fn to_lowercase_hex(&self) -> String {
+        let mut out = String::with_capacity(self.len());
+        let mut chars = self.chars();
+        while let Some(c) = chars.next() {
+            out.push(c);
+            if c == '%' {
+                out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+            }
+        }
+        out
+    }
+}
+
+/// The shortest secret replaced wherever it appears; a shorter one only as a whole word
+/// (not inside another), or every message would lose each of its letters.
+const SHORTEST_ANYWHERE: usize = 4;
+
+/// `text` with every rendering of each of `secrets` replaced by `[redacted]`: the one
+/// redactor of server text, URLs and errors.
+pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = text.to_string();
+    for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+        for form in renderings(secret) {
+            text = if form.len() >= SHORTEST_ANYWHERE {
+                text.replace(&form, "[redacted]")
+            } else {
+                replace_word(&text, &form)
+            };
+        }
+    }
+    text
+}
+
+/// `text` with `word` replaced where it stands alone (no letter or digit on either side).
+fn replace_word(text: &str, word: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + word.len()..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..at]);
+        out.push_str(if alone { "[redacted]" } else { word });
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Where a secret comes from: `env:NAME` (an environment variable, or a `.env` file in the
 /// working directory) or `file:/path` (for example a Kubernetes secret mount or a systemd
 /// credential). Literal values are rejected.
@@ -209,6 +294,31 @@ mod tests {
         assert_eq!(reference.resolve(&both).unwrap().expose(), "from-env");
         let missing = SecretRef::Env("OTHER".into()).resolve(&credentials);
         assert!(matches!(missing, Err(SecretError::MissingEnv(_))));
+    }
+
+    #[test]
+    fn every_rendering_of_a_secret_is_redacted_and_short_ones_only_as_words() {
+        let key = "SEKRET+KEY/789=";
+        for quoted in [
+            "invalid key SEKRET+KEY/789=",
+            "invalid key SEKRET%2BKEY%2F789%3D",
+            "invalid key SEKRET%2bKEY%2f789%3d",
+            r#"{"detail": "key \"SEKRET+KEY\/789=\""}"#,
+            "b64 U0VLUkVUK0tFWS83ODk9",
+        ] {
+            let out = redact(quoted, [key]);
+            assert!(out.contains("[redacted]"), "{quoted} -> {out}");
+            assert!(
+                !out.contains("SEKRET") && !out.contains("U0VLUkVU"),
+                "{out}"
+            );
+        }
+        // A one-character credential: only where it stands alone.
+        assert_eq!(
+            redact("timed out, code u", ["u"]),
+            "timed out, code [redacted]"
+        );
+        assert_eq!(redact("nothing here", [""]), "nothing here");
     }
 
     #[test]

@@ -74,3 +74,60 @@ async fn a_rejected_login_shows_no_secret() {
     );
     assert_absent(&out.stdout, &[wrong], "stdout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_server_quotes_back_in_any_encoding_is_never_shown() {
+    let sandbox = common::start_sandbox(SandboxConfig {
+        records: 10,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let ws = Workspace::with_shipped_jobs();
+    let key = "SEKRET+KEY/789=";
+    ws.write(
+        "jobs/providers/quoting.toml",
+        &format!(
+            "base_url = \"{}\"\n[auth]\ntype = \"api_key\"\nkey = \"env:QUOTED_KEY\"\n\
+             query_param = \"api_key\"\n",
+            sandbox.base_url("seal")
+        ),
+    );
+    ws.write(
+        "jobs/quoted.toml",
+        "provider = \"quoting\"\n[endpoint]\npath = \"/hostile/quote\"\n\
+         [pagination]\ntype = \"none\"\n[output]\ndir = \"out/{job}\"\n",
+    );
+    let env = vec![
+        ("QUOTED_KEY".to_string(), key.to_string()),
+        ("RUST_LOG".to_string(), "trace".to_string()),
+    ];
+    let out = ws.apisnap(&["run", "quoted"], &env).await;
+    assert_exit(&out, 4);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("400 Bad Request") && stderr.contains("[redacted]"),
+        "{stderr}"
+    );
+    let status = ws.apisnap(&["status", "quoted", "--json"], &env).await;
+    let status_text = ws.apisnap(&["status", "quoted"], &env).await;
+    // The key as it is, and as the server quoted it: percent-encoded (either hex case),
+    // JSON-escaped, base64.
+    let forms: Vec<String> = [
+        key,
+        "SEKRET%2BKEY%2F789%3D",
+        "SEKRET%2bKEY%2f789%3d",
+        "SEKRET+KEY\\/789=",
+        "U0VLUkVUK0tFWS83ODk9",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_absent(&out.stderr, &forms, "the log and the error line");
+    assert_absent(&out.stdout, &forms, "the output");
+    assert_absent(&status.stdout, &forms, "status --json");
+    assert_absent(&status_text.stdout, &forms, "status");
+    for file in ws.files() {
+        let bytes = std::fs::read(ws.path().join(&file)).unwrap();
+        assert_absent(&bytes, &forms, &file.display().to_string());
+    }
+}

@@ -386,14 +386,14 @@ impl Authenticator {
     pub(crate) fn redact(&self, text: &str) -> String {
         match &self.kind {
             AuthKind::Session(s) => s.redact(text),
-            AuthKind::Static(c) => c
-                .headers
-                .iter()
-                .filter_map(|(_, v)| v.to_str().ok())
-                .flat_map(|v| [v, v.rsplit(' ').next().unwrap_or(v)])
-                .chain(c.query.iter().map(|(_, s)| s.expose()))
-                .filter(|s| s.len() >= 4)
-                .fold(text.to_string(), |t, s| t.replace(s, "[redacted]")),
+            AuthKind::Static(c) => crate::secret::redact(
+                text,
+                c.headers
+                    .iter()
+                    .filter_map(|(_, v)| v.to_str().ok())
+                    .flat_map(|v| [v, v.rsplit(' ').next().unwrap_or(v)])
+                    .chain(c.query.iter().map(|(_, s)| s.expose())),
+            ),
         }
     }
 

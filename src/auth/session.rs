@@ -373,13 +373,14 @@ impl TokenSession {
 
     pub(crate) fn redact(&self, text: &str) -> String {
         let current = self.current.lock().expect("not poisoned").clone();
-        self.login
-            .secrets()
-            .into_iter()
-            .chain(current.as_ref())
-            .map(Secret::expose)
-            .filter(|s| !s.is_empty())
-            .fold(text.to_string(), |t, s| t.replace(s, "[redacted]"))
+        crate::secret::redact(
+            text,
+            self.login
+                .secrets()
+                .into_iter()
+                .chain(current.as_ref())
+                .map(Secret::expose),
+        )
     }
 }
 

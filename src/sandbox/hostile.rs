@@ -23,6 +23,8 @@
 //! - `static/{kind}`: skip/limit pages for a static credential: `bearer` (`Authorization:
 //!   FH-AUTH` [`API_KEY`]), `basic` ([`BASIC_USER`]:[`BASIC_PASSWORD`]), `header`
 //!   (`X-API-Key`), `query` (`?api_key=`), or `none` (no credential at all).
+//! - `quote`: a 400 whose body quotes the `?api_key=` it came with as it is, percent-encoded
+//!   (both hex cases), JSON-escaped with `\/`, and base64, as servers' error messages do.
 //! - `gzip/pages`, `br/pages`, `zstd/pages`, `deflate/pages`: skip/limit pages compressed
 //!   with that one encoding, whatever the client prefers.
 
@@ -31,7 +33,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -66,6 +68,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/hostile/fractions", get(fractions))
         .route("/hostile/status/{code}", get(status))
         .route("/hostile/static/{kind}", get(static_auth))
+        .route("/hostile/quote", get(quote))
         // The same pages, each route compressed with one encoding only.
         .nest("/hostile/gzip", encoded().layer(only("gzip")))
         .nest("/hostile/br", encoded().layer(only("br")))
@@ -440,4 +443,45 @@ async fn static_auth(
     let (skip, limit) = (q.skip.unwrap_or(0), q.limit.unwrap_or(100));
     let body = page_body(&shared, Shape::Data, skip, limit, &[]);
     serve(&shared, NAME, "", body, Vec::new()).await
+}
+
+#[derive(Deserialize)]
+struct QuoteQuery {
+    api_key: Option<String>,
+}
+
+/// A refusal that quotes the caller's key in every encoding servers use.
+async fn quote(Query(q): Query<QuoteQuery>) -> Response {
+    use base64::Engine as _;
+    let key = q.api_key.unwrap_or_default();
+    let form: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    let escaped = key
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('/', "\\/");
+    let body = format!(
+        "{{\"error\": \"invalid key {key} ({form}, {lower})\", \"detail\": \"key \\\"{escaped}\\\"\", \
+         \"hint\": \"{b64}\"}}",
+        // Lowercase hex digits after each `%`, the key's own letters as they are.
+        lower = form
+            .split('%')
+            .enumerate()
+            .map(|(i, part)| match i {
+                0 => part.to_string(),
+                _ => format!(
+                    "{}{}",
+                    part.get(..2).unwrap_or(part).to_lowercase(),
+                    part.get(2..).unwrap_or("")
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("%"),
+        b64 = base64::engine::general_purpose::STANDARD.encode(&key),
+    );
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
