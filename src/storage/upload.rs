@@ -31,6 +31,60 @@ impl Staging {
     }
 }
 
+/// Spool directories are named `apisnap-spool-<pid>-<random>` in the temporary directory:
+/// a process killed before it removed its own leaves one, which the next process to spool
+/// removes once that pid is gone.
+const SPOOL_PREFIX: &str = "apisnap-spool-";
+
+/// Removes the spool directories in `tmp` that processes no longer running left (killed
+/// runs: on a cron host they would pile up), and those of an older form (no pid) more than
+/// a day old. Best effort: what cannot be removed stays for the next sweep.
+pub(crate) fn sweep_spools(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SPOOL_PREFIX)) else {
+            continue;
+        };
+        let owner = rest
+            .split_once('-')
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let gone = match owner {
+            Some(pid) if pid == me => false,
+            Some(pid) => !process_alive(pid),
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(86_400)),
+        };
+        if gone && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), "removed the spool a killed run left")
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stale spool")
+                }
+            }
+        }
+    }
+}
+
+/// Whether a process with this pid runs (one of another user's counts as running).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// A multipart upload that was started: enough to abort it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingUpload {
@@ -58,8 +112,11 @@ impl Store {
                 _spool: None,
             }),
             Backend::Remote(_) => {
+                // What killed runs left first, once per process.
+                static SWEPT: std::sync::Once = std::sync::Once::new();
+                SWEPT.call_once(|| sweep_spools(&std::env::temp_dir()));
                 let spool = tempfile::Builder::new()
-                    .prefix("apisnap-spool-")
+                    .prefix(&format!("{SPOOL_PREFIX}{}-", std::process::id()))
                     .tempdir()
                     .map_err(|e| StorageError::local(&std::env::temp_dir(), e))?;
                 Ok(Staging {
@@ -212,6 +269,36 @@ impl Store {
         match &self.backend {
             Backend::Local(dir) => dir.join(name),
             Backend::Remote(_) => PathBuf::from(self.url_of(name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spools_of_processes_that_are_gone_are_removed_and_others_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A pid that surely ran and is gone: a child that has exited and been reaped.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let make = |name: &str| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("part-00000.parquet"), b"x").unwrap();
+            dir
+        };
+        let killed = make(&format!("{SPOOL_PREFIX}{dead}-abc123"));
+        let mine = make(&format!("{SPOOL_PREFIX}{}-def456", std::process::id()));
+        let running = make(&format!("{SPOOL_PREFIX}1-ghi789")); // init: always there
+        let recent_old_form = make(&format!("{SPOOL_PREFIX}Xy12ab"));
+        let other = make("someone-elses");
+        sweep_spools(tmp.path());
+        assert!(!killed.exists(), "a killed run's spool is removed");
+        for kept in [mine, running, recent_old_form, other] {
+            assert!(kept.exists(), "{}", kept.display());
         }
     }
 }
