@@ -9,16 +9,7 @@ mod common;
 use apisnap::sandbox::{HOSTILE_CAP, HOSTILE_LIE, SandboxConfig};
 use common::{Workspace, assert_exit, check, only_file, provider_env, text};
 
-/// A Seal Metrics job on a hostile endpoint.
-fn job(ws: &Workspace, name: &str, endpoint: &str, pagination: &str, extra: &str) {
-    ws.write(
-        &format!("jobs/{name}.toml"),
-        &format!(
-            "provider = \"seal_metrics\"\n{extra}\n[endpoint]\n{endpoint}\n[pagination]\n\
-             {pagination}\n[output]\ndir = \"out/{{job}}\"\n"
-        ),
-    );
-}
+use common::seal_job as job;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_strategy_reads_every_record_from_a_hostile_server() {

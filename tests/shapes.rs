@@ -8,16 +8,7 @@ mod common;
 use apisnap::sandbox::{CHANGE, CHANGES, HOSTILE_LIE, SandboxConfig, ragged_size};
 use common::{Workspace, assert_exit, check, only_file, provider_env, text};
 
-/// A Seal Metrics job on one of the sandbox's shaped endpoints.
-fn job(ws: &Workspace, name: &str, endpoint: &str, pagination: &str, extra: &str) {
-    ws.write(
-        &format!("jobs/{name}.toml"),
-        &format!(
-            "provider = \"seal_metrics\"\n{extra}\n[endpoint]\n{endpoint}\n[pagination]\n\
-             {pagination}\n[output]\ndir = \"out/{{job}}\"\n"
-        ),
-    );
-}
+use common::seal_job as job;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyset_and_token_only_lists_are_read_to_their_real_end() {

@@ -239,6 +239,14 @@ async fn changing(
     serve(&shared, NAME, &token, body, Vec::new()).await
 }
 
+/// The record an opaque cursor `<prefix><n>` points to; the first without one.
+fn position(cursor: Option<&str>, prefix: &str) -> u64 {
+    cursor
+        .and_then(|c| c.strip_prefix(prefix))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `{"a": .., "data": [...]}` from a bare array: the envelope's fields before the records,
 /// as Stripe sends them.
 fn tail_first(records: Vec<u8>, fields: &[(&str, serde_json::Value)]) -> Vec<u8> {
@@ -334,12 +342,7 @@ async fn slack(
         .await;
     }
     // Slack's cursors are base64 of an opaque position; here `dXNlcjo` and the next record.
-    let start = q
-        .cursor
-        .as_deref()
-        .and_then(|c| c.strip_prefix("dXNlcjo"))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0u64);
+    let start = position(q.cursor.as_deref(), "dXNlcjo");
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let end = (start + limit).min(shared.records());
     let next = match end < shared.records() {
@@ -381,12 +384,7 @@ async fn zendesk(
     SealToken(token): SealToken,
     Query(q): Query<ZendeskQuery>,
 ) -> Response {
-    let start = q
-        .after
-        .as_deref()
-        .and_then(|c| c.strip_prefix("eyJv"))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0u64);
+    let start = position(q.after.as_deref(), "eyJv");
     let size = q.size.unwrap_or(100).clamp(1, 100);
     let end = (start + size).min(shared.records());
     let tickets: Vec<_> = (start..end).map(zendesk_ticket).collect();
@@ -451,12 +449,7 @@ async fn airtable(
     SealToken(token): SealToken,
     Query(q): Query<AirtableQuery>,
 ) -> Response {
-    let start = q
-        .offset
-        .as_deref()
-        .and_then(|c| c.strip_prefix("itrZ/rec"))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0u64);
+    let start = position(q.offset.as_deref(), "itrZ/rec");
     let size = q.page_size.unwrap_or(100).clamp(1, 100);
     let end = (start + size).min(shared.records());
     let records: Vec<_> = (start..end).map(airtable_record).collect();

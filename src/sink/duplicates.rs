@@ -16,9 +16,23 @@ use super::SinkError;
 use super::snapshot::{ClosedPart, widen};
 use crate::storage::{Staging, Store};
 
+/// Why the records' keys cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key field the records do not have: no duplicate could ever be found.
+    #[error(
+        "the key field `{field}` (endpoint.key) is not a column of the records; they have \
+         {columns}"
+    )]
+    Missing { field: String, columns: String },
+    /// A key column whose values cannot be shown as text.
+    #[error("the key field `{field}` cannot be read: {message}")]
+    Unreadable { field: String, message: String },
+}
+
 /// Each row's key as text (its columns' displayed values joined by U+001F) and its digest;
 /// `None` where a key column is null or absent.
-fn keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<(u128, String)>>, String> {
+fn keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<(u128, String)>>, KeyError> {
     use std::fmt::Write;
     let options = arrow_cast::display::FormatOptions::default();
     let mut columns = Vec::with_capacity(key.len());
@@ -31,14 +45,16 @@ fn keys(batch: &RecordBatch, key: &[String]) -> Result<Vec<Option<(u128, String)
                 .iter()
                 .map(|f| f.name().as_str())
                 .collect();
-            return Err(format!(
-                "the key field `{name}` (endpoint.key) is not a column of the records; they \
-                 have {}",
-                columns.join(", ")
-            ));
+            return Err(KeyError::Missing {
+                field: name.clone(),
+                columns: columns.join(", "),
+            });
         };
         let format = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| KeyError::Unreadable {
+                field: name.clone(),
+                message: e.to_string(),
+            })?;
         columns.push((column.clone(), format));
     }
     let mut out = Vec::with_capacity(batch.num_rows());
@@ -85,7 +101,7 @@ impl KeySet {
 
     /// Takes the keys of `batch`, and returns the rows whose key was seen before (in an
     /// earlier batch or earlier in this one).
-    pub fn add(&mut self, batch: &RecordBatch) -> Result<Vec<Duplicate>, String> {
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<Vec<Duplicate>, KeyError> {
         let mut again = Vec::new();
         for (row, key) in keys(batch, &self.key)?.into_iter().enumerate() {
             if let Some((digest, text)) = key

@@ -100,6 +100,19 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// A Seal Metrics job `name` on a sandbox endpoint: `endpoint` and `pagination` are the
+/// bodies of those tables, `extra` top-level keys (or tables after them), the output in
+/// `out/{job}`.
+pub fn seal_job(ws: &Workspace, name: &str, endpoint: &str, pagination: &str, extra: &str) {
+    ws.write(
+        &format!("jobs/{name}.toml"),
+        &format!(
+            "provider = \"seal_metrics\"\n{extra}\n[endpoint]\n{endpoint}\n[pagination]\n\
+             {pagination}\n[output]\ndir = \"out/{{job}}\"\n"
+        ),
+    );
+}
+
 /// The variables that point the shipped Seal Metrics provider at the sandbox.
 pub fn seal_env(sandbox: &Sandbox) -> Vec<(String, String)> {
     vec![

@@ -384,8 +384,14 @@ pub(super) fn write_stage(
                 let pending = ledger.pending(&page_dir);
                 pending.records += batch.num_rows() as u64;
                 if let Some(keys) = keys.as_mut() {
-                    let again = keys.add(&batch).map_err(|message| {
-                        Error::from(crate::config::ConfigError::field("endpoint.key", message))
+                    let again = keys.add(&batch).map_err(|e| match e {
+                        crate::sink::duplicates::KeyError::Missing { .. } => Error::from(
+                            crate::config::ConfigError::field("endpoint.key", e.to_string()),
+                        ),
+                        crate::sink::duplicates::KeyError::Unreadable { .. } => Error::Internal {
+                            job: job.to_string(),
+                            message: e.to_string(),
+                        },
                     })?;
                     if let Some(first) = again.first() {
                         if on_duplicate == crate::config::OnDuplicate::Fail {
